@@ -1,0 +1,12 @@
+"""kwb commands: doctor, tree prepare, apply, build, boot, shell (issue: kernel pipeline).
+
+Placeholder until that work lands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Register this module's commands (none yet)."""

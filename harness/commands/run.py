@@ -1,0 +1,10 @@
+"""kwb commands: run --variant (issue: workloads). Placeholder until that work lands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Register this module's commands (none yet)."""

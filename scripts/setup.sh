@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Idempotent host set-up for kwb: Debian packages, the liburing source package, a virtualenv.
+# Fast when everything is already there: each step checks before it acts.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv=${KWB_VENV:-$here/.venv}
+pkgfile=$here/ci/debian-packages.txt
+
+need=()
+while read -r spec; do
+    spec=${spec%%#*}; spec=${spec// /}
+    [ -n "$spec" ] || continue
+    name=${spec%%=*}
+    want=${spec#*=}; [ "$want" = "$spec" ] && want=""
+    have=$(dpkg-query -W -f='${Status} ${Version}' "$name" 2>/dev/null || true)
+    case "$have" in
+        "install ok installed "*) [ -z "$want" ] || [ "${have##* }" = "$want" ] || need+=("$spec") ;;
+        *) need+=("$spec") ;;
+    esac
+done < "$pkgfile"
+
+# liburing's test suite comes from Debian's source package, which needs a deb-src entry.
+srclist=/etc/apt/sources.list.d/kwb-deb-src.sources
+added_src=0
+if [ ! -e "$srclist" ]; then
+    cat > "$srclist" <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    added_src=1
+fi
+
+if [ ${#need[@]} -gt 0 ] || [ $added_src = 1 ]; then
+    echo "setup: apt-get install ${need[*]:-(source index only)}"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 900 apt-get update -qq
+    [ ${#need[@]} -eq 0 ] || timeout 1800 apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+stamp=$venv/.kwb-installed
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+if [ ! -e "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
+    echo "setup: pip install -e .[dev] into $venv"
+    timeout 900 "$venv/bin/pip" install -q --upgrade pip
+    timeout 1800 "$venv/bin/pip" install -q -e "$here[dev]"
+    touch "$stamp"
+fi
+echo "setup: ok"

@@ -1,0 +1,56 @@
+"""Shared fixtures: every test runs with an isolated HOME, XDG dirs and git identity."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+LORE_MBOX = SHARED / "lore" / "io-uring-2020-05-18--2020-07-15.mbox"
+SEEDS = SHARED / "seeds"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME, XDG dirs and git config point into a temp dir; the kwb cache is kept (kernel builds are slow)."""
+    home = tmp_path_factory.mktemp("home")
+    real_cache = os.environ.get("KWB_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kwb")
+    monkeypatch.setenv("KWB_CACHE", real_cache)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(var, str(home / var.lower()))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg_cache"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    (home / "gitconfig").write_text("[user]\n\tname = kwb test\n\temail = kwb@example.invalid\n"
+                                    "[init]\n\tdefaultBranch = main\n")
+    return home
+
+
+@pytest.fixture
+def lore_mbox() -> Path:
+    """The shared io-uring list archive; skips with a reason when ../shared is absent."""
+    if not LORE_MBOX.is_file():
+        pytest.skip(f"shared input missing: {LORE_MBOX}")
+    return LORE_MBOX
+
+
+@pytest.fixture
+def seeds() -> Path:
+    """The shared seed documents directory; skips with a reason when absent."""
+    if not SEEDS.is_dir():
+        pytest.skip(f"shared input missing: {SEEDS}")
+    return SEEDS
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """KWB_SKIP_REAL=1 skips real-kernel tests, loudly (never silently)."""
+    if os.environ.get("KWB_SKIP_REAL") != "1":
+        return
+    skip = pytest.mark.skip(reason="KWB_SKIP_REAL=1: real-kernel tier skipped on request")
+    for item in items:
+        if "real" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,55 @@
+"""The one subprocess runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.errors import CommandTimeout, InfraError
+from harness.run import run
+
+
+def test_captures_output_and_status(tmp_path: Path) -> None:
+    r = run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=10)
+    assert r.returncode == 3 and not r.ok
+    assert r.stdout == "out\n" and r.stderr == "err\n"
+
+
+def test_tees_to_log_with_command_line(tmp_path: Path) -> None:
+    log = tmp_path / "sub" / "x.log"
+    run(["echo", "hello world"], timeout=10, log=log, env={"FOO": "a b"})
+    text = log.read_text()
+    assert text.splitlines()[0] == "$ FOO='a b' echo 'hello world'"
+    assert "hello world\n" in text
+
+
+def test_timeout_kills_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    r = run(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"], timeout=1)
+    assert r.timed_out and not r.ok
+    child = int(pidfile.read_text())
+    # Killed means gone, or a zombie waiting for init to reap it: never still sleeping.
+    status = Path(f"/proc/{child}/status")
+    if status.exists():
+        assert "State:\tZ" in status.read_text()
+
+
+def test_check_raises_one_line_errors() -> None:
+    with pytest.raises(InfraError, match=r"^sh failed \(exit 1\): boom$"):
+        run(["sh", "-c", "echo boom >&2; exit 1"], timeout=10, check=True)
+    with pytest.raises(CommandTimeout):
+        run(["sleep", "5"], timeout=0.5, check=True)
+
+
+def test_missing_command_is_infra_error() -> None:
+    with pytest.raises(InfraError, match="command not found: /nonexistent/tool"):
+        run(["/nonexistent/tool"], timeout=5)
+
+
+def test_cwd_and_input(tmp_path: Path) -> None:
+    r = run(["sh", "-c", "pwd; cat"], timeout=10, cwd=tmp_path, input="piped")
+    assert r.stdout == f"{tmp_path}\npiped"
+    assert r.command_line().startswith(f"cd {tmp_path} && ")
+    assert os.getcwd() != str(tmp_path)
