@@ -19,6 +19,7 @@ from harness.errors import ExitCode, KwbError
 COMMAND_MODULES = (
     "harness.commands.series",
     "harness.commands.kernel",
+    "harness.commands.vm",
     "harness.commands.run",
     "harness.commands.concern",
     "harness.commands.report",

@@ -1,6 +1,7 @@
-"""kwb commands: doctor, tree prepare, apply, build, boot, shell (issue: kernel pipeline).
+"""kwb commands: tree prepare, apply, build (issue: kernel pipeline).
 
-Placeholder until that work lands."""
+Placeholder until that work lands.
+"""
 
 from __future__ import annotations
 
