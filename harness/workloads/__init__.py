@@ -1,0 +1,1 @@
+"""Workloads run in the guest: fio jobs, liburing's test suite, the project's concern probes."""

@@ -1,0 +1,87 @@
+"""Data shared by every workload kind: the declarative spec, the guest it runs on, the job result.
+
+A workload is a TOML file under harness/workloads/catalogue/; its ``kind`` picks the runner
+(``fio``, ``probe``, ``liburing``). Every runner returns a :class:`JobResult`; nothing raises past it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.run import Result
+
+
+class JobStatus(enum.StrEnum):
+    """Outcome of one job; ``pass`` and ``skip`` are the only non-failures."""
+
+    PASS = "pass"
+    FAIL = "fail"        # the workload ran and a check failed (test failure)
+    ERROR = "error"      # infrastructure: mkfs failed, tool missing in guest, build failed
+    TIMEOUT = "timeout"  # the workload or the guest stopped answering within its bound
+    CRASH = "crash"      # panic / oops / BUG seen on the console or in dmesg
+    SKIP = "skip"        # not applicable (reason given)
+
+
+class GuestSession(Protocol):
+    """What a workload needs from a booted guest (implemented by harness.qemu.guest.Guest)."""
+
+    def run(self, command: str, timeout: float) -> Result:
+        """Run a shell command in the guest; a timeout gives ``timed_out=True``, never a hang."""
+        ...
+
+    def console_text(self) -> str:
+        """Everything the guest printed on its console so far."""
+        ...
+
+    def alive(self) -> bool:
+        """True while the guest still answers (no panic, QEMU running)."""
+        ...
+
+
+@dataclass
+class WorkloadSpec:
+    """One workload file, as loaded from the catalogue."""
+
+    name: str
+    kind: str
+    description: str
+    filesystems: list[str]
+    timeout: float
+    must_show: list[str] = field(default_factory=list)
+    concerns: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+
+@dataclass
+class JobResult:
+    """One workload on one filesystem on one variant; serialised into results.json."""
+
+    workload: str
+    fs: str
+    variant: str
+    status: JobStatus
+    reason: str = ""
+    command: str = ""
+    exitcode: int | None = None
+    duration: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
+    subresults: list[dict[str, Any]] = field(default_factory=list)
+    job_dir: str = ""
+    reproducer: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """Anything but pass/skip counts against the variant."""
+        return self.status not in (JobStatus.PASS, JobStatus.SKIP)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (status as its string value)."""
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
