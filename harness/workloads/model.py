@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.atomic import write_text
 from harness.run import Result
 
 
@@ -54,6 +55,24 @@ class WorkloadSpec:
     concerns: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
+    default: bool = True  # part of `kwb run` when no --workload is given
+    # Per variant kind ("baseline", "mutant", ...): checks replacing must_show on that kind.
+    must_show_by_kind: dict[str, list[str]] = field(default_factory=dict)
+    variant_kind: str = "series"  # set by the runner: the kind of the variant this job runs on
+
+    def checks(self) -> list[str]:
+        """The must_show checks that apply to the variant kind this spec runs on."""
+        return list(self.must_show_by_kind.get(self.variant_kind, self.must_show))
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a job runs in the guest: one filesystem (or the raw device) prepared by the runner."""
+
+    fs: str                  # "ext4" | "xfs" | "btrfs" | "bdev"
+    device: str              # guest block device, e.g. "/dev/vda"
+    mount: str | None        # guest mount point; None for bdev (use ``device`` directly)
+    scratch: str             # guest directory the job may write to (on the fs; guest /tmp for bdev)
 
 
 @dataclass
@@ -85,3 +104,12 @@ class JobResult:
         d = asdict(self)
         d["status"] = self.status.value
         return d
+
+
+def write_job_files(job_dir: Path, command: str, stdout: str, stderr: str,
+                    exitcode: int | None) -> None:
+    """Write the per-job reproducer files (``command``, ``stdout``, ``stderr``, ``exitcode``) atomically."""
+    write_text(job_dir / "command", command.rstrip("\n") + "\n")
+    write_text(job_dir / "stdout", stdout)
+    write_text(job_dir / "stderr", stderr)
+    write_text(job_dir / "exitcode", "" if exitcode is None else f"{exitcode}\n")
