@@ -1,0 +1,143 @@
+"""Reading numbers out of a job's ``metrics`` and ``evidence`` dicts, whatever shape a runner chose.
+
+Runners store a metric either as a plain number or as a summary of repeats
+(``{"median": m, "min": a, "max": b}``, ``{"values": [...]}``, optionally ``"spread"``). Every reader
+of results (verdict, markdown, html, compare) goes through this module so the shapes are known once.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Candidate keys per logical metric, first match wins (fio runner names first, then fallbacks).
+METRIC_KEYS: dict[str, tuple[str, ...]] = {
+    "iops": ("iops", "read_iops"),
+    "time": ("runtime_s", "time_s", "elapsed_s", "runtime"),
+    "cpu": ("cpu_pct", "cpu", "cpu_total_pct"),
+    "usr": ("usr_cpu", "cpu_usr", "usr_pct"),
+    "sys": ("sys_cpu", "cpu_sys", "sys_pct"),
+    "ctx": ("ctx", "ctx_switches", "context_switches"),
+}
+
+# kprobe names marking each path, 2020 and 6.12 eras alike.
+CALLBACK_PROBES = ("io_async_buf_func",)
+PUNT_PROBES = ("io_wq_enqueue", "io_wqe_enqueue")
+
+
+@dataclass(frozen=True)
+class Value:
+    """A metric as median and relative spread ((max-min)/median, 0 for a single sample)."""
+
+    median: float
+    spread: float = 0.0
+    samples: int = 1
+
+    def text(self, fmt: str = "{:,.0f}") -> str:
+        """``12,345 ±3%`` (spread omitted for a single sample)."""
+        base = fmt.format(self.median)
+        return f"{base} ±{self.spread * 100:.0f}%" if self.samples > 1 else base
+
+
+def _summary(raw: Any) -> Value | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        return Value(float(raw))
+    if isinstance(raw, list) and raw and all(isinstance(v, int | float) for v in raw):
+        return _from_values([float(v) for v in raw])
+    if not isinstance(raw, Mapping):
+        return None
+    values = raw.get("values")
+    if isinstance(values, list) and values and all(isinstance(v, int | float) for v in values):
+        return _from_values([float(v) for v in values])
+    median = raw.get("median", raw.get("mean", raw.get("value")))
+    if not isinstance(median, int | float):
+        return None
+    spread = raw.get("spread")
+    lo, hi = raw.get("min"), raw.get("max")
+    if not isinstance(spread, int | float):
+        spread = (float(hi) - float(lo)) / median if isinstance(lo, int | float) and isinstance(
+            hi, int | float) and median else 0.0
+    samples = raw.get("samples", raw.get("repeats", 2 if spread else 1))
+    return Value(float(median), float(spread), int(samples) if isinstance(samples, int) else 1)
+
+
+def _from_values(values: list[float]) -> Value:
+    med = statistics.median(values)
+    spread = (max(values) - min(values)) / med if med else 0.0
+    return Value(med, spread, len(values))
+
+
+def metric(metrics: Mapping[str, Any], name: str) -> Value | None:
+    """The logical metric ``name`` (a key of METRIC_KEYS) from a job's metrics, or None."""
+    for key in METRIC_KEYS.get(name, (name,)):
+        if key in metrics:
+            found = _summary(metrics[key])
+            if found is not None:
+                return found
+    if name == "cpu":
+        usr, sys_ = metric(metrics, "usr"), metric(metrics, "sys")
+        if usr is not None and sys_ is not None:
+            return Value(usr.median + sys_.median, max(usr.spread, sys_.spread), min(usr.samples,
+                                                                                    sys_.samples))
+    return None
+
+
+def cpu_per_io_us(metrics: Mapping[str, Any]) -> float | None:
+    """CPU microseconds spent per completed IO: (cpu% / 100) / IOPS * 1e6."""
+    cpu, iops = metric(metrics, "cpu"), metric(metrics, "iops")
+    if cpu is None or iops is None or iops.median <= 0:
+        return None
+    return cpu.median / 100.0 / iops.median * 1e6
+
+
+def counters(evidence: Mapping[str, Any]) -> dict[str, int]:
+    """Probe hit counters from a job's evidence (``kprobes``/``counters``/``hits`` dicts or top level)."""
+    out: dict[str, int] = {}
+    for key in ("kprobes", "counters", "hits"):
+        block = evidence.get(key)
+        if isinstance(block, Mapping):
+            for name, raw in block.items():
+                val = raw.get("hits", raw.get("count")) if isinstance(raw, Mapping) else raw
+                if isinstance(val, int | float) and not isinstance(val, bool):
+                    out[str(name)] = int(val)
+    for name in CALLBACK_PROBES + PUNT_PROBES:
+        val = evidence.get(name)
+        if name not in out and isinstance(val, int | float) and not isinstance(val, bool):
+            out[name] = int(val)
+    return out
+
+
+def path_of(evidence: Mapping[str, Any]) -> tuple[str, str]:
+    """Which path a job's reads took: ("async"|"io-wq"|"mixed"|"none"|"unknown", evidence text).
+
+    A runner's own conclusion (``evidence["path"]``) wins; otherwise the counters decide: callback
+    hits with io-wq enqueues under 1% of them is the async path, enqueues without callbacks the punt.
+    """
+    c = counters(evidence)
+    cb = sum(c.get(n, 0) for n in CALLBACK_PROBES)
+    wq = sum(c.get(n, 0) for n in PUNT_PROBES)
+    have = any(n in c for n in CALLBACK_PROBES + PUNT_PROBES)
+    text = f"callback={cb} io-wq={wq}" if have else "no path counters"
+    declared = evidence.get("path")
+    if isinstance(declared, str) and declared:
+        return _normalise_path(declared), text
+    if not have:
+        return "unknown", text
+    if cb > 0 and wq * 100 <= cb:
+        return "async", text
+    if wq > 0 and cb == 0:
+        return "io-wq", text
+    if cb > 0 and wq > 0:
+        return "mixed", text
+    return "none", text
+
+
+def _normalise_path(declared: str) -> str:
+    d = declared.lower()
+    if d in ("punt", "iowq", "io_wq", "io-wq", "worker", "workers"):
+        return "io-wq"
+    return d

@@ -1,0 +1,139 @@
+"""One run's record and its files: out/<run-id>/{results.json,junit.xml,report.md,report.html}, out/latest.
+
+Every writer is atomic (harness.atomic) and called from ``finally`` by the pipeline, so a run that dies
+half-way still leaves readable results saying how far it got.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.atomic import write_json, write_text
+from harness.report.schema import SCHEMA_VERSION
+from harness.verdict import VariantInfo, decide
+
+
+def now_iso() -> str:
+    """Current UTC time, ISO 8601, seconds precision."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def new_run_id() -> str:
+    """A sortable, collision-safe run id: ``20260521T071500Z-1a2b``."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+@dataclass
+class RunRecord:
+    """Everything a run learned so far; ``to_dict()`` gives results.json."""
+
+    run_id: str
+    command: str
+    started: str = field(default_factory=now_iso)
+    finished: str | None = None
+    status: str = "running"
+    error: str = ""
+    revision: int | None = None
+    kernel: dict[str, Any] = field(default_factory=lambda: {"tree": "debian-6.12", "base": None,
+                                                             "variants": {}})
+    accel: str = "unknown"
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    concerns: list[dict[str, Any]] = field(default_factory=list)
+    variant_infos: list[VariantInfo] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=lambda: {"steps": {}, "build": {}, "boot": {},
+                                                              "variants": {}, "jobs": {}})
+    shards: list[str] = field(default_factory=list)
+
+    def add_jobs(self, jobs: list[dict[str, Any]]) -> None:
+        """Record job results and their durations."""
+        for job in jobs:
+            self.jobs.append(job)
+            key = f"{job['variant']}/{job['fs']}/{job['workload']}"
+            self.timings["jobs"][key] = float(job.get("duration") or 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """results.json content (see docs/results-schema.json); the verdict is recomputed each time."""
+        verdict = decide(self.jobs, self.variant_infos).to_dict()
+        if self.status != "complete":
+            # A run that didn't finish can't pass, whatever its jobs said.
+            why = f"run {self.status}" + (f": {self.error}" if self.error else "")
+            verdict["verdict"] = {"ok": False, "exit_code": 2 if self.status == "failed" else 1,
+                                  "reasons": [why, *verdict["verdict"]["reasons"]]}
+        run: dict[str, Any] = {"id": self.run_id, "started": self.started, "finished": self.finished,
+                               "command": self.command, "kwb_version": __version__,
+                               "host": socket.gethostname(), "status": self.status, "steps": self.steps,
+                               "revision": self.revision}
+        if self.error:
+            run["error"] = self.error
+        if self.shards:
+            run["shards"] = self.shards
+        timings = dict(self.timings)
+        timings["total"] = _elapsed(self.started, self.finished)
+        return {"schema": SCHEMA_VERSION, "run": run, "kernel": self.kernel, "accel": self.accel,
+                "jobs": self.jobs, "variants": verdict["variants"], "mutants": verdict["mutants"],
+                "concerns": self.concerns, "timings": timings, "verdict": verdict["verdict"]}
+
+
+def _elapsed(started: str, finished: str | None) -> float:
+    try:
+        end = dt.datetime.fromisoformat(finished) if finished else dt.datetime.now(dt.UTC)
+        return max(0.0, (end - dt.datetime.fromisoformat(started)).total_seconds())
+    except ValueError:
+        return 0.0
+
+
+def write_run(data: dict[str, Any], run_dir: Path) -> list[str]:
+    """Write results.json then junit.xml, report.md, report.html; returns the problems met.
+
+    results.json comes first and on its own: a broken renderer must never cost the raw results.
+    """
+    # Imported here: html pulls in matplotlib, which the rest of kwb shouldn't pay for at import.
+    from harness.report import html, junit, markdown
+
+    write_json(run_dir / "results.json", data)
+    renderers: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("junit.xml", junit.render), ("report.md", markdown.render), ("report.html", html.render)]
+    problems: list[str] = []
+    for name, render in renderers:
+        try:
+            write_text(run_dir / name, render(data))
+        except Exception as exc:  # one failing renderer must not stop the others
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+            print(f"kwb: warning: could not write {name}: {exc}", file=sys.stderr)
+    return problems
+
+
+def update_latest(out_root: Path, run_dir: Path) -> None:
+    """Point ``out_root/latest`` at ``run_dir`` atomically (new symlink, then rename over the old)."""
+    link = out_root / "latest"
+    tmp = out_root / f".latest.{os.getpid()}.{secrets.token_hex(2)}"
+    target = os.path.relpath(run_dir, out_root)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def finalize(record: RunRecord, run_dir: Path, out_root: Path | None) -> dict[str, Any]:
+    """Stamp the finish time, write every file and move ``latest``; returns results.json's content."""
+    record.finished = now_iso()
+    data = record.to_dict()
+    write_run(data, run_dir)
+    if out_root is not None:
+        update_latest(out_root, run_dir)
+    return data
