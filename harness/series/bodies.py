@@ -1,0 +1,74 @@
+"""Splitting a message body: commit message, diff, signature; a reply's own words and trailers."""
+
+from __future__ import annotations
+
+import re
+
+import b4
+
+_DIFF_START = re.compile(r"^diff --git ", re.MULTILINE)
+_PLAIN_DIFF = re.compile(r"^--- (a/|\S+\.[ch]\b)[^\n]*\n\+\+\+ ", re.MULTILINE)
+_ATTRIBUTION = re.compile(r"^(On .*|.*\b(wrote|writes|said):)\s*$")
+_ATTRIBUTION_START = re.compile(r"^On .*[^:]\s*$")
+
+
+def split_signature(body: str) -> str:
+    """``body`` without the trailing ``-- `` signature block (the last one)."""
+    idx = body.rfind("\n-- \n")
+    if body.startswith("-- \n"):
+        return ""
+    return body[: idx + 1] if idx >= 0 else body
+
+
+def find_diff(body: str) -> str | None:
+    """The diff in ``body``: from the first ``diff --git`` (or ``--- a/``) to the signature, as posted."""
+    m = _DIFF_START.search(body) or _PLAIN_DIFF.search(body)
+    if m is None:
+        return None
+    text = body[m.start():]
+    sig = text.rfind("\n-- \n")
+    return text[: sig + 1] if sig >= 0 else text
+
+
+def commit_message(body: str) -> str:
+    """The commit message part of a patch body: up to the ``---`` line (or the diff)."""
+    lines = body.split("\n")
+    out = []
+    for line in lines:
+        if line.rstrip() == "---" or line.startswith("diff --git "):
+            break
+        out.append(line)
+    return "\n".join(out).strip("\n") + "\n"
+
+
+def trailers(text: str, *, followup: bool) -> list[tuple[str, str]]:
+    """``(name, value)`` trailers in ``text``, found with b4's own trailer parser."""
+    found, _ = b4.LoreMessage.find_trailers(text, followup=followup)
+    return [(t.name, t.value) for t in found]
+
+
+def own_words(body: str) -> str:
+    """A reply's own text: quoted lines, attribution lines, the quoted diff's context and the signature
+    removed, consecutive blank lines collapsed."""
+    lines = split_signature(body).split("\n")
+    out: list[str] = []
+    skip_next_quote_intro = False
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith(">"):
+            continue
+        nxt = next((x for x in lines[i + 1:] if x.strip()), "")
+        if _ATTRIBUTION.match(stripped) and nxt.lstrip().startswith(">"):
+            continue
+        # Attributions wrapped over two lines: "On Mon, ... Jens Axboe" / "<axboe@kernel.dk> wrote:".
+        if _ATTRIBUTION_START.match(stripped) and i + 1 < len(lines) and lines[i + 1].rstrip().endswith(
+                ("wrote:", "writes:")):
+            skip_next_quote_intro = True
+            continue
+        if skip_next_quote_intro:
+            skip_next_quote_intro = False
+            continue
+        if not stripped and out and not out[-1].strip():
+            continue
+        out.append(line.rstrip())
+    return "\n".join(out).strip("\n")

@@ -1,0 +1,94 @@
+"""``load_families(source)``: read a source, find every posting, build revisions, group families."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.paths import project_root
+from harness.series.families import group_families
+from harness.series.grouping import ThreadIndex, collect_postings
+from harness.series.model import Family
+from harness.series.revisions import build_revision
+from harness.series.subjects import normalise_title
+from harness.sources.base import load_messages
+
+SERIES_TOML = Path("patches") / "async-buffered-reads" / "series.toml"
+
+
+@dataclass
+class LoadResult:
+    """Families plus what the source had to say (warnings naming messages)."""
+
+    source: str
+    kind: str
+    message_count: int
+    families: list[Family]
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_series(source: str | Path) -> LoadResult:
+    """Parse ``source`` and group its patch postings into families (warnings kept, not printed)."""
+    loaded = load_messages(source)
+    index = ThreadIndex(loaded.messages)
+    postings = collect_postings(loaded.messages, index)
+    patch_ids = {msg.message_id for post in postings for _, msg in post.patches}
+    patch_ids |= {post.cover.message_id for post in postings if post.cover is not None}
+    revisions = [build_revision(post, index, patch_ids) for post in postings]
+    families = group_families(revisions)
+    return LoadResult(str(source), loaded.kind, len(loaded.messages), families, list(loaded.warnings))
+
+
+def load_families(source: str | Path) -> list[Family]:
+    """Every series family in ``source`` (a path or a message-id), sorted by first posting date."""
+    return load_series(source).families
+
+
+def default_family_name(root: Path | None = None) -> str | None:
+    """The series title named in patches/async-buffered-reads/series.toml, if that file says one."""
+    path = (root or project_root()) / SERIES_TOML
+    if not path.is_file():
+        return None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    tables = [data, *(v for v in data.values() if isinstance(v, dict))]
+    for table in tables:
+        for key in ("title", "name", "subject", "cover_subject"):
+            value = table.get(key)
+            if isinstance(value, str) and value.strip():
+                return value
+    return None
+
+
+def _matches(family: Family, wanted: str) -> bool:
+    return normalise_title(wanted) in normalise_title(family.name)
+
+
+def find_family(families: list[Family], name_or_index: str | None = None) -> Family:
+    """Pick a family: by 1-based index (as `kwb series list` numbers them), by (part of) its name, or
+    by default the one named in series.toml, else the one with most revisions."""
+    if not families:
+        raise UserError("no patch series found in this source")
+    if name_or_index is None:
+        wanted = default_family_name()
+        named = [f for f in families if wanted and _matches(f, wanted)]
+        if named:
+            return max(named, key=lambda f: len(f.revisions))
+        return max(families, key=lambda f: (len(f.revisions), sum(len(r.patches) for r in f.revisions)))
+    if name_or_index.isdigit():
+        index = int(name_or_index)
+        if not 1 <= index <= len(families):
+            raise UserError(f"series index {index} out of range (1..{len(families)})")
+        return families[index - 1]
+    found = [f for f in families if _matches(f, name_or_index)]
+    exact = [f for f in found if normalise_title(f.name) == normalise_title(name_or_index)]
+    if len(exact) == 1 or len(found) == 1:
+        return (exact or found)[0]
+    if not found:
+        raise UserError(f"no series named like {name_or_index!r} in this source")
+    raise UserError(f"{name_or_index!r} matches {len(found)} series: "
+                    + "; ".join(f.name for f in found[:5]))

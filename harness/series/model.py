@@ -1,0 +1,123 @@
+"""The series model: families of revisions of one patch series, their patches and review replies.
+
+Plain data handed to the next pipeline stages (apply, concerns, report); see INTERFACES.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import UserError
+from harness.sources.message import Message
+
+__all__ = ["Family", "Message", "Patch", "Review", "Revision"]
+
+
+@dataclass
+class Review:
+    """A reply to a patch or cover: the reviewer's own words (quotes stripped), trailers, fix-up diff."""
+
+    message: Message
+    reviewer: str
+    text: str
+    trailers: list[tuple[str, str]] = field(default_factory=list)
+    fixup_diff: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {"message_id": self.message.message_id, "reviewer": self.reviewer,
+                "date": self.message.date.isoformat() if self.message.date else None,
+                "subject": self.message.subject, "text": self.text,
+                "trailers": [list(t) for t in self.trailers], "fixup_diff": self.fixup_diff}
+
+
+@dataclass
+class Patch:
+    """One patch of a revision; ``diff`` runs from the first ``diff --git`` to the end, as posted."""
+
+    number: int
+    total: int
+    subject: str
+    message: Message
+    diff: str
+    commit_message: str
+    trailers: list[tuple[str, str]] = field(default_factory=list)
+    reviews: list[Review] = field(default_factory=list)
+
+    def to_dict(self, *, full: bool = False) -> dict[str, Any]:
+        """JSON-ready summary (``full`` adds the diff, commit message and review texts)."""
+        data: dict[str, Any] = {"number": self.number, "total": self.total, "subject": self.subject,
+                                "message_id": self.message.message_id,
+                                "trailers": [list(t) for t in self.trailers],
+                                "reviews": [r.to_dict() if full else
+                                            {"reviewer": r.reviewer, "message_id": r.message.message_id,
+                                             "fixup": r.fixup_diff is not None} for r in self.reviews]}
+        if full:
+            data["commit_message"] = self.commit_message
+            data["diff"] = self.diff
+        return data
+
+
+@dataclass
+class Revision:
+    """One posting of the series. ``version`` is the real one (after an author's relabel)."""
+
+    version: int
+    label: str
+    rfc: bool
+    expected: int
+    cover: Message | None
+    patches: list[Patch]
+    missing: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    cover_reviews: list[Review] = field(default_factory=list)
+
+    @property
+    def date(self) -> str | None:
+        """ISO date of the cover (or first patch)."""
+        first = self.cover or (self.patches[0].message if self.patches else None)
+        return first.date.isoformat() if first and first.date else None
+
+    def patch(self, number: int) -> Patch:
+        """Patch ``number`` of this revision (UserError when not posted)."""
+        for p in self.patches:
+            if p.number == number:
+                return p
+        raise UserError(f"revision v{self.version} has no patch {number}")
+
+    def all_reviews(self) -> list[Review]:
+        """Cover reviews then each patch's reviews, in patch order."""
+        out = list(self.cover_reviews)
+        for p in self.patches:
+            out.extend(p.reviews)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The `series list` record for this revision."""
+        return {"version": self.version, "label": self.label, "rfc": self.rfc, "expected": self.expected,
+                "patches": len(self.patches), "missing": self.missing,
+                "cover_message_id": self.cover.message_id if self.cover else None,
+                "date": self.date, "reviews": len(self.all_reviews()), "warnings": self.warnings}
+
+
+@dataclass
+class Family:
+    """All revisions of one series, ordered by version (then posting date)."""
+
+    name: str
+    revisions: list[Revision]
+
+    def revision(self, version: int) -> Revision:
+        """The revision with this version (the latest posting when two share it); UserError if unknown."""
+        found = [r for r in self.revisions if r.version == version]
+        if not found:
+            known = ", ".join(str(r.version) for r in self.revisions)
+            raise UserError(f"series {self.name!r} has no revision {version} (known: {known})")
+        return found[-1]
+
+    @property
+    def first_date(self) -> str:
+        """ISO date of the earliest revision ('' when undated), for sorting."""
+        dates = [r.date for r in self.revisions if r.date]
+        return min(dates) if dates else ""

@@ -1,0 +1,118 @@
+"""Postings become revisions: patches in order, counts checked, review replies attached, and the
+author's own relabel ("this one is v3, obviously, not v2") applied."""
+
+from __future__ import annotations
+
+import re
+
+from harness.series.bodies import commit_message, find_diff, own_words, trailers
+from harness.series.grouping import Posting, ThreadIndex, posting_counts
+from harness.series.model import Patch, Review, Revision
+from harness.sources.message import Message
+
+# "this one is v3", "this is really v3", "it should be v3", "should have been v3", "v3, not v2".
+_RELABEL = re.compile(
+    r"\b(?:(?:this|it|that)(?: one| series| posting)? (?:is|was) (?:really |actually |of course )?"
+    r"|should (?:have been|be|read) |meant to be )v(\d+)\b|\bv(\d+)\s*,?\s*(?:obviously\s*,?\s*)?not v\d+\b",
+    re.IGNORECASE)
+
+
+def make_review(msg: Message) -> Review:
+    """A Review of ``msg``: own words, trailers (b4's parser), and a proposed fix-up diff if it has one."""
+    text = own_words(msg.body)
+    diff = find_diff(text)
+    return Review(message=msg, reviewer=msg.sender_name, text=text,
+                  trailers=trailers(text, followup=True), fixup_diff=diff)
+
+
+def _make_patch(number: int, total: int, title: str, msg: Message) -> Patch:
+    message = commit_message(msg.body)
+    return Patch(number=number, total=total, subject=title, message=msg, diff=find_diff(msg.body) or "",
+                 commit_message=message, trailers=trailers(message, followup=False))
+
+
+def _order_patches(post: Posting, warnings: list[str]) -> list[Patch]:
+    chosen: dict[int, Patch] = {}
+    for info, msg in post.patches:
+        number = info.number or 1
+        if number in chosen:
+            # A re-sent patch inside the thread is an update proposed for that patch: keep the first
+            # posting as the revision's content, the re-send as a fix-up review.
+            warnings.append(f"patch {number} posted twice (<{chosen[number].message.message_id}> and "
+                            f"<{msg.message_id}>); keeping the first, the second is kept as a fix-up")
+            chosen[number].reviews.append(make_review(msg))
+            continue
+        chosen[number] = _make_patch(number, info.total or 1, info.title, msg)
+    return [chosen[n] for n in sorted(chosen)]
+
+
+def _attach_reviews(rev: Revision, index: ThreadIndex, patch_ids: set[str]) -> None:
+    """Every reply below the cover or a patch goes to the nearest patch/cover it answers."""
+    owners: dict[str, Patch | None] = {p.message.message_id: p for p in rev.patches}
+    roots = [p.message.message_id for p in rev.patches]
+    if rev.cover is not None:
+        owners[rev.cover.message_id] = None
+        roots.insert(0, rev.cover.message_id)
+    seen: set[str] = set()
+    for root in roots:
+        for msg in index.descendants(root):
+            if msg.message_id in seen or msg.message_id in patch_ids:
+                continue
+            seen.add(msg.message_id)
+            owner = _nearest_owner(msg, owners)
+            review = make_review(msg)
+            if owner is None:
+                rev.cover_reviews.append(review)
+            else:
+                owner.reviews.append(review)
+                owner.trailers.extend(t for t in review.trailers if t not in owner.trailers)
+
+
+def _nearest_owner(msg: Message, owners: dict[str, Patch | None]) -> Patch | None:
+    for ref in reversed(msg.references):
+        if ref in owners:
+            return owners[ref]
+    return None
+
+
+def _relabel(rev: Revision, author: str) -> None:
+    """Apply a version correction stated by the posting's author in a reply."""
+    for review in rev.all_reviews():
+        if review.message.sender_email != author:
+            continue
+        head = "\n".join(review.text.splitlines()[:5])
+        m = _RELABEL.search(head)
+        if m is None:
+            continue
+        said = int(m.group(1) or m.group(2))
+        if said != rev.version:
+            rev.warnings.append(f"posted as {rev.label or 'v1'} but the author says it is v{said} "
+                                f"(<{review.message.message_id}>); using version {said}")
+            rev.version = said
+        return
+
+
+def build_revision(post: Posting, index: ThreadIndex, patch_ids: set[str]) -> Revision:
+    """The :class:`Revision` for one posting."""
+    warnings: list[str] = list(post.notes)
+    head = post.cover_info or (post.patches[0][0] if post.patches else None)
+    assert head is not None
+    patches = _order_patches(post, warnings)
+    expected, claimed = posting_counts(post)
+    if expected != claimed:
+        warnings.append(f"cover says 0/{expected} but the patches say NN/{claimed}; {len(patches)} found")
+    numbers = {p.number for p in patches}
+    missing = [n for n in range(1, claimed + 1) if n not in numbers]
+    if missing:
+        warnings.append("missing patches: " + ", ".join(f"{n}/{claimed}" for n in missing))
+    if post.cover is None and claimed > 1:
+        warnings.append("no cover letter found")
+    version = head.version or 1
+    label = head.label or f"v{version}"
+    rev = Revision(version=version, label=label, rfc=head.rfc, expected=expected, cover=post.cover,
+                   patches=patches, missing=missing, warnings=warnings)
+    _attach_reviews(rev, index, patch_ids)
+    author = (post.cover or (patches[0].message if patches else None))
+    if author is not None:
+        _relabel(rev, author.sender_email)
+    return rev

@@ -1,0 +1,109 @@
+"""The one interface every series source implements, and the dispatcher that picks one.
+
+A source turns a user's ``--source`` (a path or a message-id) into parsed :class:`Message` objects plus
+warnings naming anything it had to skip or repair. Choosing a source asks each kind whether it accepts
+the spec and, when none does, reports every reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from harness.errors import UserError
+from harness.sources.message import Message, parse_message
+
+
+@dataclass
+class SourceResult:
+    """Messages in archive order plus warnings (each naming the message or position concerned)."""
+
+    kind: str
+    location: str
+    messages: list[Message] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Source(Protocol):
+    """A source kind: ``accepts`` says whether (and why not) it can read ``spec``; ``load`` reads it."""
+
+    name: str
+
+    def accepts(self, spec: str) -> tuple[bool, str]: ...
+
+    def load(self, spec: str) -> SourceResult: ...
+
+
+def parse_all(kind: str, location: str, raws: Iterable[tuple[str, bytes]]) -> SourceResult:
+    """Parse ``(origin, raw bytes)`` pairs into a :class:`SourceResult`, collecting warnings."""
+    result = SourceResult(kind, location)
+    seen: set[str] = set()
+    for origin, raw in raws:
+        msg, warnings = parse_message(raw, origin)
+        result.warnings.extend(warnings)
+        if msg is None:
+            continue
+        if msg.message_id in seen:
+            result.warnings.append(f"{origin}: duplicate Message-ID <{msg.message_id}>, later copy ignored")
+            continue
+        seen.add(msg.message_id)
+        result.messages.append(msg)
+    return result
+
+
+def _kinds() -> list[Source]:
+    # Imported here so each kind module can import this one for parse_all.
+    from harness.sources.lore import LoreSource
+    from harness.sources.maildir import MaildirSource
+    from harness.sources.mbox import MboxSource
+    from harness.sources.publicinbox import PublicInboxSource
+    from harness.sources.threadview import ThreadViewSource
+
+    return [MboxSource(), MaildirSource(), PublicInboxSource(), ThreadViewSource(), LoreSource()]
+
+
+def open_source(spec: str | Path) -> Source:
+    """The source kind that accepts ``spec``; UserError listing every kind's reason otherwise."""
+    text = str(spec)
+    if not text.strip():
+        raise UserError("--source is empty: give an mbox/Maildir/public-inbox path or a message-id")
+    reasons = []
+    for kind in _kinds():
+        ok, reason = kind.accepts(text)
+        if ok:
+            return kind
+        reasons.append(f"{kind.name}: {reason}")
+    path = Path(text)
+    if path.is_file() and path.stat().st_size == 0:
+        raise UserError(f"{text}: empty file, no messages")
+    raise UserError(f"{text}: not a usable series source ({'; '.join(reasons)})")
+
+
+def load_messages(spec: str | Path) -> SourceResult:
+    """Read every message of ``spec`` through the source kind that accepts it."""
+    source = open_source(spec)
+    result = source.load(str(spec))
+    if not result.messages:
+        detail = f" ({result.warnings[0]})" if result.warnings else ""
+        raise UserError(f"{spec}: no readable messages in this {source.name}{detail}")
+    return result
+
+
+def head_bytes(path: Path, size: int = 4096) -> bytes:
+    """The first ``size`` bytes of a file (b'' when unreadable), for format sniffing."""
+    try:
+        with path.open("rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:
+    """(origin, bytes) for each readable file."""
+    for p in paths:
+        try:
+            yield str(p), p.read_bytes()
+        except OSError as exc:
+            raise UserError(f"{p}: cannot read ({exc.strerror})") from exc
