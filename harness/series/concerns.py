@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -350,7 +350,7 @@ def _build_one(path: Path, cid: str, raw: Mapping[str, dict[str, Any]], built: d
     return concern
 
 
-def _rule(value: Any, where: str, resolve: Any) -> Rule:
+def _rule(value: Any, where: str, resolve: Callable[[str], Concern]) -> Rule:
     if not isinstance(value, dict):
         raise UserError(f"{where}: must be a table")
     unknown = set(value) - _RULE_KEYS
@@ -371,7 +371,7 @@ def _rule(value: Any, where: str, resolve: Any) -> Rule:
                 precedence=_choice(value, "precedence", ("addressed", "present"), where, "addressed"))
 
 
-def _matcher(value: Any, where: str, resolve: Any) -> Matcher:
+def _matcher(value: Any, where: str, resolve: Callable[[str], Concern]) -> Matcher:
     if isinstance(value, str):
         value = {"match": value}
     if not isinstance(value, dict) or "match" not in value:
