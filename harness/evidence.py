@@ -1,0 +1,387 @@
+"""Path evidence and kernel health, measured in the guest — never assumed.
+
+* kprobes on the functions that mark each read path, resolved per kernel from
+  ``available_filter_functions`` (2020 names and 6.12 names); a function that cannot be probed is listed
+  with the reason, never silently dropped;
+* io-wq worker threads (``iou-wrk-*``) sampled every ~0.5 s while a job runs;
+* the "async path taken" verdict computed from the counters;
+* dmesg and console scanned after every job (only the lines that job produced).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from harness.errors import InfraError
+from harness.workloads.model import GuestSession
+
+TRACEFS = "/sys/kernel/tracing"
+GROUP = "kwb"
+GUEST_TIMEOUT = 60.0
+NOT_PROBEABLE = "not probeable: not in {source} (inlined/static)"
+
+
+@dataclass(frozen=True)
+class Role:
+    """One thing worth counting, and the function names that mark it in each kernel era."""
+
+    name: str                    # also the kprobe event name (kwb/<name>)
+    candidates: tuple[str, ...]  # first present name wins; 2020 and 6.12 spellings
+    marks: str
+
+
+ROLES: tuple[Role, ...] = (
+    Role("callback", ("io_async_buf_func",), "page-unlock callback: the async buffered read path"),
+    Role("iowq_enqueue", ("io_wq_enqueue",), "io-wq enqueue: the worker-thread path"),
+    Role("queue_async", ("io_queue_async_work", "io_queue_iowq"), "io_uring punts a request to io-wq"),
+    Role("async_lock", ("__lock_page_async", "__folio_lock_async"), "async page lock armed a wait entry"),
+    Role("wake_match", ("wake_page_match",), "wait entry matched on page unlock"),
+    Role("wake_function", ("wake_page_function",), "page wait-queue wake function"),
+    Role("should_retry", ("io_rw_should_retry",), "io_uring arms the page-unlock retry"),
+)
+ERA_MARKERS = (("2020", "__lock_page_async"), ("6.x-folio", "__folio_lock_async"))
+
+
+@dataclass
+class ProbePoint:
+    """A role resolved on one kernel: the symbol to probe, or why it can't be probed."""
+
+    role: str
+    function: str | None
+    reason: str = ""
+
+    @property
+    def probeable(self) -> bool:
+        """True when a kprobe can be placed."""
+        return self.function is not None and not self.reason
+
+
+@dataclass
+class ProbeSet:
+    """Every role resolved on one kernel."""
+
+    era: str
+    source: str                     # "available_filter_functions" | "kallsyms" | "" (no tracing)
+    points: list[ProbePoint]
+    reason: str = ""                # set when nothing at all can be probed
+
+    def probeable(self) -> list[ProbePoint]:
+        """The points a kprobe can be placed on."""
+        return [p for p in self.points if p.probeable]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the job's evidence."""
+        return {"era": self.era, "source": self.source, "reason": self.reason,
+                "points": {p.role: {"function": p.function, "reason": p.reason} for p in self.points}}
+
+
+def _pattern(names: Iterable[str]) -> str:
+    # Compiler clones (foo.isra.0, foo.constprop.0, foo.part.0) are probeable under their full name.
+    alts = "|".join(re.escape(n) for n in names)
+    return rf"^({alts})(\.[a-z_]+\.[0-9]+)*( |$)"
+
+
+def all_candidates() -> list[str]:
+    """Every function name any role may resolve to."""
+    return [c for r in ROLES for c in r.candidates]
+
+
+def resolve(available: Iterable[str], source: str = "available_filter_functions") -> ProbeSet:
+    """Resolve every role against the kernel's traceable function names (pure; unit-testable)."""
+    names = [line.split()[0] for line in available if line.strip()]
+    exact = set(names)
+    points: list[ProbePoint] = []
+    for role in ROLES:
+        found: str | None = None
+        for cand in role.candidates:
+            if cand in exact:
+                found = cand
+                break
+            clones = sorted(n for n in names if re.match(_pattern([cand]), n))
+            if clones:
+                found = clones[0]
+                break
+        if found is None:
+            reason = NOT_PROBEABLE.format(source=source) + f": {' / '.join(role.candidates)}"
+            points.append(ProbePoint(role.name, None, reason))
+        else:
+            points.append(ProbePoint(role.name, found))
+    era = next((label for label, marker in ERA_MARKERS if marker in exact), "unknown")
+    return ProbeSet(era=era, source=source, points=points)
+
+
+def _discover_script() -> str:
+    pat = _pattern(all_candidates())
+    return "\n".join([
+        f"[ -e {TRACEFS}/kprobe_events ] || mount -t tracefs nodev {TRACEFS} 2>/dev/null",
+        f"if [ ! -e {TRACEFS}/kprobe_events ]; then echo KWB-NOTRACE; exit 0; fi",
+        f"if [ -r {TRACEFS}/available_filter_functions ]; then",
+        "  echo KWB-SOURCE available_filter_functions",
+        f"  grep -E '{pat}' {TRACEFS}/available_filter_functions | cut -d' ' -f1",
+        "else",
+        "  echo KWB-SOURCE kallsyms",
+        "  awk '$2 ~ /^[tT]$/ {print $3}' /proc/kallsyms | grep -E '" + pat + "'",
+        "fi",
+        "exit 0",
+    ])
+
+
+def discover(guest: GuestSession) -> ProbeSet:
+    """Ask the guest kernel which marker functions it can trace; never raises for a kernel without kprobes."""
+    res = guest.run(_discover_script(), timeout=GUEST_TIMEOUT)
+    if not res.ok:
+        return ProbeSet("unknown", "", [ProbePoint(r.name, None, "tracefs query failed") for r in ROLES],
+                        reason=f"tracefs query failed (exit {res.returncode}): {res.tail(1)}")
+    lines = res.stdout.splitlines()
+    if "KWB-NOTRACE" in lines:
+        why = f"kernel has no {TRACEFS}/kprobe_events (CONFIG_KPROBE_EVENTS off?)"
+        return ProbeSet("unknown", "", [ProbePoint(r.name, None, why) for r in ROLES], reason=why)
+    source = next((ln.split(None, 1)[1] for ln in lines if ln.startswith("KWB-SOURCE ")), "kallsyms")
+    return resolve([ln for ln in lines if not ln.startswith("KWB-")], source)
+
+
+def parse_profile(text: str) -> dict[str, tuple[int, int]]:
+    """``kprobe_profile`` → {event name: (hits, misses)} (names with or without the ``kwb/`` group)."""
+    out: dict[str, tuple[int, int]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            continue
+        name = parts[0].split("/", 1)[-1]
+        out[name] = (int(parts[1]), int(parts[2]))
+    return out
+
+
+class Kprobes:
+    """Arms the probeable points of a :class:`ProbeSet` in the guest; counters via ``kprobe_profile``."""
+
+    def __init__(self, guest: GuestSession, probe_set: ProbeSet) -> None:
+        self.guest = guest
+        self.probe_set = probe_set
+        self.armed: list[str] = []
+
+    def _clear_script(self) -> str:
+        # Writing an empty kprobe_events fails while events are enabled: disable our group first.
+        return (f"[ -e {TRACEFS}/events/{GROUP}/enable ] && echo 0 > {TRACEFS}/events/{GROUP}/enable; "
+                f"echo > {TRACEFS}/kprobe_events")
+
+    def arm(self) -> None:
+        """Register and enable one kprobe per probeable point; a refused probe gets its reason recorded."""
+        points = self.probe_set.probeable()
+        if not points:
+            return
+        lines = [self._clear_script()]
+        for p in points:
+            lines.append(f"echo 'p:{GROUP}/{p.role} {p.function}' >> {TRACEFS}/kprobe_events "
+                         f"2>/dev/null || echo 'KWB-REFUSED {p.role}'")
+        lines.append(f"echo 1 > {TRACEFS}/events/{GROUP}/enable 2>/dev/null || echo KWB-ENABLE-FAILED")
+        lines.append("exit 0")
+        res = self.guest.run("\n".join(lines), timeout=GUEST_TIMEOUT)
+        if not res.ok:
+            raise InfraError(f"arming kprobes failed (exit {res.returncode}): {res.tail(1)}")
+        refused = {ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("KWB-REFUSED ")}
+        for p in points:
+            if p.role in refused:
+                p.reason = f"not probeable: kprobe on {p.function} refused (notrace/blacklisted)"
+        self.armed = [p.role for p in points if p.role not in refused]
+        if "KWB-ENABLE-FAILED" in res.stdout and self.armed:
+            raise InfraError(f"enabling kprobes failed: {TRACEFS}/events/{GROUP}/enable")
+
+    def read(self) -> dict[str, tuple[int, int]]:
+        """Current (hits, misses) per armed role (cumulative since :meth:`arm`)."""
+        if not self.armed:
+            return {}
+        res = self.guest.run(f"cat {TRACEFS}/kprobe_profile", timeout=GUEST_TIMEOUT)
+        if not res.ok:
+            raise InfraError(f"reading kprobe_profile failed (exit {res.returncode}): {res.tail(1)}")
+        prof = parse_profile(res.stdout)
+        return {role: prof.get(role, (0, 0)) for role in self.armed}
+
+    def disarm(self) -> None:
+        """Remove every kwb kprobe (best effort: the guest may be gone)."""
+        if self.armed:
+            self.guest.run(self._clear_script(), timeout=GUEST_TIMEOUT)
+            self.armed = []
+
+
+def counts_for(probe_set: ProbeSet, hits: dict[str, int]) -> dict[str, int | None]:
+    """Hit counts for every role; None for roles that could not be probed."""
+    return {p.role: (hits.get(p.role, 0) if p.probeable else None) for p in probe_set.points}
+
+
+# ---- verdicts computed from counters ------------------------------------------------------------
+
+IOWQ_NOISE_FLOOR = 16      # a handful of enqueues (e.g. fio's own setup) is still "≈ 0"
+IOWQ_NOISE_FRACTION = 0.01  # ... and so is ≤ 1 % of the reads issued
+
+
+@dataclass
+class Check:
+    """One must_show check evaluated on a job's counters."""
+
+    name: str
+    ok: bool
+    reason: str
+
+
+def _iowq_limit(ios: int) -> int:
+    return max(IOWQ_NOISE_FLOOR, int(ios * IOWQ_NOISE_FRACTION))
+
+
+def check_async_path(counts: dict[str, int | None], ios: int) -> Check:
+    """Async buffered path taken: callback hits > 0 and io-wq enqueues ≈ 0."""
+    cb, wq = counts.get("callback"), counts.get("iowq_enqueue")
+    if cb is None or wq is None:
+        return Check("async-path", False, "no evidence: io_async_buf_func/io_wq_enqueue not probeable")
+    limit = _iowq_limit(ios)
+    ok = cb > 0 and wq <= limit
+    return Check("async-path", ok, f"io_async_buf_func {cb} hits, io_wq_enqueue {wq} "
+                                   f"(≈0 means ≤ {limit} for {ios} reads)")
+
+
+def check_iowq_path(counts: dict[str, int | None], ios: int) -> Check:
+    """io-wq path taken: io_wq_enqueue well above noise."""
+    wq = counts.get("iowq_enqueue")
+    if wq is None:
+        return Check("iowq-path", False, "no evidence: io_wq_enqueue not probeable")
+    limit = _iowq_limit(ios)
+    return Check("iowq-path", wq > limit, f"io_wq_enqueue {wq} (needs > {limit} for {ios} reads)")
+
+
+def check_no_callback(counts: dict[str, int | None], ios: int) -> Check:
+    """The page-unlock callback never ran (the series' path is absent)."""
+    cb = counts.get("callback")
+    if cb is None:
+        return Check("no-callback", False, "no evidence: io_async_buf_func not probeable")
+    return Check("no-callback", cb == 0, f"io_async_buf_func {cb} hits (needs 0)")
+
+
+CHECKS: dict[str, Callable[[dict[str, int | None], int], Check]] = {
+    "async-path": check_async_path,
+    "iowq-path": check_iowq_path,
+    "no-callback": check_no_callback,
+}
+
+
+# ---- io-wq worker sampling ----------------------------------------------------------------------
+
+SAMPLES_MARKER = "KWB-IOWQ-SAMPLES"
+
+
+def with_iowq_sampler(command: str, samples_file: str, interval: float = 0.5) -> str:
+    """Wrap a guest shell command so ``iou-wrk-*`` threads are counted every ``interval`` s while it runs.
+
+    The samples follow the command's output after a marker line; the command's exit code is kept.
+    """
+    loop = (f"while :; do cat /proc/[0-9]*/task/*/comm 2>/dev/null | grep -c '^iou-wrk-'; "
+            f"sleep {interval}; done")
+    return "\n".join([
+        f"( {loop} ) > {samples_file} 2>/dev/null < /dev/null &",
+        "KWB_SP=$!",
+        command,
+        "KWB_RC=$?",
+        "kill $KWB_SP 2>/dev/null; wait $KWB_SP 2>/dev/null",
+        f"echo {SAMPLES_MARKER}; cat {samples_file} 2>/dev/null",
+        "exit $KWB_RC",
+    ])
+
+
+def split_samples(stdout: str) -> tuple[str, dict[str, Any]]:
+    """Separate the wrapped command's output from the io-wq samples; summarise the samples."""
+    head, sep, tail = stdout.rpartition(SAMPLES_MARKER + "\n")
+    if not sep:
+        return stdout, {"samples": 0, "max": None, "mean": None}
+    values = [int(x) for x in tail.split() if x.isdigit()]
+    mean = round(sum(values) / len(values), 2) if values else None
+    return head, {"samples": len(values), "max": max(values) if values else None, "mean": mean}
+
+
+# ---- kernel health ------------------------------------------------------------------------------
+
+class FindingLike(Protocol):
+    """What harness.qemu.console.Finding provides."""
+
+    kind: str
+    line: str
+    excerpt: str
+
+
+ScanFn = Callable[[str], list[Any]]
+CRASH_KINDS = frozenset({"panic", "oops", "bug", "kasan"})
+_TS = re.compile(r"^\s*(<\d+>)?\[\s*\d+\.\d+\]\s*")
+
+
+def default_scan(text: str) -> list[Any]:
+    """The VM helper's console scanner (imported late: it lives in harness.qemu)."""
+    from harness.qemu.console import scan
+
+    return list(scan(text))
+
+
+@dataclass
+class Health:
+    """What one job left in dmesg and on the console."""
+
+    findings: list[Any] = field(default_factory=list)
+    dmesg: str = ""
+    console: str = ""
+    note: str = ""
+
+    @property
+    def crashed(self) -> bool:
+        """A panic/oops/BUG/KASAN report was seen."""
+        return any(getattr(f, "fatal", f.kind in CRASH_KINDS) for f in self.findings)
+
+    def summaries(self) -> list[str]:
+        """One line per finding: ``kind: line``."""
+        return [f"{f.kind}: {f.line.strip()}" for f in self.findings]
+
+    def excerpt(self) -> str:
+        """Every finding's excerpt, for the job's health file and the failure reason."""
+        return "\n\n".join(f"[{f.kind}]\n{f.excerpt}" for f in self.findings)
+
+
+class HealthMonitor:
+    """Incremental dmesg/console scanning: each job sees only the kernel lines it produced."""
+
+    def __init__(self, guest: GuestSession, scan: ScanFn | None = None) -> None:
+        self.guest = guest
+        self.scan = scan or default_scan
+        self.console_offset = len(guest.console_text())
+
+    def mark(self) -> None:
+        """Start a job: forget earlier dmesg lines (dmesg -c) and remember the console position."""
+        self.console_offset = len(self.guest.console_text())
+        self.guest.run("dmesg -c > /dev/null", timeout=GUEST_TIMEOUT)
+
+    def collect(self) -> Health:
+        """Kernel lines since :meth:`mark`, scanned; works on a dead guest (console only)."""
+        console = self.guest.console_text()
+        new_console = console[self.console_offset:]
+        self.console_offset = len(console)
+        dmesg, note = "", ""
+        if self.guest.alive():
+            res = self.guest.run("dmesg -c", timeout=GUEST_TIMEOUT)
+            if res.ok:
+                dmesg = res.stdout
+            else:
+                note = "dmesg unreadable (guest not answering); console only"
+        else:
+            note = "guest not alive; console only"
+        findings = _dedupe([*self.scan(dmesg), *self.scan(new_console)])
+        return Health(findings=findings, dmesg=dmesg, console=new_console, note=note)
+
+
+def _dedupe(findings: list[Any]) -> list[Any]:
+    # A message reaches both dmesg and the console; count it once.
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for f in findings:
+        key = (f.kind, _TS.sub("", f.line).strip())
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out

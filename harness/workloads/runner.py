@@ -1,0 +1,326 @@
+"""Run a variant's workloads: build, one guest boot, per-fs mkfs/mount, each job with health checks.
+
+Every job ends as a JobResult with its own directory (command, stdout, stderr, exitcode, reproduce.sh,
+result.json, dmesg, console.log); a panic or hang costs that job (crash/timeout) and a guest reboot, never
+the run. Results are written as the run goes and again in ``finally``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness.atomic import write_json, write_text
+from harness.errors import KwbError, UserError
+from harness.evidence import HealthMonitor, ScanFn
+from harness.paths import cache_dir
+from harness.qemu.disks import FILESYSTEMS as DISK_FILESYSTEMS
+from harness.qemu.disks import guest_device, make_disk
+from harness.workloads import kinds
+from harness.workloads.catalogue import FILESYSTEMS, select
+from harness.workloads.model import (
+    GuestSession,
+    JobResult,
+    JobStatus,
+    Target,
+    WorkloadSpec,
+    write_job_files,
+)
+
+__all__ = ["Target", "run_variant"]
+
+Progress = Callable[[str], None]
+GuestFactory = Callable[[Path, list[Path], Path], AbstractContextManager[GuestSession]]
+BuildFn = Callable[..., Any]
+
+GUEST_MEMORY_MB = 768        # small on purpose: the fio data file (1 GiB) must not fit in the page cache
+DISK_HEADROOM_MB = 1024      # filesystem metadata, probe scratch files, liburing test files
+GUEST_BASE = "/tmp/kwb"      # the guest's /tmp is a rw overlay; its root is the host's, read-only
+PREPARE_TIMEOUT = 180.0
+ALIVE_TIMEOUT = 20.0
+
+
+@dataclass
+class _Run:
+    variant: str
+    variant_kind: str
+    out_dir: Path
+    specs: list[WorkloadSpec]
+    filesystems: list[str]
+    disks: list[Path]
+    kernel: Any
+    progress: Progress
+    guest_factory: GuestFactory
+    scan: ScanFn | None
+    results: list[JobResult] = field(default_factory=list)
+    boots: int = 0
+    accel: str = ""
+    prepared: set[str] = field(default_factory=set)  # filesystems mkfs'ed in this run
+
+    @property
+    def variant_dir(self) -> Path:
+        return self.out_dir / self.variant
+
+
+def variant_kind(variant: str) -> str:
+    """The ``kind`` of a variant in patches/port-6.12/variants.toml; UserError for an unknown variant."""
+    from harness.variants import get_variant
+
+    return get_variant(variant).kind
+
+
+def default_guest_factory(kernel: Path, disks: list[Path], results_dir: Path) -> AbstractContextManager[Any]:
+    """A real guest (harness.qemu.guest.Guest) with the disks attached in order (/dev/vda, vdb, ...)."""
+    from harness.qemu.guest import Guest, GuestConfig
+
+    cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks, memory_mb=GUEST_MEMORY_MB)
+    guest: AbstractContextManager[Any] = Guest(cfg)
+    return guest
+
+
+def _make_disks(variant: str, filesystems: list[str], specs: list[WorkloadSpec]) -> list[Path]:
+    size = max([int(s.params.get("size_mb", 0)) for s in specs] + [256]) + DISK_HEADROOM_MB
+    root = cache_dir() / "disks"
+    root.mkdir(parents=True, exist_ok=True)
+    disks = []
+    for fs in filesystems:
+        img = root / f"{variant}-{fs}.img"
+        img.unlink(missing_ok=True)  # a fresh filesystem per run: no state carried between runs
+        disks.append(make_disk(img, size))
+    return disks
+
+
+def _prepare_fs(guest: GuestSession, fs: str, device: str, mkfs: bool) -> tuple[Target | None, str, str]:
+    """mkfs (first boot) and mount one filesystem; returns (target, error reason, guest output)."""
+    if fs == "bdev":
+        scratch = f"{GUEST_BASE}/scratch-bdev"
+        res = guest.run(f"mkdir -p {scratch} && test -b {device}", timeout=PREPARE_TIMEOUT)
+        if not res.ok:
+            return None, f"block device {device} missing in guest", res.stdout + res.stderr
+        return Target(fs, device, None, scratch), "", res.stdout
+    mnt = f"{GUEST_BASE}/mnt/{fs}"
+    mkfs_cmd = DISK_FILESYSTEMS[fs][0]
+    tool = mkfs_cmd.split()[0]
+    steps = [f"mkdir -p {mnt}",
+             f"command -v {tool} >/dev/null || {{ echo '{tool} not found in guest' >&2; exit 127; }}"]
+    if mkfs:
+        steps.append(f"{mkfs_cmd} {device} || {{ echo '{tool} {device} failed' >&2; exit 1; }}")
+    steps.append(f"mount -t {fs} {device} {mnt} || {{ echo 'mount -t {fs} {device} failed' >&2; exit 1; }}")
+    steps.append(f"mkdir -p {mnt}/kwb-scratch")
+    res = guest.run(" && ".join(f"{{ {s}; }}" for s in steps), timeout=PREPARE_TIMEOUT)
+    out = res.stdout + res.stderr
+    if res.timed_out:
+        return None, f"preparing {fs} on {device} timed out", out
+    if not res.ok:
+        last = res.tail(1).strip() or f"exit {res.returncode}"
+        return None, f"{fs}: {last}", out
+    return Target(fs, device, mnt, f"{mnt}/kwb-scratch"), "", out
+
+
+def _reproducer(run: _Run, fs: str, workload: str) -> str:
+    argv = ["kwb", "run", "--variant", run.variant, "--fs", fs, "--workload", workload,
+            "--out", str(run.out_dir.resolve() / "reproduce")]
+    return shlex.join(argv)
+
+
+def _write_job(run: _Run, result: JobResult, job_dir: Path, health_text: str = "") -> None:
+    result.reproducer = _reproducer(run, result.fs, result.workload)
+    write_text(job_dir / "reproduce.sh", "#!/bin/sh\n# Re-run just this job "
+               f"({run.variant} / {result.fs} / {result.workload}).\nexec {result.reproducer}\n")
+    (job_dir / "reproduce.sh").chmod(0o755)
+    for name in ("command", "stdout", "stderr", "exitcode"):
+        if not (job_dir / name).exists():
+            write_text(job_dir / name, {"command": result.command, "exitcode": "" if result.exitcode is None
+                                        else f"{result.exitcode}\n"}.get(name, ""))
+    if health_text:
+        write_text(job_dir / "health.txt", health_text)
+    write_json(job_dir / "result.json", result.to_dict())
+
+
+def _summary(run: _Run) -> dict[str, Any]:
+    k = run.kernel
+    return {"variant": run.variant, "variant_kind": run.variant_kind, "accel": run.accel, "boots": run.boots,
+            "kernel": {"release": getattr(k, "release", ""), "commit": getattr(k, "commit", ""),
+                       "bzimage": str(getattr(k, "bzimage", ""))},
+            "filesystems": run.filesystems, "workloads": [s.name for s in run.specs],
+            "jobs": [r.to_dict() for r in run.results]}
+
+
+def _apply_health(result: JobResult, health: Any, alive: bool) -> None:
+    """Kernel findings fail the job (crash for panic/oops/BUG/KASAN); a dead guest is a crash."""
+    if health.findings:
+        result.findings = health.summaries()
+        first = health.findings[0]
+        status = JobStatus.CRASH if health.crashed else JobStatus.FAIL
+        was = f" (workload: {result.status.value}{': ' + result.reason if result.reason else ''})"
+        result.status, result.reason = status, f"kernel {first.kind}: {first.line.strip()}{was}"
+    elif not alive and result.status is not JobStatus.TIMEOUT:
+        tail = "\n".join(health.console.strip().splitlines()[-5:])
+        result.status, result.reason = JobStatus.CRASH, f"guest died during the job; console tail: {tail}"
+
+
+def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: WorkloadSpec,
+             target: Target) -> tuple[JobResult, bool]:
+    """Run one job; returns (result, guest needs a reboot)."""
+    job_dir = run.variant_dir / target.fs / spec.name
+    job_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR, "job did not finish",
+                       job_dir=str(job_dir))
+    health_text = ""
+    try:
+        monitor.mark()
+        try:
+            result = kinds.runner_for(spec.kind)(guest, spec, target, job_dir)
+        except KwbError as exc:
+            result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR, str(exc))
+        except Exception as exc:  # a runner bug must cost one job, not the run
+            result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR,
+                               f"workload runner failed: {type(exc).__name__}: {exc}")
+        result.variant, result.job_dir = run.variant, str(job_dir)
+        result.duration = result.duration or round(time.monotonic() - start, 2)
+        alive = guest.alive() and guest.run("true", timeout=ALIVE_TIMEOUT).ok
+        health = monitor.collect()
+        write_text(job_dir / "dmesg", health.dmesg)
+        write_text(job_dir / "console.log", health.console)
+        health_text = health.excerpt()
+        _apply_health(result, health, alive)
+        reboot = not alive or result.status in (JobStatus.TIMEOUT, JobStatus.CRASH)
+        return result, reboot
+    finally:
+        _write_job(run, result, job_dir, health_text)
+
+
+def _error_job(run: _Run, spec: WorkloadSpec, fs: str, reason: str, output: str = "") -> JobResult:
+    job_dir = run.variant_dir / fs / spec.name
+    job_dir.mkdir(parents=True, exist_ok=True)
+    result = JobResult(spec.name, fs, run.variant, JobStatus.ERROR, reason, job_dir=str(job_dir))
+    write_job_files(job_dir, f"# not run: {reason}", output, "", None)
+    _write_job(run, result, job_dir)
+    return result
+
+
+@contextmanager
+def _booted(run: _Run) -> Iterator[GuestSession]:
+    run.boots += 1
+    results_dir = run.variant_dir / f"guest-{run.boots}"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    run.progress(f"{run.variant}: booting guest #{run.boots}")
+    with run.guest_factory(Path(run.kernel.bzimage), run.disks, results_dir) as guest:
+        run.accel = str(getattr(guest, "accel", run.accel) or run.accel)
+        yield guest
+
+
+def _prepare_all(run: _Run, guest: GuestSession) -> dict[str, Target | str]:
+    """Per filesystem: a Target, or the reason its jobs can't run."""
+    targets: dict[str, Target | str] = {}
+    for i, fs in enumerate(run.filesystems):
+        target, why, out = _prepare_fs(guest, fs, guest_device(i), mkfs=fs not in run.prepared)
+        if target is None and fs in run.prepared:
+            # After a crash the old filesystem may not mount; start it afresh.
+            target, why, out = _prepare_fs(guest, fs, guest_device(i), mkfs=True)
+        write_text(run.variant_dir / fs / "prepare.log", out)
+        run.prepared.add(fs)
+        targets[fs] = target if target is not None else why
+        run.progress(f"{run.variant}: {fs} " + ("ready" if target else f"unusable: {why}"))
+    return targets
+
+
+def _pending(run: _Run) -> list[tuple[str, WorkloadSpec]]:
+    done = {(r.fs, r.workload) for r in run.results}
+    return [(fs, s) for fs in run.filesystems for s in run.specs
+            if fs in s.filesystems and (fs, s.name) not in done]
+
+
+def _session(run: _Run) -> bool:
+    """One guest boot: run pending jobs until done (True) or the guest needs a reboot (False)."""
+    with _booted(run) as guest:
+        monitor = HealthMonitor(guest, run.scan)
+        targets = _prepare_all(run, guest)
+        for fs, spec in _pending(run):
+            target = targets[fs]
+            if isinstance(target, str):
+                run.results.append(_error_job(run, spec, fs, f"filesystem unusable: {target}"))
+                continue
+            result, reboot = _one_job(run, guest, monitor, spec, target)
+            run.results.append(result)
+            n, total = len(run.results), len(run.results) + len(_pending(run))
+            run.progress(f"[{n}/{total}] {run.variant} {fs} {spec.name}: {result.status.value}"
+                         + (f" — {result.reason}" if result.reason else ""))
+            write_json(run.variant_dir / "summary.json", _summary(run))
+            if reboot:
+                return False
+        _final_health(run, guest, monitor)
+        return True
+
+
+def _final_health(run: _Run, guest: GuestSession, monitor: HealthMonitor) -> None:
+    """Unmount everything (xfs/btrfs check on unmount) and scan what the kernel said since the last job."""
+    guest.run(f"for m in {GUEST_BASE}/mnt/*; do mountpoint -q $m && umount $m; done; sync",
+              timeout=PREPARE_TIMEOUT)
+    health = monitor.collect()
+    if health.findings:
+        job_dir = run.variant_dir / "final-health"
+        job_dir.mkdir(parents=True, exist_ok=True)
+        result = JobResult("final-health", "all", run.variant, JobStatus.FAIL, "", job_dir=str(job_dir))
+        _apply_health(result, health, True)
+        write_text(job_dir / "dmesg", health.dmesg)
+        write_job_files(job_dir, "dmesg -c (after unmounting every filesystem)", health.dmesg, "", 0)
+        _write_job(run, result, job_dir, health.excerpt())
+        run.results.append(result)
+
+
+def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_dir: Path,
+                progress: Progress | None = None, *, guest_factory: GuestFactory | None = None,
+                build: BuildFn | None = None, scan: ScanFn | None = None,
+                catalogue: dict[str, WorkloadSpec] | None = None, max_boots: int = 0) -> list[JobResult]:
+    """Build ``variant``, boot it once (re-boot after a crash/hang), run the workloads on each filesystem.
+
+    ``guest_factory``, ``build``, ``scan`` and ``catalogue`` are for tests (fakes); ``max_boots`` bounds
+    re-boots (default: one more than the number of jobs).
+    """
+    say = progress or (lambda _msg: None)
+    unknown = [fs for fs in filesystems if fs not in FILESYSTEMS]
+    if unknown:
+        raise UserError(f"unknown filesystem {', '.join(unknown)} (known: {', '.join(FILESYSTEMS)})")
+    kind = variant_kind(variant)
+    specs = [replace(s, variant_kind=kind) for s in select(workloads or None, catalogue)]
+    kernel = (build or _ensure_kernel)(variant, progress=say)
+    fss = [fs for fs in filesystems if any(fs in s.filesystems for s in specs)]
+    disks = _make_disks(variant, fss, specs) if guest_factory is None else \
+        [out_dir / variant / f"fake-{fs}.img" for fs in fss]
+    run = _Run(variant, kind, out_dir, specs, fss, disks, kernel, say,
+               guest_factory or default_guest_factory, scan)
+    limit = max_boots or len(_pending(run)) + 1
+    try:
+        _drive(run, limit)
+    finally:
+        write_json(run.variant_dir / "summary.json", _summary(run))
+    return run.results
+
+
+def _ensure_kernel(variant: str, progress: Progress) -> Any:
+    from harness.build import ensure_kernel
+
+    return ensure_kernel(variant, progress=progress)
+
+
+def _drive(run: _Run, limit: int) -> None:
+    while _pending(run):
+        if run.boots >= limit:
+            for fs, spec in _pending(run):
+                run.results.append(_error_job(run, spec, fs, f"not run: guest re-booted {run.boots} times"))
+            return
+        try:
+            if _session(run):
+                return
+        except KwbError as exc:
+            # The guest did not boot (or died while being prepared): the remaining jobs can't run.
+            for fs, spec in _pending(run):
+                run.results.append(_error_job(run, spec, fs, f"guest unavailable: {exc}"))
+            return
