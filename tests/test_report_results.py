@@ -29,11 +29,13 @@ VARIANTS = [VariantInfo("series", "series"), VariantInfo("baseline", "baseline")
 
 def _fio(variant: str, fs: str, workload: str, iops: list[float], cpu: float, ctx: float,
          cb: int, wq: int) -> JobResult:
+    # Shapes as harness.workloads.fio writes them: summaries of repeats, evidence role counts.
+    summary = {"median": iops[1], "min": min(iops), "max": max(iops), "stdev": 1.0, "values": iops}
     return JobResult(workload, fs, variant, JobStatus.PASS, command=f"fio --name={workload}",
                      exitcode=0, duration=15.0,
-                     metrics={"iops": {"values": iops}, "cpu_pct": cpu, "ctx": ctx,
-                              "runtime_s": 8.0},
-                     evidence={"kprobes": {"io_async_buf_func": cb, "io_wq_enqueue": wq}},
+                     metrics={"repeats": 3, "iops": summary, "guest_busy_pct": {"median": cpu},
+                              "ctx": {"median": ctx}, "runtime_s": {"median": 8.0}},
+                     evidence={"counts": {"callback": cb, "iowq_enqueue": wq, "async_lock": None}},
                      job_dir=f"{variant}/{fs}/{workload}", reproducer=f"kwb run --variant {variant}")
 
 
@@ -43,13 +45,13 @@ def synthetic_jobs(uring_iops: float = 16000.0, lost_cqe_flagged: bool = True) -
     for fs in FSS:
         for variant, async_ in (("series", True), ("baseline", False)):
             base = uring_iops if async_ else 10700.0
-            jobs.append(_fio(variant, fs, "fio-uring-buffered", [base * 0.98, base, base * 1.02],
+            jobs.append(_fio(variant, fs, "fio-iouring", [base * 0.98, base, base * 1.02],
                              45.0 if async_ else 80.0, 251 if async_ else 44000,
                              144000 if async_ else 0, 0 if async_ else 72000))
             if not async_:
                 jobs[-1].status = JobStatus.FAIL
                 jobs[-1].reason = "async path not shown: io_async_buf_func=0"
-            jobs.append(_fio(variant, fs, "fio-uring-forced-async", [10500.0, 10700.0, 10900.0], 80.0,
+            jobs.append(_fio(variant, fs, "fio-iouring-forced-async", [10500.0, 10700.0, 10900.0], 80.0,
                              44174, 0, 72091))
             jobs.append(_fio(variant, fs, "fio-psync", [2900.0, 2926.0, 2950.0], 30.0, 2900, 0, 0))
             for probe in ("probe-cqe-accounting", "probe-kbuf-cancel"):
@@ -70,12 +72,12 @@ def synthetic_concerns() -> list[dict[str, Any]]:
     """Static concern statuses for v3, v4, v5, v7."""
     out = []
     for rev in (3, 4, 5, 7):
-        out.append({"concern": "iocb-private-reuse", "title": "iocb->private reused for the wait queue",
-                    "revision": rev, "status": "present" if rev == 3 else "addressed",
+        out.append({"concern_id": "iocb-private-reuse", "file": "include/linux/fs.h", "title": "iocb->private reused for the wait queue",
+                    "version": rev, "status": "present" if rev == 3 else "addressed",
                     "evidence": "+\tkiocb->private = wait;" if rev == 3 else "+\tstruct wait_page_queue *w;",
                     "patch": 7})
-        out.append({"concern": "should-retry-comment", "title": "no comment on io_rw_should_retry()",
-                    "revision": rev, "status": "present", "evidence": "+static bool io_rw_should_retry(",
+        out.append({"concern_id": "should-retry-comment", "file": "fs/io_uring.c", "title": "no comment on io_rw_should_retry()",
+                    "version": rev, "status": "present", "evidence": "+static bool io_rw_should_retry(",
                     "patch": 12})
     return out
 

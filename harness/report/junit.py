@@ -87,7 +87,7 @@ def _concern_suite(root: ET.Element, data: Mapping[str, Any]) -> None:
     suite = ET.SubElement(root, "testsuite", name="concerns")
     for c in concerns:
         where = f" (patch {c['patch']})" if c.get("patch") is not None else ""
-        _case(suite, f"concerns.v{c['revision']}", str(c["concern"]),
+        _case(suite, f"concerns.v{c['version']}", str(c["concern_id"]),
               out=f"{c['status']}{where}: {c.get('evidence', '')}")
     _finish(suite)
 

@@ -127,12 +127,12 @@ def _concern_section(data: Mapping[str, Any]) -> list[str]:
     concerns = data.get("concerns") or []
     if not concerns:
         return ["_No static concern status in this run._", ""]
-    revisions = sorted({int(c["revision"]) for c in concerns})
+    revisions = sorted({int(c["version"]) for c in concerns})
     by_id: dict[str, dict[int, Mapping[str, Any]]] = {}
     titles: dict[str, str] = {}
     for c in concerns:
-        by_id.setdefault(str(c["concern"]), {})[int(c["revision"])] = c
-        titles.setdefault(str(c["concern"]), str(c.get("title") or ""))
+        by_id.setdefault(str(c["concern_id"]), {})[int(c["version"])] = c
+        titles.setdefault(str(c["concern_id"]), str(c.get("title") or ""))
     rows = []
     for cid, per_rev in by_id.items():
         cells = []
