@@ -1,12 +1,172 @@
-"""kwb commands: series list|show|diff|export|concerns (issue: foundation).
-
-Placeholder until that work lands."""
+"""kwb series list|show|diff|export|concerns — what a list archive holds for a patch series."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
 from typing import Any
+
+from harness.errors import InfraError, UserError
+from harness.series.loader import LoadResult, find_family, load_series
+from harness.series.model import Family, Revision
+from harness.series.revdiff import diff_revisions
+
+
+def _load(args: argparse.Namespace) -> LoadResult:
+    loaded = load_series(args.source)
+    for warning in loaded.warnings:
+        print(f"kwb: warning: {warning}", file=sys.stderr)
+    return loaded
+
+
+def _family(args: argparse.Namespace, loaded: LoadResult) -> Family:
+    return find_family(loaded.families, getattr(args, "series", None))
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> int:
+    print(json.dumps(data, indent=2, default=str) if args.json else text.rstrip("\n"))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    series = [{"index": i + 1, "name": f.name, "first_date": f.first_date,
+               "revisions": [r.summary() for r in f.revisions]} for i, f in enumerate(loaded.families)]
+    lines = [f"{loaded.message_count} messages, {len(series)} series ({loaded.kind}: {loaded.source})"]
+    for i, fam in enumerate(loaded.families):
+        lines.append(f"#{i + 1} {fam.name}")
+        for r in fam.revisions:
+            cover = f" cover <{r.cover.message_id}>" if r.cover else ""
+            lines.append(f"    v{r.version} ({r.label}{', RFC' if r.rfc else ''}): {len(r.patches)}/"
+                         f"{r.expected} patches{cover}")
+            lines.extend(f"        warning: {w}" for w in r.warnings)
+    data = {"source": loaded.source, "kind": loaded.kind, "messages": loaded.message_count,
+            "warnings": loaded.warnings, "series": series}
+    return _emit(args, data, "\n".join(lines))
+
+
+def _revision_text(rev: Revision) -> str:
+    lines = [f"v{rev.version} ({rev.label}{', RFC' if rev.rfc else ''}) {len(rev.patches)}/{rev.expected} "
+             f"patches, cover <{rev.cover.message_id if rev.cover else '-'}>"]
+    lines.extend(f"  warning: {w}" for w in rev.warnings)
+    for review in rev.cover_reviews:
+        lines.append(f"  0/{rev.expected} reply from {review.reviewer}"
+                     f"{' [fix-up diff]' if review.fixup_diff else ''}: {_first_line(review.text)}")
+    for p in rev.patches:
+        lines.append(f"  {p.number:02d}/{p.total} {p.subject}")
+        lines.extend(f"        {name}: {value}" for name, value in p.trailers if name != "Signed-off-by")
+        for review in p.reviews:
+            lines.append(f"        reply from {review.reviewer}{' [fix-up diff]' if review.fixup_diff else ''}"
+                         f": {_first_line(review.text)}")
+    return "\n".join(lines)
+
+
+def _first_line(text: str) -> str:
+    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    return line[:100]
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    fam = _family(args, _load(args))
+    revs = [fam.revision(args.revision)] if args.revision is not None else fam.revisions
+    data = {"name": fam.name, "revisions": [
+        {**r.summary(), "patches": [p.to_dict(full=args.full) for p in r.patches],
+         "cover_reviews": [rv.to_dict() for rv in r.cover_reviews]} for r in revs]}
+    text = f"{fam.name}\n" + "\n".join(_revision_text(r) for r in revs)
+    return _emit(args, data, text)
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    fam = _family(args, _load(args))
+    old, new = fam.revision(args.old), fam.revision(args.new)
+    changes = diff_revisions(old, new)
+    data = {"name": fam.name, "old": old.version, "new": new.version,
+            "changes": [c.to_dict() for c in changes],
+            "counts": {s: sum(c.status == s for c in changes) for s in ("unchanged", "changed", "new",
+                                                                        "dropped")}}
+    lines = [f"{fam.name}: v{old.version} → v{new.version}"]
+    for c in changes:
+        where = f"{c.old or '-'}→{c.new or '-'}"
+        lines.append(f"  {c.status:9} {where:7} {c.subject}")
+    lines.append("  " + ", ".join(f"{n} {s}" for s, n in data["counts"].items()))
+    if args.interdiff:
+        lines.extend(c.interdiff for c in changes if c.interdiff)
+    return _emit(args, data, "\n".join(lines))
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from harness.series.export import export_revision
+
+    fam = _family(args, _load(args))
+    rev = fam.revision(args.revision)
+    out = export_revision(rev, Path(args.output))
+    data = {"name": fam.name, "version": rev.version, "output": str(out), "patches": len(rev.patches),
+            "warnings": rev.warnings}
+    return _emit(args, data, f"wrote {len(rev.patches)} patches of v{rev.version} to {out}")
+
+
+def _cmd_concerns(args: argparse.Namespace) -> int:
+    try:
+        concerns = importlib.import_module("harness.series.concerns")
+    except ImportError as exc:
+        raise InfraError(f"concern catalogue support is not available yet ({exc})") from exc
+    fam = _family(args, _load(args))
+    statuses = concerns.evaluate_family(concerns.load_catalogue(), fam)
+    records = [s.to_dict() for s in statuses]
+    lines = [f"{fam.name}: {len(records)} concern statuses"]
+    lines.extend(f"  v{r['version']} {r['concern_id']:32} {r['status']:15} "
+                 f"{('#' + str(r['patch'])) if r['patch'] else '':4} {r['evidence'][:80]}" for r in records)
+    return _emit(args, {"name": fam.name, "concerns": records}, "\n".join(lines))
+
+
+def _version(text: str) -> int:
+    try:
+        return int(text.lstrip("vV"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a revision number: {text!r}") from None
+
+
+def _common(p: argparse.ArgumentParser, *, series: bool = True) -> None:
+    p.add_argument("--source", required=True, metavar="PATH|MSGID",
+                   help="mbox/mboxrd, Maildir, public-inbox v2 dir, saved lore thread view, or a message-id")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    if series:
+        p.add_argument("--series", metavar="NAME|N",
+                       help="which series (default: the one in patches/async-buffered-reads/series.toml)")
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Register this module's commands (none yet)."""
+    """Register `kwb series …`."""
+    group = sub.add_parser("series", help="series in a list archive: revisions, reviews, diffs, export")
+    verbs = group.add_subparsers(dest="verb", metavar="VERB", parser_class=type(group))
+    group.set_defaults(func=lambda a: _usage(group))
+    p = verbs.add_parser("list", help="every series with its revisions")
+    _common(p, series=False)
+    p.set_defaults(func=_cmd_list)
+    p = verbs.add_parser("show", help="patches, trailers and review replies of a series")
+    _common(p)
+    p.add_argument("--revision", type=_version, help="one revision only")
+    p.add_argument("--full", action="store_true", help="with diffs and full review texts (JSON)")
+    p.set_defaults(func=_cmd_show)
+    p = verbs.add_parser("diff", help="per-patch changes between two revisions")
+    _common(p)
+    p.add_argument("old", type=_version)
+    p.add_argument("new", type=_version)
+    p.add_argument("--interdiff", action="store_true", help="print the diff of diffs of changed patches")
+    p.set_defaults(func=_cmd_diff)
+    p = verbs.add_parser("export", help="am-ready mbox of one revision (b4 am, trailers from replies)")
+    _common(p)
+    p.add_argument("--revision", type=_version, required=True)
+    p.add_argument("-o", "--output", required=True, help="mbox file to write")
+    p.set_defaults(func=_cmd_export)
+    p = verbs.add_parser("concerns", help="review concerns: present / addressed / not applicable per revision")
+    _common(p)
+    p.set_defaults(func=_cmd_concerns)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    raise UserError("kwb series needs a verb: list, show, diff, export or concerns")

@@ -1,0 +1,84 @@
+"""Export one revision as an am-ready mbox with ``b4 am`` (offline, on a local mbox of that revision):
+patches in order, trailers collected from the replies."""
+
+from __future__ import annotations
+
+import mailbox
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from harness.errors import InfraError, UserError
+from harness.run import run
+from harness.series.model import Revision
+from harness.sources.lore import b4_command
+from harness.sources.message import Message
+
+_MBOX_FROM = re.compile(rb"^(>*From )", re.MULTILINE)
+
+
+def _cover_usable(rev: Revision) -> bool:
+    # b4 trusts the cover's 0/N; when the patches say another N (v7: 0/12 vs NN/15) it finds no series.
+    return rev.cover is not None and all(p.total == rev.expected for p in rev.patches)
+
+
+def revision_messages(rev: Revision) -> list[Message]:
+    """Cover, patches and every reply attached to them (each once, posting order); the cover is left
+    out when its count disagrees with the patches'."""
+    out: dict[str, Message] = {}
+    if rev.cover is not None and _cover_usable(rev):
+        out[rev.cover.message_id] = rev.cover
+    for p in rev.patches:
+        out[p.message.message_id] = p.message
+    for r in rev.all_reviews():
+        out.setdefault(r.message.message_id, r.message)
+    return list(out.values())
+
+
+def write_mboxrd(messages: list[Message], path: Path) -> None:
+    """Write raw messages as mboxrd (``From `` lines in bodies escaped with one more ``>``)."""
+    with path.open("wb") as f:
+        for m in messages:
+            raw = m.raw.replace(b"\r\n", b"\n")
+            f.write(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n")
+            f.write(_MBOX_FROM.sub(rb">\1", raw))
+            if not raw.endswith(b"\n"):
+                f.write(b"\n")
+            f.write(b"\n")
+
+
+def count_patches(mbx: Path) -> int:
+    """Number of messages in an mbox file."""
+    box = mailbox.mbox(str(mbx), create=False)
+    try:
+        return len(box)
+    finally:
+        box.close()
+
+
+def export_revision(rev: Revision, output: Path, *, timeout: float = 300.0) -> Path:
+    """Write ``rev`` as an am-ready mbox at ``output`` (via b4 am); returns ``output``."""
+    if not rev.patches:
+        raise UserError(f"revision v{rev.version} has no patches to export")
+    anchor = rev.cover if rev.cover is not None and _cover_usable(rev) else rev.patches[0].message
+    with tempfile.TemporaryDirectory(prefix="kwb-export-") as tmp:
+        local = Path(tmp) / "revision.mbox"
+        write_mboxrd(revision_messages(rev), local)
+        outdir = Path(tmp) / "out"
+        argv = [*b4_command(), "--offline-mode", "am", "-m", str(local), "-o", str(outdir), "-n", "series",
+                anchor.message_id]
+        result = run(argv, timeout=timeout, env={"B4_CONFIG": "/dev/null"})
+        mbx = outdir / "series.mbx"
+        if result.timed_out:
+            raise InfraError(f"b4 am timed out after {timeout:.0f}s exporting v{rev.version}")
+        if not result.ok or not mbx.is_file():
+            raise InfraError(f"b4 am failed exporting v{rev.version}: {result.tail(1)}")
+        found = count_patches(mbx)
+        if found != len(rev.patches):
+            raise InfraError(f"b4 am wrote {found} patches for v{rev.version}, expected {len(rev.patches)}")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staged = output.with_name(f".{output.name}.tmp")
+        shutil.copyfile(mbx, staged)
+        staged.replace(output)
+    return output
