@@ -1,0 +1,225 @@
+"""Out-of-tree kernel builds with ccache, and ``ensure_kernel`` — the one call the rest of kwb uses.
+
+One build directory per (tree, configuration), shared by every variant of that tree, so checking out
+another variant only rebuilds what changed. Finished kernels are copied to
+``kernels/<variant>-<commit12>/<config12>/`` and reused while commit and configuration match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness import atomic, kconfig
+from harness.errors import InfraError, UserError
+from harness.paths import cache_dir
+from harness.run import run
+from harness.tree import Tree, checkout, current_commit, locked, prepare_tree, rev_parse
+
+BUILD_TIMEOUT = 3600.0
+Progress = Callable[[str], None]
+
+# A compiler/linker error line, for the one-line InfraError a broken build raises.
+_ERROR_LINE = re.compile(r"(error:|Error \d+|undefined reference|fatal error|\*\*\*)")
+_TARGET_LINE = re.compile(r"^\s+(CC|LD|AR|AS|CHK|GEN|HOSTCC|HOSTLD|OBJCOPY|UPD|BUILD|LDS|MODPOST|VDSO\S*)\s")
+
+
+@dataclass
+class KernelBuild:
+    """A built kernel, ready to boot."""
+
+    variant: str
+    commit: str
+    bzimage: Path
+    build_dir: Path
+    config: Path
+    release: str
+    duration: float
+    log: Path
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly form (paths as strings)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+def jobs() -> int:
+    """Parallel make jobs: ``$KWB_JOBS`` or the CPU count."""
+    return int(os.environ.get("KWB_JOBS") or os.cpu_count() or 1)
+
+
+def ccache_env() -> dict[str, str]:
+    """ccache in the kwb cache; BASEDIR makes paths relative so different build dirs share entries."""
+    root = cache_dir()
+    return {
+        "CCACHE_DIR": str(root / "ccache"),
+        "CCACHE_BASEDIR": str(root),
+        "CCACHE_NOHASHDIR": "1",
+        "CCACHE_MAXSIZE": os.environ.get("KWB_CCACHE_SIZE", "5G"),
+        # Kbuild embeds no timestamps we need; sloppiness lets preprocessed-equal sources hit.
+        "CCACHE_SLOPPINESS": "time_macros,include_file_mtime,include_file_ctime",
+        "KBUILD_BUILD_TIMESTAMP": "2025-01-01",
+        "KBUILD_BUILD_USER": "kwb",
+        "KBUILD_BUILD_HOST": "kwb",
+    }
+
+
+def make_args() -> list[str]:
+    """Variables every make call gets (configuration and build must agree on them)."""
+    compiler = "ccache gcc" if shutil.which("ccache") else "gcc"
+    # LOCALVERSION set (even empty) stops setlocalversion appending "+" for a git tree off a tag.
+    return [f"CC={compiler}", f"HOSTCC={compiler}", "LOCALVERSION="]
+
+
+def build_dir_for(tree: Tree, cfg_hash: str) -> Path:
+    """The build directory of a tree + configuration (same depth for all, so ccache paths match)."""
+    return cache_dir() / "build" / f"{tree.name}-{cfg_hash[:12]}"
+
+
+def kernel_dir_for(variant: str, commit: str, cfg_hash: str) -> Path:
+    """Where a finished kernel is kept."""
+    return cache_dir() / "kernels" / f"{variant}-{commit[:12]}" / cfg_hash[:12]
+
+
+class _Progress:
+    """Tracks the current make target line and elapsed time for the caller's progress callback."""
+
+    def __init__(self, progress: Progress | None, phase: str) -> None:
+        self.progress = progress
+        self.phase = phase
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, line: str) -> None:
+        if self.progress is None or not _TARGET_LINE.match(line):
+            return
+        now = time.monotonic()
+        if now - self.last >= 0.5:  # throttled: thousands of CC lines would flood a terminal
+            self.last = now
+            self.progress(f"[{now - self.start:5.0f}s] {self.phase}: {line.strip()}")
+
+
+def configure_build_dir(tree: Tree, fragments: Sequence[kconfig.Fragment], cfg_hash: str, log: Path,
+                        progress: Progress | None = None) -> Path:
+    """Configure the build directory once per configuration (a stamp records the hash)."""
+    bdir = build_dir_for(tree, cfg_hash)
+    stamp = bdir / ".kwb-config-hash"
+    if stamp.is_file() and stamp.read_text().strip() == cfg_hash and (bdir / ".config").is_file():
+        return bdir / ".config"
+    if progress:
+        progress(f"configuring {bdir.name}: tinyconfig + {', '.join(f.name for f in fragments)}")
+    config = kconfig.configure(tree.path, bdir, fragments, [*make_args()], log)
+    atomic.write_text(stamp, cfg_hash + "\n")
+    return config
+
+
+def make_kernel(tree: Tree, build_dir: Path, log: Path, progress: Progress | None = None,
+                targets: Sequence[str] = ("bzImage",), timeout: float = BUILD_TIMEOUT) -> float:
+    """Run make in ``build_dir``; returns the duration. A failure raises with the last error lines."""
+    argv = ["make", "-C", str(tree.path), f"O={build_dir}", f"-j{jobs()}", *make_args(), *targets]
+    res = run(argv, cwd=tree.path, timeout=timeout, env=ccache_env(), log=log,
+              on_line=_Progress(progress, "build"))
+    if res.timed_out:
+        raise InfraError(f"kernel build timed out after {timeout:.0f}s (log: {log})")
+    if res.returncode != 0:
+        errors = [ln.strip() for ln in (res.stderr + res.stdout).splitlines() if _ERROR_LINE.search(ln)]
+        summary = " | ".join(errors[:3]) or res.tail(1).strip()
+        raise InfraError(f"kernel build failed: {summary} (log: {log})")
+    return res.duration
+
+
+def kernel_release(build_dir: Path) -> str:
+    """The built kernel's release string (``uname -r`` in the guest)."""
+    path = build_dir / "include" / "config" / "kernel.release"
+    return path.read_text().strip() if path.is_file() else ""
+
+
+def _cached(variant: str, commit: str, cfg_hash: str) -> KernelBuild | None:
+    meta = kernel_dir_for(variant, commit, cfg_hash) / "build.json"
+    if not meta.is_file():
+        return None
+    data = json.loads(meta.read_text())
+    build = KernelBuild(variant=data["variant"], commit=data["commit"], bzimage=Path(data["bzimage"]),
+                        build_dir=Path(data["build_dir"]), config=Path(data["config"]),
+                        release=data["release"], duration=float(data["duration"]), log=Path(data["log"]))
+    return build if build.bzimage.is_file() and build.config.is_file() else None
+
+
+def _store(variant: str, commit: str, cfg_hash: str, build_dir: Path, duration: float,
+           log: Path) -> KernelBuild:
+    dest = kernel_dir_for(variant, commit, cfg_hash)
+    dest.mkdir(parents=True, exist_ok=True)
+    image = build_dir / "arch" / "x86" / "boot" / "bzImage"
+    if not image.is_file():
+        raise InfraError(f"build finished but no bzImage in {build_dir}")
+    shutil.copy2(image, dest / "bzImage.tmp")
+    os.replace(dest / "bzImage.tmp", dest / "bzImage")
+    atomic.write_text(dest / "config", (build_dir / ".config").read_text())
+    build = KernelBuild(variant=variant, commit=commit, bzimage=dest / "bzImage", build_dir=build_dir,
+                        config=dest / "config", release=kernel_release(build_dir), duration=duration,
+                        log=log)
+    atomic.write_json(dest / "build.json", {**build.to_dict(), "config_hash": cfg_hash})
+    return build
+
+
+def build_tree(tree: Tree, variant: str, fragments: Sequence[kconfig.Fragment],
+               progress: Progress | None = None) -> KernelBuild:
+    """Build whatever is checked out in ``tree`` (no locking; callers hold the build lock)."""
+    cfg_hash = kconfig.config_hash(fragments)
+    commit = current_commit(tree)
+    hit = _cached(variant, commit, cfg_hash)
+    if hit is not None:
+        if progress:
+            progress(f"reusing {hit.bzimage} (commit {commit[:12]}, config {cfg_hash[:12]})")
+        return hit
+    logs = cache_dir() / "logs"
+    log = logs / f"build-{variant}-{commit[:12]}-{cfg_hash[:12]}-{int(time.time())}.log"
+    start = time.monotonic()
+    config = configure_build_dir(tree, fragments, cfg_hash, log, progress)
+    make_kernel(tree, config.parent, log, progress)
+    # A variant may touch Kconfig files; kbuild re-syncs the config, so check the symbols again.
+    kconfig.verify(config, kconfig.requested(fragments))
+    return _store(variant, commit, cfg_hash, config.parent, time.monotonic() - start, log)
+
+
+def ensure_kernel(variant: str = "series", *, tree: Path | None = None, base: str | None = None,
+                  fragments: list[str] | None = None,
+                  progress: Progress | None = None) -> KernelBuild:
+    """Prepare the tree, check out ``variant``, build it incrementally (or reuse it) and return it."""
+    from harness import variants  # late: variants imports apply, which imports this module's peers
+
+    frags = kconfig.load_fragments(fragments)
+    with locked("kernel"):  # one kernel build at a time on this machine, across kwb processes
+        prepared = prepare_tree(tree, base, progress)
+        ref = variants.checkout_variant(prepared, variant, progress=progress)
+        checkout(prepared, ref)
+        return build_tree(prepared, variant, frags, progress)
+
+
+def build_ref(ref: str, label: str, *, tree: Path | None = None, base: str | None = None,
+              fragments: list[str] | None = None, progress: Progress | None = None) -> KernelBuild:
+    """Build an arbitrary ref of a prepared tree (e.g. the ``kwb/apply/...`` branch of a revision)."""
+    frags = kconfig.load_fragments(fragments)
+    with locked("kernel"):
+        prepared = prepare_tree(tree, base, progress)
+        if rev_parse(prepared.path, ref) is None:
+            raise UserError(f"no such ref in {prepared.path}: {ref}")
+        checkout(prepared, ref)
+        return build_tree(prepared, label, frags, progress)
+
+
+def parse_fragment_args(values: Sequence[str] | None) -> list[str]:
+    """``--fragment a,b --fragment c`` → ``[a, b, c]``."""
+    names: list[str] = []
+    for value in values or ():
+        names += [v.strip() for v in value.split(",") if v.strip()]
+    for name in names:
+        if "/" not in name and name not in kconfig.available_fragments():
+            raise UserError(f"unknown kconfig fragment {name!r} "
+                            f"(available: {', '.join(kconfig.available_fragments())})")
+    return names

@@ -1,0 +1,100 @@
+"""The default tree's variants (patches/port-6.12/variants.toml) and their branches.
+
+A variant is the base plus an ordered list of project-written patches: ``series`` (unmodified 6.12, the
+series' evolved form), ``baseline``, ``mutant-*`` (each re-introduces one reviewer concern), ``coverage``.
+``checkout_variant`` makes branch ``kwb/variant/<name>`` = base + those patches (reused when up to date).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.paths import project_root
+from harness.tree import Tree
+
+KINDS = ("series", "baseline", "mutant", "coverage")
+_FALLBACK: list[dict[str, object]] = [{"name": "series", "kind": "series", "patches": [],
+              "description": "unmodified 6.12: the series' evolved form"}]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One entry of variants.toml."""
+
+    name: str
+    kind: str
+    patches: list[Path] = field(default_factory=list)
+    description: str = ""
+    concern: str = ""
+    flagged_by: list[str] = field(default_factory=list)
+    equivalent: str = ""
+
+
+def variants_file() -> Path:
+    """``patches/port-6.12/variants.toml`` in the checkout."""
+    return project_root() / "patches" / "port-6.12" / "variants.toml"
+
+
+def load_variants(path: Path | None = None) -> list[Variant]:
+    """All variants, validated; without a variants.toml only ``series`` exists."""
+    path = path or variants_file()
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{path}: invalid TOML: {exc}") from exc
+        entries = data.get("variant", [])
+    else:
+        entries = _FALLBACK
+    result = [_variant(entry, path.parent, i) for i, entry in enumerate(entries)]
+    names = [v.name for v in result]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UserError(f"{path}: duplicate variant name(s): {', '.join(dupes)}")
+    if "series" not in names:
+        result.insert(0, _variant(_FALLBACK[0], path.parent, -1))
+    return result
+
+
+def _variant(entry: Mapping[str, object], patch_dir: Path, index: int) -> Variant:
+    name = entry.get("name")
+    if not isinstance(name, str) or not name or "/" in name or " " in name:
+        raise UserError(f"variants.toml entry {index + 1}: missing or invalid name {name!r}")
+    kind = str(entry.get("kind", "mutant"))
+    if kind not in KINDS:
+        raise UserError(f"variant {name}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
+    patches = entry.get("patches", [])
+    flagged = entry.get("flagged_by", [])
+    if not isinstance(patches, list) or not isinstance(flagged, list):
+        raise UserError(f"variant {name}: patches and flagged_by must be lists")
+    paths = [patch_dir / str(p) for p in patches]
+    for p in paths:
+        if not p.is_file():
+            raise UserError(f"variant {name}: patch file missing: {p}")
+    return Variant(name=name, kind=kind, patches=paths, description=str(entry.get("description", "")),
+                   concern=str(entry.get("concern", "")), flagged_by=[str(f) for f in flagged],
+                   equivalent=str(entry.get("equivalent", "")))
+
+
+def get_variant(name: str, path: Path | None = None) -> Variant:
+    """The variant called ``name``; UserError lists the known ones."""
+    known = load_variants(path)
+    for v in known:
+        if v.name == name:
+            return v
+    raise UserError(f"unknown variant {name!r} (known: {', '.join(v.name for v in known)})")
+
+
+def checkout_variant(tree: Tree, name: str, *, progress: Callable[[str], None] | None = None,
+                     path: Path | None = None) -> str:
+    """Create (or reuse) branch ``kwb/variant/<name>`` = base + the variant's patches; returns the ref."""
+    from harness import apply  # apply builds on tree; imported here to keep module load order simple
+
+    variant = get_variant(name, path)
+    branch = f"kwb/variant/{name}"
+    apply.apply_patch_files(tree, variant.patches, branch, progress=progress)
+    return branch

@@ -1,0 +1,181 @@
+"""Apply engine on synthetic git repositories: clean, conflict, already applied, idempotent, per-patch."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import apply
+from harness.errors import InfraError, UserError
+from harness.tree import Tree, prepare_local
+
+FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def _commit_change(repo: Path, path: str, old: str, new: str, subject: str) -> None:
+    target = repo / path
+    target.write_text(target.read_text().replace(old, new))
+    _git(repo, "commit", "-q", "-am", f"{subject}\n\nBody of {subject}.\n\nSigned-off-by: A <a@b.c>")
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private kwb cache (unit tests never touch the real one)."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("KWB_CACHE", str(path))
+    return path
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Path:
+    """A git repo holding the fake kernel, one base commit tagged ``base``."""
+    repo = tmp_path / "linux"
+    shutil.copytree(FAKELINUX, repo)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "base")
+    _git(repo, "tag", "base")
+    return repo
+
+
+@pytest.fixture
+def series(upstream: Path, tmp_path: Path) -> list[Path]:
+    """Three patches on top of ``base`` exported with format-patch, then the repo reset to ``base``."""
+    _git(upstream, "checkout", "-q", "-b", "work")
+    _commit_change(upstream, "src/io_uring.c", "int ret = x;\n\n\treturn ret;\n}\n\nstatic int io_write",
+                   "int ret = x + 1;\n\n\treturn ret;\n}\n\nstatic int io_write", "io_uring: read plus one")
+    _commit_change(upstream, "src/main.c", "return 0;", "return 1;", "main: return one")
+    _commit_change(upstream, "src/io_uring.c", "static int io_write(int x)\n{\n\tint ret = x;",
+                   "static int io_write(int x)\n{\n\tint ret = x * 2;", "io_uring: write doubles")
+    out = tmp_path / "patches"
+    _git(upstream, "format-patch", "-q", "-o", str(out), "base..work")
+    _git(upstream, "checkout", "-q", "main")
+    return sorted(out.glob("*.patch"))
+
+
+def _mbox(patches: list[Path], dest: Path) -> Path:
+    dest.write_text("".join(p.read_text() for p in patches))
+    return dest
+
+
+def _tree(upstream: Path, base: str = "base") -> Tree:
+    return prepare_local(upstream, base, lambda _m: None)
+
+
+def test_clean_apply_makes_branch_and_leaves_user_repo_alone(cache: Path, upstream: Path,
+                                                              series: list[Path], tmp_path: Path) -> None:
+    user_head = _git(upstream, "rev-parse", "HEAD")
+    tree = _tree(upstream)
+    result = apply.apply_patch_files(tree, [_mbox(series, tmp_path / "s.mbox")], "kwb/apply/t")
+    assert result.patches == 3 and not result.reused
+    log = _git(tree.path, "log", "--format=%s", f"{tree.base}..kwb/apply/t").splitlines()
+    assert log == ["io_uring: write doubles", "main: return one", "io_uring: read plus one"]
+    assert "x * 2" in (tree.path / "src/io_uring.c").read_text()
+    # the user's checkout and branch did not move
+    assert _git(upstream, "rev-parse", "HEAD") == user_head
+    assert _git(upstream, "status", "--porcelain") == ""
+    assert "x * 2" not in (upstream / "src/io_uring.c").read_text()
+
+
+def test_rerun_is_idempotent_and_reuses_branch(cache: Path, upstream: Path, series: list[Path]) -> None:
+    tree = _tree(upstream)
+    first = apply.apply_patch_files(tree, series, "kwb/apply/t")
+    again = apply.apply_patch_files(tree, series, "kwb/apply/t")
+    assert again.reused and again.head == first.head
+    # a fresh apply of the same base + patches gives the same commit ids (fixed committer, dates)
+    other = apply.apply_patch_files(tree, series, "kwb/apply/other")
+    assert other.head == first.head
+
+
+def test_conflict_names_patch_files_and_hunk_and_leaves_no_state(cache: Path, upstream: Path,
+                                                                  series: list[Path]) -> None:
+    # the base diverges exactly where patch 3 changes io_write
+    _commit_change(upstream, "src/io_uring.c", "static int io_write(int x)\n{\n\tint ret = x;",
+                   "static int io_write(int x)\n{\n\tint ret = -x;", "diverge")
+    tree = _tree(upstream, "main")
+    with pytest.raises(apply.ApplyError) as err:
+        apply.apply_patch_files(tree, series, "kwb/apply/t")
+    msg = str(err.value)
+    assert 'patch 3/3 "io_uring: write doubles" does not apply' in msg
+    assert "src/io_uring.c" in msg and "@@ -8" in msg
+    assert err.value.details["failed_hunks"] == [h for h in err.value.details["failed_hunks"]
+                                                 if str(h).startswith("src/io_uring.c: @@ -8")]
+    assert err.value.exit_code == 3
+    assert _git(tree.path, "status", "--porcelain") == ""
+    assert not apply._am_in_progress(tree)
+    assert _git(tree.path, "branch", "--list", "kwb/apply/t") == ""
+
+
+def test_series_already_in_base_is_said(cache: Path, upstream: Path, series: list[Path]) -> None:
+    _git(upstream, "merge", "-q", "--ff-only", "work")
+    tree = _tree(upstream, "main")
+    result = apply.apply_patch_files(tree, series, "kwb/apply/t")
+    assert result.already_applied
+    assert "already applied in the base" in result.message
+
+
+def test_series_already_applied_in_user_head_is_detected(cache: Path, upstream: Path,
+                                                          series: list[Path]) -> None:
+    _git(upstream, "checkout", "-q", "work")
+    tree = _tree(upstream)
+    head = _git(upstream, "rev-parse", "work")
+    result = apply.apply_patch_files(tree, series, "kwb/apply/t", check_applied_in=head)
+    assert result.already_applied and result.head == head
+    assert "already applied" in result.message
+
+
+def test_per_patch_build_names_first_breaking_patch(cache: Path, upstream: Path, tmp_path: Path) -> None:
+    _git(upstream, "checkout", "-q", "-b", "broken")
+    _commit_change(upstream, "src/main.c", "return 0;", "return 2;", "fine one")
+    _commit_change(upstream, "src/main.c", "return 2;", "return 2 BUILD_BREAKER;", "breaks it")
+    _commit_change(upstream, "src/io_uring.c", "fake io_uring", "fake io_uring v2", "after")
+    out = tmp_path / "broken"
+    _git(upstream, "format-patch", "-q", "-o", str(out), "base..broken")
+    _git(upstream, "checkout", "-q", "main")
+    tree = _tree(upstream)
+    built: list[int] = []
+
+    def fake_build(number: int) -> None:
+        res = subprocess.run(["make", "-s", "-C", str(tree.path), f"O={tmp_path / 'b'}", "tinyconfig",
+                              "bzImage"], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise InfraError(f"kernel build failed: {res.stderr.strip().splitlines()[0]}")
+        built.append(number)
+
+    with pytest.raises(apply.ApplyError, match=r'patch 2/\d "breaks it" breaks the build: .*error: expected'):
+        apply.apply_patch_files(tree, sorted(out.glob("*.patch")), "kwb/apply/b", build=fake_build)
+    assert built == [1]
+    assert _git(tree.path, "status", "--porcelain") == ""
+
+
+def test_plain_diff_patches_are_committed(cache: Path, upstream: Path, tmp_path: Path) -> None:
+    diff = tmp_path / "mutant.diff"
+    diff.write_text("--- a/src/main.c\n+++ b/src/main.c\n@@ -1,4 +1,4 @@\n int main(void)\n {\n"
+                    "-\treturn 0;\n+\treturn 3;\n }\n")
+    diff.write_text(diff.read_text().replace("--- a/", "diff --git a/src/main.c b/src/main.c\n--- a/", 1))
+    tree = _tree(upstream)
+    result = apply.apply_patch_files(tree, [diff], "kwb/variant/m")
+    assert "return 3" in (tree.path / "src/main.c").read_text()
+    assert _git(tree.path, "log", "-1", "--format=%s", result.head) == "kwb: mutant.diff"
+
+
+def test_missing_patch_file_is_a_user_error(cache: Path, upstream: Path, tmp_path: Path) -> None:
+    tree = _tree(upstream)
+    with pytest.raises(UserError, match="patch file not found"):
+        apply.apply_patch_files(tree, [tmp_path / "nope.patch"], "kwb/apply/x")
+
+
+def test_write_revision_mbox_round_trips_through_am(cache: Path, upstream: Path, series: list[Path],
+                                                    tmp_path: Path) -> None:
+    mbox = apply.write_revision_mbox([p.read_bytes() for p in series], tmp_path / "rev.mbox")
+    tree = _tree(upstream)
+    result = apply.apply_patch_files(tree, [mbox], "kwb/apply/rev")
+    assert result.patches == 3
