@@ -1,0 +1,160 @@
+"""Path evidence: kprobe resolution per kernel era, counters, verdicts, io-wq sampling, health scanning."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_workloads_fakeguest import AVAILABLE_612, AVAILABLE_2020, PANIC, WARNING, FakeGuest
+
+from harness import evidence
+from harness.run import Result, run
+
+
+def _point(ps: evidence.ProbeSet, role: str) -> evidence.ProbePoint:
+    return next(p for p in ps.points if p.role == role)
+
+
+def test_resolve_612_names_and_unprobeable_reason() -> None:
+    ps = evidence.resolve(AVAILABLE_612)
+    assert ps.era == "6.x-folio"
+    assert _point(ps, "callback").function == "io_async_buf_func"
+    assert _point(ps, "async_lock").function == "__folio_lock_async"
+    assert _point(ps, "queue_async").function == "io_queue_iowq"
+    retry = _point(ps, "should_retry")
+    assert retry.function is None and not retry.probeable
+    assert retry.reason.startswith("not probeable: not in available_filter_functions (inlined/static)")
+    assert "io_rw_should_retry" in retry.reason
+
+
+def test_resolve_2020_names_and_compiler_clones() -> None:
+    ps = evidence.resolve(AVAILABLE_2020)
+    assert ps.era == "2020"
+    assert _point(ps, "async_lock").function == "__lock_page_async"
+    assert _point(ps, "queue_async").function == "io_queue_async_work"
+    assert _point(ps, "wake_function").function == "wake_page_function.isra.0"
+    assert _point(ps, "should_retry").probeable
+    # wake_page_match() is a static inline in pagemap.h in both eras: stated, not dropped.
+    assert "wake_page_match" in _point(ps, "wake_match").reason
+    assert {p.role for p in ps.points} == {r.name for r in evidence.ROLES}
+
+
+def test_resolve_ignores_prefix_lookalikes() -> None:
+    ps = evidence.resolve(["io_wq_enqueue_foo", "io_async_buf_func_x"])
+    assert not _point(ps, "iowq_enqueue").probeable and not _point(ps, "callback").probeable
+    assert ps.era == "unknown"
+
+
+def test_parse_profile_with_and_without_group() -> None:
+    text = ("  callback                                      144218               0\n"
+            "  kwb/iowq_enqueue                                   0               3\n"
+            "garbage line\n")
+    assert evidence.parse_profile(text) == {"callback": (144218, 0), "iowq_enqueue": (0, 3)}
+
+
+def test_kprobes_arm_read_disarm_on_fake() -> None:
+    g = FakeGuest()
+    ps = evidence.discover(g)
+    kp = evidence.Kprobes(g, ps)
+    kp.arm()
+    assert set(kp.armed) == {p.role for p in ps.probeable()}
+    assert "p:kwb/callback io_async_buf_func" in g.commands[-1]
+    g.run("fio --name=x --ioengine=io_uring", 10)
+    counts = kp.read()
+    assert counts["callback"][0] > 0 and counts["iowq_enqueue"] == (0, 0)
+    kp.disarm()
+    assert kp.armed == [] and g.armed == []
+
+
+def test_refused_probe_gets_a_reason() -> None:
+    g = FakeGuest()
+    ps = evidence.discover(g)
+    original = g._answer
+
+    def refuse(command: str) -> Result:
+        res = original(command)
+        if "p:kwb/" in command:
+            res.stdout += "KWB-REFUSED wake_function\n"
+        return res
+
+    g._answer = refuse  # type: ignore[method-assign]
+    kp = evidence.Kprobes(g, ps)
+    kp.arm()
+    assert "wake_function" not in kp.armed
+    assert "refused" in _point(ps, "wake_function").reason
+
+
+def test_discover_without_tracefs_states_why() -> None:
+    ps = evidence.discover(FakeGuest(tracefs=False))
+    assert ps.probeable() == [] and "kprobe_events" in ps.reason
+    assert all(p.reason for p in ps.points)
+
+
+def test_checks_are_computed_from_counters() -> None:
+    ok = evidence.check_async_path({"callback": 144218, "iowq_enqueue": 0}, 320000)
+    assert ok.ok and "144218" in ok.reason
+    assert not evidence.check_async_path({"callback": 0, "iowq_enqueue": 0}, 320000).ok
+    assert not evidence.check_async_path({"callback": 10, "iowq_enqueue": 72091}, 214000).ok
+    assert not evidence.check_async_path({"callback": None, "iowq_enqueue": 0}, 1000).ok
+    # a handful of enqueues is noise ("≈ 0"); a real share of the reads is not
+    assert evidence.check_async_path({"callback": 5, "iowq_enqueue": 12}, 1000).ok
+    assert evidence.check_iowq_path({"iowq_enqueue": 72091}, 214000).ok
+    assert not evidence.check_iowq_path({"iowq_enqueue": 3}, 214000).ok
+    assert evidence.check_no_callback({"callback": 0}, 10).ok
+    assert not evidence.check_no_callback({"callback": 1}, 10).ok
+    assert not evidence.check_no_callback({}, 10).ok
+
+
+def test_split_samples() -> None:
+    out, s = evidence.split_samples("fio output\nKWB-IOWQ-SAMPLES\n0\n3\n5\n")
+    assert out == "fio output\n" and s == {"samples": 3, "max": 5, "mean": 2.67}
+    out, s = evidence.split_samples("no marker")
+    assert out == "no marker" and s["samples"] == 0
+
+
+@pytest.mark.real
+def test_iowq_sampler_counts_real_iou_wrk_threads(tmp_path: Path) -> None:
+    """The sampler shell loop, run on the host kernel: fio with force_async spawns iou-wrk threads."""
+    if shutil.which("fio") is None:
+        pytest.skip("fio not installed on the host")
+    data = tmp_path / "data"
+    fio = (f"fio --name=s --filename={data} --size=32M --rw=randread --bs=4k --iodepth=32 "
+           "--ioengine=io_uring --force_async=1 --time_based=1 --runtime=2 --output-format=json >/dev/null")
+    script = evidence.with_iowq_sampler(fio, str(tmp_path / "samples.txt"), interval=0.2)
+    res = run(["bash", "-c", script], timeout=60)
+    assert res.ok, res.stderr
+    _, samples = evidence.split_samples(res.stdout)
+    assert samples["samples"] >= 5
+    assert samples["max"] is not None and samples["max"] >= 1
+
+
+def _scan_fake(text: str) -> list[object]:
+    from harness.qemu.console import scan
+
+    return list(scan(text))
+
+
+def test_health_monitor_sees_only_new_lines_and_dedupes() -> None:
+    g = FakeGuest()
+    g.dmesg_pending = WARNING  # before the job: must not be blamed on it
+    mon = evidence.HealthMonitor(g)
+    mon.mark()
+    assert mon.collect().findings == []
+    g.dmesg_pending = WARNING
+    g.console += WARNING  # the same message reaches the console too
+    health = mon.collect()
+    assert [f.kind for f in health.findings] == ["warning"]
+    assert not health.crashed and "folio_wake_bit" in health.excerpt()
+    assert mon.collect().findings == []
+
+
+def test_health_monitor_dead_guest_uses_console() -> None:
+    g = FakeGuest()
+    mon = evidence.HealthMonitor(g)
+    mon.mark()
+    g.console += PANIC
+    g.dead = True
+    health = mon.collect()
+    assert health.crashed and "console only" in health.note
+    assert {f.kind for f in health.findings} >= {"panic"}

@@ -1,0 +1,169 @@
+"""run_variant with fakes: one boot, per-job files, and the robustness promises (mkfs failure, panic,
+hang, kernel warning, missing fio, guest that won't boot) — each a named failure, the run continues."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from test_workloads_fakeguest import FakeFactory
+
+from harness.errors import UserError
+from harness.workloads import runner
+from harness.workloads.model import JobResult, JobStatus
+
+
+@dataclass
+class FakeBuild:
+    variant: str
+    bzimage: Path = Path("/nonexistent/bzImage")
+    commit: str = "abc123"
+    release: str = "6.12.117"
+
+
+def _build(variant: str, progress: object = None) -> FakeBuild:
+    return FakeBuild(variant)
+
+
+@pytest.fixture(autouse=True)
+def _variant_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "variant_kind", lambda v: "baseline" if v == "baseline" else "series")
+
+
+def _run(tmp_path: Path, factory: FakeFactory, fss: list[str], workloads: list[str],
+         variant: str = "series") -> list[JobResult]:
+    return runner.run_variant(variant, fss, workloads, tmp_path, guest_factory=factory, build=_build)
+
+
+def _by(results: list[JobResult]) -> dict[tuple[str, str], JobResult]:
+    return {(r.fs, r.workload): r for r in results}
+
+
+def test_all_pass_one_boot_and_job_files(tmp_path: Path) -> None:
+    factory = FakeFactory()
+    lines: list[str] = []
+    results = runner.run_variant("series", ["ext4", "bdev"], ["fio-iouring", "fio-psync"], tmp_path,
+                                 progress=lines.append, guest_factory=factory, build=_build)
+    assert [(r.fs, r.workload, r.status) for r in results] == [
+        ("ext4", "fio-iouring", JobStatus.PASS), ("ext4", "fio-psync", JobStatus.PASS),
+        ("bdev", "fio-iouring", JobStatus.PASS), ("bdev", "fio-psync", JobStatus.PASS)]
+    assert len(factory.guests) == 1
+    job = tmp_path / "series" / "ext4" / "fio-iouring"
+    for name in ("command", "stdout", "stderr", "exitcode", "reproduce.sh", "result.json", "dmesg"):
+        assert (job / name).is_file(), name
+    repro = (job / "reproduce.sh").read_text()
+    assert "kwb run --variant series --fs ext4 --workload fio-iouring --out" in repro
+    assert json.loads((job / "result.json").read_text())["status"] == "pass"
+    summary = json.loads((tmp_path / "series" / "summary.json").read_text())
+    assert len(summary["jobs"]) == 4 and summary["kernel"]["release"] == "6.12.117"
+    assert summary["accel"] == "tcg"
+    g = factory.guests[0]
+    assert any("mkfs.ext4" in c and "/dev/vda" in c for c in g.commands)
+    assert any("test -b /dev/vdb" in c for c in g.commands)
+    assert any("[4/4]" in ln for ln in lines)
+
+
+def test_mkfs_failure_costs_that_fs_only(tmp_path: Path) -> None:
+    results = _by(_run(tmp_path, FakeFactory({"mkfs_fail": ("xfs",)}), ["ext4", "xfs"], ["fio-iouring"]))
+    assert results[("xfs", "fio-iouring")].status is JobStatus.ERROR
+    assert "mkfs.xfs" in results[("xfs", "fio-iouring")].reason
+    assert results[("ext4", "fio-iouring")].status is JobStatus.PASS
+    assert (tmp_path / "series" / "xfs" / "fio-iouring" / "reproduce.sh").is_file()
+
+
+def test_panic_mid_workload_is_a_crash_and_the_guest_reboots(tmp_path: Path) -> None:
+    factory = FakeFactory({"panic_on": "--name=fio-iouring "})
+    results = _by(_run(tmp_path, factory, ["ext4", "bdev"], ["fio-iouring", "fio-psync"]))
+    crash = results[("ext4", "fio-iouring")]
+    assert crash.status is JobStatus.CRASH
+    assert "kernel" in crash.reason and "NULL pointer" in crash.reason
+    assert any("panic" in f for f in crash.findings)
+    assert "Kernel panic" in (tmp_path / "series" / "ext4" / "fio-iouring" / "health.txt").read_text()
+    assert len(factory.guests) == 2
+    for key in [("ext4", "fio-psync"), ("bdev", "fio-iouring"), ("bdev", "fio-psync")]:
+        assert results[key].status is JobStatus.PASS, key
+    # the re-booted guest re-mounts the existing filesystem rather than re-making it
+    assert not any("mkfs.ext4 -q -F" in c for c in factory.guests[1].commands)
+    assert any("mkfs.ext4 -q -F" in c for c in factory.guests[0].commands)
+
+
+def test_hang_is_a_timeout_and_the_guest_reboots(tmp_path: Path) -> None:
+    factory = FakeFactory({"hang_on": "--name=fio-psync "})
+    results = _by(_run(tmp_path, factory, ["ext4"], ["fio-psync", "fio-iouring"]))
+    assert results[("ext4", "fio-psync")].status is JobStatus.TIMEOUT
+    assert results[("ext4", "fio-iouring")].status is JobStatus.PASS
+    assert len(factory.guests) == 2
+
+
+def test_kernel_warning_fails_the_job_with_excerpt(tmp_path: Path) -> None:
+    factory = FakeFactory({"warn_on": "--name=fio-psync "})
+    results = _by(_run(tmp_path, factory, ["ext4"], ["fio-psync", "fio-iouring"]))
+    warned = results[("ext4", "fio-psync")]
+    assert warned.status is JobStatus.FAIL and warned.reason.startswith("kernel warning: WARNING: CPU: 0")
+    assert "folio_wake_bit" in (tmp_path / "series" / "ext4" / "fio-psync" / "dmesg").read_text()
+    assert results[("ext4", "fio-iouring")].status is JobStatus.PASS  # only its own dmesg lines
+    assert len(factory.guests) == 1
+
+
+def test_fio_missing_in_guest(tmp_path: Path) -> None:
+    results = _run(tmp_path, FakeFactory({"fio": False}), ["bdev"], ["fio-iouring"])
+    assert results[0].status is JobStatus.ERROR and results[0].reason == "fio not found in guest"
+
+
+def test_guest_that_does_not_boot(tmp_path: Path) -> None:
+    results = _run(tmp_path, FakeFactory(fail_boot=True), ["ext4", "bdev"], ["fio-iouring"])
+    assert [r.status for r in results] == [JobStatus.ERROR, JobStatus.ERROR]
+    assert all("guest unavailable" in r.reason for r in results)
+    assert json.loads((tmp_path / "series" / "summary.json").read_text())["jobs"][0]["status"] == "error"
+
+
+def test_baseline_variant_must_show_the_reverse(tmp_path: Path) -> None:
+    results = _run(tmp_path, FakeFactory({"mode": "baseline"}), ["ext4"], ["fio-iouring"], variant="baseline")
+    assert results[0].status is JobStatus.PASS, results[0].reason
+    assert results[0].evidence["counts"]["callback"] == 0
+
+
+def test_final_health_after_unmount(tmp_path: Path) -> None:
+    factory = FakeFactory()
+    orig = FakeFactory.__call__
+
+    def factory_with_unmount_warning(kernel: Path, disks: list[Path], results_dir: Path):  # type: ignore[no-untyped-def]
+        cm = orig(factory, kernel, disks, results_dir)
+        guest = cm.__enter__()
+        guest.warn_on = None
+        real_answer = guest._answer
+
+        def answer(command: str):  # type: ignore[no-untyped-def]
+            if "umount" in command:
+                guest.dmesg_pending += "[ 99.0] WARNING: CPU: 1 PID: 9 at fs/xfs/xfs_mount.c:1 x+0x1/0x2\n"
+            return real_answer(command)
+
+        guest._answer = answer
+
+        class _CM:
+            def __enter__(self):  # type: ignore[no-untyped-def]
+                return guest
+
+            def __exit__(self, *exc: object) -> None:
+                cm.__exit__(None, None, None)
+        return _CM()
+
+    results = runner.run_variant("series", ["ext4"], ["fio-psync"], tmp_path,
+                                 guest_factory=factory_with_unmount_warning, build=_build)
+    assert [r.workload for r in results] == ["fio-psync", "final-health"]
+    assert results[1].status is JobStatus.FAIL and "xfs_mount" in results[1].reason
+
+
+def test_unknown_filesystem_or_workload_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="unknown filesystem zfs"):
+        _run(tmp_path, FakeFactory(), ["zfs"], ["fio-iouring"])
+    with pytest.raises(UserError, match="unknown workload"):
+        _run(tmp_path, FakeFactory(), ["ext4"], ["no-such"])
+
+
+def test_jobs_only_on_their_filesystems(tmp_path: Path) -> None:
+    # probe entries don't run on bdev: a bdev-only run of them has nothing to do
+    results = _run(tmp_path, FakeFactory(), ["bdev"], ["probe-short-read"])
+    assert results == []
