@@ -1,0 +1,143 @@
+"""`kwb doctor`: is this machine able to run kwb? Tools and versions, KVM state, cache disk space.
+
+The tool list is data (``harness/doctor.toml``). KVM is probed afresh with a bounded test boot (see
+:mod:`harness.qemu.accel`), so the whole check stays well under a minute even when KVM hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InfraError
+from harness.paths import cache_dir
+from harness.qemu import accel
+from harness.run import run
+
+TOOLS_FILE = Path(__file__).with_name("doctor.toml")
+LOW_DISK_GB = 10.0
+VERSION_TIMEOUT = 15.0
+
+
+@dataclass
+class Tool:
+    """One host tool as declared in doctor.toml, and what was found."""
+
+    name: str
+    binary: str
+    version_argv: list[str]
+    required: bool = True
+    reason: str = ""
+    path: str = ""
+    version: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Present on this machine."""
+        return bool(self.path)
+
+
+@dataclass
+class Report:
+    """Everything doctor found."""
+
+    tools: list[Tool]
+    kvm: str
+    kvm_reason: str
+    accel: str
+    cache_dir: str
+    disk_free_gb: float
+    disk_total_gb: float
+    duration: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[str]:
+        """Required tools that are not installed."""
+        return [t.name for t in self.tools if t.required and not t.ok]
+
+    @property
+    def usable(self) -> bool:
+        """True when every required tool is present."""
+        return not self.missing
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        tools = {t.name: {**{k: v for k, v in asdict(t).items() if k not in ("name", "version_argv")},
+                          "ok": t.ok} for t in self.tools}
+        return {"usable": self.usable, "missing": self.missing, "tools": tools, "kvm": self.kvm,
+                "kvm_reason": self.kvm_reason, "accel": self.accel, "cache_dir": self.cache_dir,
+                "disk": {"free_gb": round(self.disk_free_gb, 1), "total_gb": round(self.disk_total_gb, 1)},
+                "warnings": self.warnings, "duration": round(self.duration, 1)}
+
+
+def load_tools(path: Path | None = None) -> list[Tool]:
+    """The declared tools (``doctor.toml`` beside this module unless ``path`` is given)."""
+    path = path or TOOLS_FILE
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InfraError(f"cannot read tool list {path}: {exc}") from exc
+    return [Tool(name=t["name"], binary=t.get("binary", t["name"]), version_argv=list(t.get("version", [])),
+                 required=bool(t.get("required", True)), reason=str(t.get("reason", "")))
+            for t in data.get("tool", [])]
+
+
+def search_path() -> str:
+    """PATH plus the sbin directories and this Python environment's bin (vng, b4 live there)."""
+    extra = [str(Path(sys.executable).parent), "/usr/local/sbin", "/usr/sbin", "/sbin"]
+    return os.pathsep.join([os.environ.get("PATH", ""), *extra])
+
+
+def check_tool(tool: Tool) -> Tool:
+    """Fill in path and version of ``tool``."""
+    found = shutil.which(tool.binary, path=search_path())
+    if not found:
+        return tool
+    tool.path = found
+    if tool.version_argv:
+        res = run([found, *tool.version_argv[1:]], timeout=VERSION_TIMEOUT)
+        text = (res.stdout.strip() or res.stderr.strip()).splitlines()
+        tool.version = text[0].strip() if text else f"(no version output, exit {res.returncode})"
+    return tool
+
+
+def diagnose(kernel: Path | None = None) -> Report:
+    """Run every check (KVM probed afresh and recorded)."""
+    start = time.monotonic()
+    tools = [check_tool(t) for t in load_tools()]
+    choice = accel.choose("auto", kernel, fresh=True)
+    cache = cache_dir()
+    usage = shutil.disk_usage(cache)
+    report = Report(tools=tools, kvm=choice.kvm, kvm_reason=choice.reason, accel=choice.accel,
+                    cache_dir=str(cache), disk_free_gb=usage.free / 2**30, disk_total_gb=usage.total / 2**30)
+    if report.disk_free_gb < LOW_DISK_GB:
+        report.warnings.append(f"only {report.disk_free_gb:.1f} GiB free in {cache} "
+                               f"(a kernel build tree needs ~{LOW_DISK_GB:.0f} GiB)")
+    for t in tools:
+        if not t.required and not t.ok:
+            report.warnings.append(f"{t.name} not found: {t.reason}")
+    report.duration = time.monotonic() - start
+    return report
+
+
+def render(report: Report) -> str:
+    """Human-readable report."""
+    lines = []
+    for t in report.tools:
+        status = "ok" if t.ok else ("MISSING" if t.required else "missing (optional)")
+        lines.append(f"  {t.name:<20} {status:<20} {t.version or t.path}")
+    lines.append(f"  {'kvm':<20} {report.kvm:<20} {report.kvm_reason}")
+    lines.append(f"  {'accelerator':<20} {report.accel}")
+    lines.append(f"  {'cache':<20} {report.disk_free_gb:.1f} GiB free of {report.disk_total_gb:.1f} "
+                 f"GiB  {report.cache_dir}")
+    lines += [f"warning: {w}" for w in report.warnings]
+    verdict = "usable" if report.usable else f"NOT usable: missing {', '.join(report.missing)}"
+    lines.append(f"kwb doctor: {verdict} ({report.duration:.1f}s)")
+    return "\n".join(lines)

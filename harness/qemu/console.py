@@ -1,0 +1,141 @@
+"""Kernel console scanning: panics, oopses, BUGs, WARNINGs, KASAN, lockdep, hung tasks, stalls, lockups.
+
+:func:`scan` works on a whole recorded log; :class:`ConsoleWatch` is fed line by line while a guest runs
+and raises a flag the moment a fatal finding appears, so a crashed guest is noticed without waiting for
+a command timeout.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+# Order matters: the first pattern that matches a line names its kind (lockdep before warning, kasan
+# and soft lockup before the generic BUG).
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("panic", re.compile(r"Kernel panic - not syncing")),
+    ("kasan", re.compile(r"BUG: KASAN: ")),
+    ("soft_lockup", re.compile(r"BUG: soft lockup - CPU#\d+ stuck")),
+    ("hard_lockup", re.compile(r"Watchdog detected hard LOCKUP")),
+    ("lockdep", re.compile(
+        r"WARNING: (possible (circular|recursive|irq) lock|inconsistent lock state|suspicious RCU usage"
+        r"|bad unlock balance|lock held when returning|held lock freed|possible .*locking)"
+        r"|BUG: (MAX_LOCKDEP|looking up invalid subclass)|INFO: trying to register non-static key")),
+    ("oops", re.compile(r"\bOops: |general protection fault|BUG: unable to handle"
+                        r"|BUG: kernel NULL pointer dereference")),
+    ("bug", re.compile(r"kernel BUG at |\bBUG: ")),
+    ("warning", re.compile(r"WARNING: CPU: \d+ PID: \d+ at |WARNING: at ")),
+    ("hung_task", re.compile(r"INFO: task \S+ blocked for more than \d+ seconds")),
+    ("rcu_stall", re.compile(r"rcu: INFO: \S+ (self-)?detected stall|rcu_\w+ detected stalls on")),
+)
+
+KINDS = tuple(kind for kind, _ in _PATTERNS)
+# Kinds after which the guest kernel can no longer be trusted: the run is a crash.
+FATAL_KINDS = frozenset({"panic", "oops", "bug", "kasan"})
+
+_TIMESTAMP = re.compile(r"^\s*\[\s*\d+\.\d+\]\s?")
+_END_MARK = re.compile(r"---\[ end (trace|Kernel panic)")
+EXCERPT_BEFORE = 3
+EXCERPT_AFTER = 40
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One suspicious console event: its kind, the matching line (timestamp stripped), an excerpt."""
+
+    kind: str
+    line: str
+    excerpt: str
+    lineno: int = 0
+
+    @property
+    def fatal(self) -> bool:
+        """True for kinds that end the run as a crash."""
+        return self.kind in FATAL_KINDS
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {"kind": self.kind, "line": self.line, "lineno": self.lineno, "excerpt": self.excerpt}
+
+
+def classify(line: str) -> str | None:
+    """The finding kind of one console line, or None."""
+    for kind, pattern in _PATTERNS:
+        if pattern.search(line):
+            return kind
+    return None
+
+
+def _excerpt(lines: list[str], index: int) -> str:
+    start = max(0, index - EXCERPT_BEFORE)
+    end = min(len(lines), index + EXCERPT_AFTER)
+    for j in range(index + 1, end):
+        if _END_MARK.search(lines[j]):
+            end = j + 1
+            break
+    return "\n".join(ln.rstrip() for ln in lines[start:end])
+
+
+def scan(text: str) -> list[Finding]:
+    """Every finding in a console log, in order of appearance."""
+    lines = text.splitlines()
+    found: list[Finding] = []
+    for i, raw in enumerate(lines):
+        kind = classify(raw)
+        if kind is None:
+            continue
+        line = _TIMESTAMP.sub("", raw).strip()
+        found.append(Finding(kind, line, _excerpt(lines, i), i + 1))
+    return found
+
+
+def summary(findings: list[Finding]) -> dict[str, int]:
+    """Count of findings per kind (kinds with none are left out)."""
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    return counts
+
+
+def crash_excerpt(text: str, findings: list[Finding] | None = None, tail: int = 40) -> str:
+    """The excerpt of the first fatal finding, else of the first finding, else the log's last lines."""
+    findings = scan(text) if findings is None else findings
+    fatal = [f for f in findings if f.fatal]
+    if fatal or findings:
+        return (fatal or findings)[0].excerpt
+    return "\n".join(text.splitlines()[-tail:])
+
+
+class ConsoleWatch:
+    """Collects console lines as they arrive (from the QEMU output pump threads) and flags fatal ones."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self.fatal = threading.Event()
+        self.panicked = threading.Event()
+
+    def feed(self, line: str) -> None:
+        """Take one line of guest console output."""
+        with self._lock:
+            self._lines.append(line.rstrip("\n"))
+        kind = classify(line)
+        if kind in FATAL_KINDS:
+            self.fatal.set()
+        if kind == "panic":
+            self.panicked.set()
+
+    def text(self) -> str:
+        """Everything seen so far."""
+        with self._lock:
+            return "\n".join(self._lines) + ("\n" if self._lines else "")
+
+    def contains(self, needle: str) -> bool:
+        """True if any line seen so far contains ``needle``."""
+        with self._lock:
+            return any(needle in ln for ln in self._lines)
+
+    def findings(self) -> list[Finding]:
+        """:func:`scan` over everything seen so far."""
+        return scan(self.text())

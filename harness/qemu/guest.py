@@ -1,0 +1,336 @@
+"""A booted test kernel as a context manager: boot with virtme-ng, drive over SSH, always reap QEMU.
+
+::
+
+    with Guest(GuestConfig(kernel=bz, results_dir=out)) as g:
+        g.run("uname -r", timeout=30)
+
+QEMU runs under :func:`harness.run.run` in a background thread (so its whole process group is bounded
+by ``lifetime`` and its output is teed to ``results_dir/console.log``); the console is scanned as it
+arrives. ``__exit__`` powers the guest off cleanly when it still answers and otherwise kills QEMU; it
+never returns with QEMU still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from harness import atomic
+from harness.errors import InfraError, UserError
+from harness.paths import cache_dir
+from harness.qemu import accel as accel_mod
+from harness.qemu import console, vng
+from harness.qemu.console import ConsoleWatch, Finding
+from harness.qemu.ssh import SshSession
+from harness.run import Result, run
+
+POWEROFF = ("umount -a -t ext4,xfs,btrfs 2>/dev/null; sync; "
+            "echo 1 > /proc/sys/kernel/sysrq; echo o > /proc/sysrq-trigger")
+
+
+@dataclass
+class GuestConfig:
+    """How to boot one guest."""
+
+    kernel: Path
+    results_dir: Path
+    disks: list[Path] = field(default_factory=list)
+    memory_mb: int = 2048
+    cpus: int = 2
+    boot_timeout: float = 120.0
+    accel: str = "auto"
+    extra_cmdline: list[str] = field(default_factory=list)
+    lifetime: float = 6 * 3600.0      # hard cap on QEMU's life, whatever happens
+    ping_timeout: float = 30.0        # "still answering?" after a command timed out (TCG is slow)
+    shutdown_timeout: float = 30.0
+
+
+class BootError(InfraError):
+    """The guest never became reachable; ``outcome`` says whether it crashed, timed out or never ran."""
+
+    def __init__(self, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pids_with(marker: str) -> list[int]:
+    """Live processes whose command line contains ``marker`` (the guest's unique name)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if marker in cmdline and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+class Guest:
+    """One booted kernel. Implements :class:`harness.workloads.model.GuestSession`."""
+
+    def __init__(self, cfg: GuestConfig) -> None:
+        self.cfg = cfg
+        self.name = f"kwb-{uuid.uuid4().hex[:12]}"
+        self.state_dir = cache_dir() / "vm" / "runs" / self.name
+        self.console_log = cfg.results_dir / "console.log"
+        self.accel = "tcg"
+        self.kvm = "not-probed"
+        self.accel_reason = ""
+        self.port = 0
+        self.boot_seconds: float | None = None
+        self.argv: list[str] = []
+        self._watch = ConsoleWatch()
+        self._ssh: SshSession | None = None
+        self._thread: threading.Thread | None = None
+        self._vng_result: Result | None = None
+        self._vng_error: BaseException | None = None
+        self._t0 = 0.0
+        self._stopping = False
+        self._hung = False
+        self._boot_timed_out = False
+        self._infra_failure = ""
+        self._died = False
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> Guest:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Boot and wait for SSH; on any failure QEMU is reaped before the error propagates."""
+        try:
+            self._launch()
+            self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def _launch(self) -> None:
+        cfg = self.cfg
+        if not cfg.kernel.is_file():
+            raise UserError(f"kernel image not found: {cfg.kernel}")
+        for disk in cfg.disks:
+            if not disk.is_file():
+                raise UserError(f"disk image not found: {disk}")
+        cfg.results_dir.mkdir(parents=True, exist_ok=True)
+        home = self.state_dir / "home"
+        key = vng.ssh_key_path(home)
+        key.parent.mkdir(parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", key],
+            timeout=30, check=True)
+        choice = accel_mod.choose(cfg.accel, cfg.kernel)
+        self.accel, self.kvm, self.accel_reason = choice.accel, choice.kvm, choice.reason
+        self.port = free_port()
+        spec = vng.VngSpec(kernel=cfg.kernel, name=self.name, ssh_port=self.port,
+                           pidfile=self.state_dir / "qemu.pid", accel=self.accel,
+                           memory_mb=cfg.memory_mb, cpus=cfg.cpus, rwdirs=[cfg.results_dir.resolve()],
+                           disks=[d.resolve() for d in cfg.disks], cmdline=list(cfg.extra_cmdline))
+        self.argv = vng.build_argv(spec)
+        self.console_log.unlink(missing_ok=True)  # one console log per boot
+        self._ssh = SshSession(self.port, key, key.parent / "etc" / "ssh" / "ssh_host_ed25519_key.pub")
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run_vng, args=(vng.vng_env(home),),
+                                        name=f"qemu-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run_vng(self, env: dict[str, str]) -> None:
+        try:
+            self._vng_result = run(self.argv, timeout=self.cfg.lifetime, env=env, log=self.console_log,
+                                   on_line=self._watch.feed)
+        except BaseException as exc:  # reported by the waiting side; a thread has nobody to raise to
+            self._vng_error = exc
+
+    def _wait_ready(self) -> None:
+        assert self._ssh is not None
+        deadline = self._t0 + self.cfg.boot_timeout
+        while True:
+            reason = self._dead_reason()
+            if reason:
+                outcome = "crash" if self._watch.contains("Linux version") else "error"
+                if outcome == "error":
+                    self._infra_failure = reason
+                raise BootError(f"guest failed to boot: {reason} (console: {self.console_log})", outcome)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._boot_timed_out = True
+                raise BootError(f"guest not reachable over SSH within {self.cfg.boot_timeout:.0f}s "
+                                f"(console: {self.console_log})", "timeout")
+            if self._try_connect(min(10.0, remaining)):
+                self.boot_seconds = time.monotonic() - self._t0
+                return
+            time.sleep(0.3)
+
+    def _try_connect(self, timeout: float) -> bool:
+        assert self._ssh is not None
+        try:
+            if not self._ssh.connected:
+                self._ssh.close()
+                self._ssh.connect(timeout)
+            return self._ssh.exec("true", timeout, self._dead_reason).ok
+        except Exception:  # refused, banner/auth errors while sshd starts: retried until the deadline
+            self._ssh.close()
+            return False
+
+    def close(self) -> None:
+        """Power off (cleanly if the guest answers), else kill; reap QEMU; record vm.json. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._died = self._thread is not None and not self._thread.is_alive()
+        self._stopping = True
+        try:
+            if self._qemu_running():
+                self._poweroff()
+            if self._qemu_running():
+                self._kill()
+        finally:
+            if self._ssh is not None:
+                self._ssh.close()
+            self._record()
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _poweroff(self) -> None:
+        if self._ssh is None or not self._ssh.connected or self._hung or self._watch.panicked.is_set():
+            return
+        self._ssh.exec(POWEROFF, timeout=min(15.0, self.cfg.shutdown_timeout))
+        if self._thread is not None:
+            self._thread.join(self.cfg.shutdown_timeout)
+
+    def _kill(self) -> None:
+        # SIGTERM to QEMU first: virtme-run then reaps it and vng exits, leaving no zombie behind.
+        qemu = self._qemu_pid()
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            if qemu is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(qemu, sig)
+        if self._thread is not None:
+            self._thread.join(5)
+        if not self._qemu_running():
+            return
+        for pid in pids_with(self.name):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+        if self._thread is not None:
+            self._thread.join(15)
+        if self._qemu_running():
+            raise InfraError(f"QEMU of {self.name} could not be killed")
+
+    def _qemu_pid(self) -> int | None:
+        try:
+            pid = int((self.state_dir / "qemu.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if Path(f"/proc/{pid}").exists() else None
+
+    def _qemu_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _dead_reason(self) -> str | None:
+        if self._watch.panicked.is_set():
+            return "kernel panic"
+        if self._thread is not None and not self._thread.is_alive():
+            if self._vng_error is not None:
+                return f"vng failed: {self._vng_error}"
+            rc = self._vng_result.returncode if self._vng_result else -1
+            return f"QEMU exited (vng exit {rc})"
+        return None
+
+    # -- the GuestSession protocol -------------------------------------------------------------------
+
+    def run(self, command: str, timeout: float) -> Result:
+        """Run ``command`` in the guest (as root); a timeout gives ``timed_out=True``, never a hang."""
+        argv = ["sh", "-c", command]
+        dead = self._dead_reason()
+        if dead or self._ssh is None:
+            return Result(argv, -1, "", f"kwb: guest is not running ({dead or 'not booted'})\n", 0.0)
+        if self._hung:
+            return Result(argv, -1, "", "kwb: guest stopped answering\n", 0.0, timed_out=True)
+        res = self._ssh.exec(command, timeout, self._dead_reason)
+        if res.timed_out and not self._ssh.ping(self.cfg.ping_timeout):
+            self._hung = True
+        return res
+
+    def console_text(self) -> str:
+        """Everything the guest printed on its consoles so far (kernel log included)."""
+        return self._watch.text()
+
+    def alive(self) -> bool:
+        """True while QEMU runs, the kernel has not panicked and the guest answers over SSH."""
+        if self._dead_reason() or self._hung or self._ssh is None:
+            return False
+        if not self._ssh.ping(self.cfg.ping_timeout):
+            self._hung = True
+            return False
+        return True
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Console findings so far (panic, oops, WARNING, hung task, ...)."""
+        return self._watch.findings()
+
+    @property
+    def outcome(self) -> str:
+        """"ok", "crash" (fatal console finding or QEMU died), "timeout" (boot or hang), "error"."""
+        if any(f.fatal for f in self.findings) or self._watch.panicked.is_set():
+            return "crash"
+        if self._infra_failure:
+            return "error"
+        if self._boot_timed_out or self._hung:
+            return "timeout"
+        if self._died or (self._thread is not None and not self._thread.is_alive() and not self._stopping):
+            return "crash"
+        return "ok"
+
+    @property
+    def ssh(self) -> SshSession:
+        """The SSH session (for an interactive shell)."""
+        if self._ssh is None:
+            raise InfraError("guest not booted")
+        return self._ssh
+
+    def qemu_pid(self) -> int | None:
+        """QEMU's pid while it runs."""
+        return self._qemu_pid()
+
+    def excerpt(self) -> str:
+        """The console excerpt that explains the outcome (first fatal finding, else the tail)."""
+        return console.crash_excerpt(self.console_text(), self.findings)
+
+    def info(self) -> dict[str, object]:
+        """What to record about this boot."""
+        return {"name": self.name, "kernel": str(self.cfg.kernel), "accel": self.accel, "kvm": self.kvm,
+                "accel_reason": self.accel_reason, "ssh_port": self.port,
+                "boot_to_ssh_seconds": self.boot_seconds, "outcome": self.outcome,
+                "infra_failure": self._infra_failure,
+                "findings": [f.to_dict() for f in self.findings], "console_log": str(self.console_log),
+                "vng_argv": self.argv}
+
+    def _record(self) -> None:
+        with contextlib.suppress(OSError):
+            atomic.write_json(self.cfg.results_dir / "vm.json", self.info())

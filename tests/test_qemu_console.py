@@ -1,0 +1,96 @@
+"""Console scanning on synthetic lines and on console logs recorded from real boots (tests/data/console)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.qemu import console
+from harness.qemu.console import ConsoleWatch, classify, crash_excerpt, scan
+
+DATA = Path(__file__).parent / "data" / "console"
+
+LINES = {
+    "panic": "[   12.345678] Kernel panic - not syncing: sysrq triggered crash",
+    "oops": "[    3.000001] Oops: general protection fault, probably for non-canonical address 0x1",
+    "bug": "[    5.1] kernel BUG at mm/filemap.c:1525!",
+    "warning": "[    7.2] WARNING: CPU: 1 PID: 312 at fs/iomap/buffered-io.c:1234 iomap_foo+0x12/0x40",
+    "kasan": "[    9.9] BUG: KASAN: use-after-free in io_async_buf_func+0x3c/0x90",
+    "lockdep": "[    4.4] WARNING: possible circular locking dependency detected",
+    "hung_task": "[  122.0] INFO: task fsfreeze:201 blocked for more than 10 seconds.",
+    "rcu_stall": "[   60.0] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+    "soft_lockup": "[   44.0] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [fio:77]",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LINES))
+def test_each_kind_is_classified(kind: str) -> None:
+    assert classify(LINES[kind]) == kind
+
+
+def test_ordinary_lines_are_not_findings() -> None:
+    for line in ("[    0.000000] Linux version 6.12.117 (kwb@kwb)", "virtme-ng-init: mount devtmpfs",
+                 "BUGS: none", "a WARNING about nothing", "sysrq: Trigger a crash"):
+        assert classify(line) is None, line
+
+
+def test_scan_strips_timestamps_and_numbers_lines() -> None:
+    text = "boot\n" + LINES["warning"] + "\nCall Trace:\n ---[ end trace 0000000000000000 ]---\nafter\n"
+    (f,) = scan(text)
+    assert f.kind == "warning" and f.lineno == 2
+    assert f.line.startswith("WARNING: CPU: 1 PID: 312 at fs/iomap")
+    # The excerpt runs from a little before the line up to the end-of-trace marker, not beyond.
+    assert f.excerpt.splitlines()[0] == "boot" and f.excerpt.splitlines()[-1].endswith("]---")
+    assert not f.fatal
+
+
+def test_fatal_kinds() -> None:
+    assert {"panic", "oops", "bug", "kasan"} == console.FATAL_KINDS
+    assert crash_excerpt("a\n" + LINES["warning"] + "\n" + LINES["panic"] + "\n").startswith("a\n")
+    assert "Kernel panic" in crash_excerpt("x\n" * 10 + LINES["panic"] + "\n").splitlines()[3]
+    assert crash_excerpt("l1\nl2\nl3\n", tail=2) == "l2\nl3"
+
+
+def test_watch_flags_fatal_and_panic_separately() -> None:
+    w = ConsoleWatch()
+    w.feed(LINES["warning"] + "\n")
+    assert not w.fatal.is_set()
+    w.feed(LINES["oops"] + "\n")
+    assert w.fatal.is_set() and not w.panicked.is_set()
+    w.feed(LINES["panic"] + "\n")
+    assert w.panicked.is_set()
+    assert [f.kind for f in w.findings()] == ["warning", "oops", "panic"]
+    assert w.contains("sysrq triggered") and w.text().endswith("crash\n")
+
+
+def test_summary_counts() -> None:
+    fs = scan("\n".join([LINES["warning"], LINES["warning"], LINES["hung_task"]]))
+    assert console.summary(fs) == {"warning": 2, "hung_task": 1}
+
+
+# Recorded real console logs: <name>.log with <name>.expected.json = {"kinds": {...}, "first": "..."}.
+RECORDED = sorted(DATA.glob("*.log"))
+
+
+@pytest.mark.parametrize("log", RECORDED, ids=[p.stem for p in RECORDED])
+def test_recorded_console_logs(log: Path) -> None:
+    expected_file = log.with_suffix(".expected.json")
+    findings = scan(log.read_text(errors="replace"))
+    got = {"kinds": console.summary(findings), "first": findings[0].line if findings else ""}
+    if os.environ.get("KWB_REGEN") == "1":
+        expected_file.write_text(json.dumps(got, indent=2) + "\n")
+    assert got == json.loads(expected_file.read_text())
+
+
+def test_recorded_logs_cover_the_cases() -> None:
+    names = {p.stem for p in RECORDED}
+    missing = {"clean-boot", "panic-sysrq", "warning", "hung-task"} - names
+    if missing:
+        pytest.skip(f"recorded console logs not captured yet: {sorted(missing)}")
+    assert scan((DATA / "clean-boot.log").read_text()) == []
+    assert scan((DATA / "panic-sysrq.log").read_text())[0].kind == "panic"
+    assert any(f.kind == "hung_task" for f in scan((DATA / "hung-task.log").read_text()))
+    assert any(f.kind == "warning" for f in scan((DATA / "warning.log").read_text()))

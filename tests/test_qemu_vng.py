@@ -1,0 +1,99 @@
+"""The virtme-ng argv: flags, loopback-only SSH, raw disks, and what real vng turns it into (--dry-run)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UserError
+from harness.qemu import vng
+from harness.run import run
+
+
+def _spec(tmp_path: Path, **kw: object) -> vng.VngSpec:
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(b"\0" * 4096)
+    base: dict[str, object] = dict(kernel=kernel, name="kwb-test1", ssh_port=34567,
+                                   pidfile=tmp_path / "qemu.pid")
+    base.update(kw)
+    return vng.VngSpec(**base)  # type: ignore[arg-type]
+
+
+def _opt(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def test_argv_tcg(tmp_path: Path) -> None:
+    argv = vng.build_argv(_spec(tmp_path, memory_mb=1024, cpus=1, rwdirs=[tmp_path / "res"],
+                                cmdline=["hung_task_panic=0"]), vng=Path("/x/vng"))
+    assert argv[:3] == ["/x/vng", "--run", str(tmp_path / "bzImage")]
+    assert "--disable-kvm" in argv
+    assert _opt(argv, "--ssh") == "34567" and "--ssh-tcp" in argv
+    assert _opt(argv, "--memory") == "1024M" and _opt(argv, "--cpus") == "1"
+    assert _opt(argv, "--rwdir") == str(tmp_path / "res")
+    assert _opt(argv, "--append") == "panic=-1 hung_task_panic=0"
+    assert {"--verbose", "--force-9p", "--disable-microvm", "--disable-monitor"} <= set(argv)
+    assert argv[-1].startswith("--qemu-opts=-no-reboot -pidfile ")
+
+
+def test_argv_kvm_has_no_disable_flag(tmp_path: Path) -> None:
+    assert "--disable-kvm" not in vng.build_argv(_spec(tmp_path, accel="kvm"), vng=Path("/x/vng"))
+
+
+def test_disks_are_raw_virtio_blk_in_order(tmp_path: Path) -> None:
+    opts = vng.disk_qemu_opts([tmp_path / "a.img", tmp_path / "b.img"])
+    assert opts == [
+        "-drive", f"if=none,id=kwbdisk0,file={tmp_path}/a.img,format=raw,cache=writeback",
+        "-device", "virtio-blk-pci,drive=kwbdisk0,serial=kwbdisk0",
+        "-drive", f"if=none,id=kwbdisk1,file={tmp_path}/b.img,format=raw,cache=writeback",
+        "-device", "virtio-blk-pci,drive=kwbdisk1,serial=kwbdisk1",
+    ]
+
+
+@pytest.mark.parametrize("bad", ["/tmp/a b.img", "/tmp/a,b.img", "/tmp/a;rm.img", "/tmp/$(x)"])
+def test_paths_vng_would_mangle_are_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(UserError, match="characters virtme-ng cannot pass through"):
+        vng.disk_qemu_opts([Path(bad)])
+
+
+def test_env_gives_per_run_home_and_virtme_run_on_path(tmp_path: Path) -> None:
+    env = vng.vng_env(tmp_path / "home", vng=Path("/venv/bin/vng"))
+    assert env["HOME"] == str(tmp_path / "home")
+    assert env["PATH"].startswith("/venv/bin:")
+    assert vng.ssh_key_path(tmp_path) == tmp_path / ".cache/virtme-ng/.ssh/id_virtme"
+
+
+def test_real_vng_dry_run_produces_the_qemu_line_we_expect(tmp_path: Path) -> None:
+    """Ask the installed virtme-ng what QEMU command it would run for our argv."""
+    home = tmp_path / "home"
+    res_dir = tmp_path / "results"
+    res_dir.mkdir()
+    disk = tmp_path / "d0.img"
+    disk.write_bytes(b"")
+    spec = _spec(tmp_path, rwdirs=[res_dir], disks=[disk])
+    argv = vng.build_argv(spec)
+    argv.insert(1, "--dry-run")
+    res = run(argv, timeout=60, env=vng.vng_env(home), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stdout.splitlines() if "qemu-system-x86_64" in ln)
+    qemu = shlex.split(line)
+    # SSH is forwarded from loopback only, to the guest's port 22.
+    forwards = [a for a in qemu if "hostfwd=" in a]
+    assert forwards and all("hostfwd=tcp:127.0.0.1:34567-:22" in a for a in forwards)
+    assert not any("0.0.0.0" in a for a in qemu)
+    # TCG: no KVM accelerator requested; no reboot on panic; our pid file; raw disk with format.
+    assert not any("accel=kvm" in a or a == "-enable-kvm" for a in qemu)
+    assert "-no-reboot" in qemu and _opt(qemu, "-pidfile") == str(tmp_path / "qemu.pid")
+    assert f"if=none,id=kwbdisk0,file={disk},format=raw,cache=writeback" in qemu
+    # The host root is exported read-only; the results directory is the one writable export.
+    fsdevs = [a for a in qemu if a.startswith("local,id=")]
+    root = [a for a in fsdevs if ",path=/," in a]
+    assert root and all("readonly=on" in a for a in root)
+    writable = [a for a in fsdevs if "readonly=on" not in a]
+    assert writable == [next(a for a in fsdevs if f"path={res_dir}," in a)]
+    append = _opt(qemu, "-append")
+    assert "panic=-1" in append and f"virtme_ssh_cache={home}/.cache/virtme-ng/.ssh" in append
+    # The per-run HOME received vng's SSH host keys: nothing was written to the real home.
+    assert (home / ".cache/virtme-ng/.ssh/etc/ssh/ssh_host_ed25519_key.pub").is_file()
