@@ -105,7 +105,8 @@ def split_patches(paths: Sequence[Path], workdir: Path) -> list[PatchInfo]:
             continue
         out = workdir / f"split-{i:03d}"
         out.mkdir(parents=True)
-        res = run(["git", "mailsplit", "--keep-cr", f"-o{out}", str(path)], timeout=120)
+        rd = ["--mboxrd"] if text.startswith("From mboxrd@z ") else []  # b4 writes mboxrd
+        res = run(["git", "mailsplit", "--keep-cr", *rd, f"-o{out}", str(path)], timeout=120)
         if not res.ok:
             raise UserError(f"{path}: not a readable mbox: {res.tail(1).strip()}")
         singles += [(p, True) for p in sorted(out.iterdir())]
@@ -343,14 +344,3 @@ def apply_patch_files(tree: Tree, patches: Sequence[Path], branch: str, *,
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-
-def write_revision_mbox(patches: Sequence[bytes], path: Path) -> Path:
-    """Write raw posted messages (in patch order) as an mbox ``git am`` reads."""
-    chunks = []
-    for raw in patches:
-        text = raw.decode("utf-8", errors="surrogateescape").replace("\r\n", "\n")
-        # mbox: a body line starting with "From " would split the message.
-        body = re.sub(r"^From ", ">From ", text, flags=re.M)
-        chunks.append("From kwb@localhost Mon Sep 17 00:00:00 2001\n" + body.rstrip("\n") + "\n\n")
-    path.write_bytes("".join(chunks).encode("utf-8", errors="surrogateescape"))
-    return path

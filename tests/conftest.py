@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from harness.build import KernelBuild
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 LORE_MBOX = SHARED / "lore" / "io-uring-2020-05-18--2020-07-15.mbox"
@@ -54,3 +58,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "real" in item.keywords:
             item.add_marker(skip)
+
+
+def _real_cache() -> str:
+    return os.environ.get("KWB_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kwb")
+
+
+@pytest.fixture(scope="session")
+def _series_kernel() -> KernelBuild:
+    """Built once per session through ensure_kernel and the real kwb cache (fast when already built)."""
+    import sys
+    import time
+
+    from harness.build import ensure_kernel
+
+    last = [0.0]
+
+    def progress(message: str) -> None:
+        # CI logs get a sign of life every 30 s during a cold build, not thousands of lines.
+        if time.monotonic() - last[0] >= 30 or message.startswith(("reusing", "configuring")):
+            last[0] = time.monotonic()
+            print(f"built_kernel: {message}", file=sys.__stderr__, flush=True)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KWB_CACHE", _real_cache())
+        return ensure_kernel("series", progress=progress)
+
+
+@pytest.fixture
+def built_kernel(request: pytest.FixtureRequest, _series_kernel: KernelBuild) -> KernelBuild:
+    """KernelBuild of the default tree's "series" variant; only for tests marked ``@pytest.mark.real``."""
+    if request.node.get_closest_marker("real") is None:
+        pytest.fail("built_kernel builds a real kernel: mark the test @pytest.mark.real")
+    return _series_kernel

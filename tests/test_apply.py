@@ -172,10 +172,3 @@ def test_missing_patch_file_is_a_user_error(cache: Path, upstream: Path, tmp_pat
     with pytest.raises(UserError, match="patch file not found"):
         apply.apply_patch_files(tree, [tmp_path / "nope.patch"], "kwb/apply/x")
 
-
-def test_write_revision_mbox_round_trips_through_am(cache: Path, upstream: Path, series: list[Path],
-                                                    tmp_path: Path) -> None:
-    mbox = apply.write_revision_mbox([p.read_bytes() for p in series], tmp_path / "rev.mbox")
-    tree = _tree(upstream)
-    result = apply.apply_patch_files(tree, [mbox], "kwb/apply/rev")
-    assert result.patches == 3

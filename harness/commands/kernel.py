@@ -66,14 +66,14 @@ def _revision_mbox(args: argparse.Namespace, workdir: Path) -> tuple[list[Path],
     if not args.source or args.revision is None:
         raise UserError("kwb apply needs --source SRC --revision N, or --mbox FILE, or --patch FILE...")
     from harness.series import find_family, load_families
+    from harness.series.export import export_revision
 
     family = find_family(load_families(args.source), args.family)
     revision = family.revision(args.revision)
     if revision.missing:
         raise UserError(f"{family.name} v{revision.version}: patches missing from the archive: "
                         f"{', '.join(str(n) for n in revision.missing)}")
-    mbox = apply.write_revision_mbox([p.message.raw for p in revision.patches],
-                                     workdir / f"v{revision.version}.mbox")
+    mbox = export_revision(revision, workdir / f"v{revision.version}.mbox")
     return [mbox], f"{family.name}-v{revision.version}"
 
 

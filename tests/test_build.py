@@ -1,0 +1,129 @@
+"""Builds on the fake kernel tree (configure, build, reuse, failure, progress) and the real build."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import build, kconfig, variants
+from harness.build import KernelBuild
+from harness.cli import main
+from harness.errors import InfraError
+from harness.tree import prepare_local
+
+FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("KWB_CACHE", str(path))
+    return path
+
+
+@pytest.fixture
+def fake_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "linux"
+    shutil.copytree(FAKELINUX, repo)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "base")
+    return repo
+
+
+def test_ensure_kernel_builds_then_reuses(cache: Path, fake_repo: Path) -> None:
+    lines: list[str] = []
+    kb = build.ensure_kernel("series", tree=fake_repo, base="main", progress=lines.append)
+    assert kb.variant == "series" and kb.release == "6.12.0-fake"
+    assert kb.commit == _git(fake_repo, "rev-parse", "main")
+    assert kb.bzimage.is_file() and kb.bzimage.is_relative_to(cache / "kernels")
+    assert kb.bzimage.parent.parent.name == f"series-{kb.commit[:12]}"
+    assert "CONFIG_IO_URING=y" in kb.config.read_text()
+    assert kb.build_dir.parent == cache / "build"
+    log = kb.log.read_text()
+    assert "$ " in log and "bzImage" in log  # the reproducer line heads the log
+    assert any("build: CC" in ln and "s]" in ln for ln in lines)
+    again_lines: list[str] = []
+    again = build.ensure_kernel("series", tree=fake_repo, base="main", progress=again_lines.append)
+    assert again == kb
+    assert any(ln.startswith("reusing ") for ln in again_lines)
+
+
+def test_other_fragments_get_another_build_dir(cache: Path, fake_repo: Path) -> None:
+    plain = build.ensure_kernel("series", tree=fake_repo, base="main")
+    lockdep = build.ensure_kernel("series", tree=fake_repo, base="main", fragments=["lockdep"])
+    assert plain.build_dir != lockdep.build_dir and plain.bzimage != lockdep.bzimage
+    assert "CONFIG_PROVE_LOCKING=y" in lockdep.config.read_text()
+
+
+def test_build_failure_raises_with_the_compiler_error(cache: Path, fake_repo: Path) -> None:
+    (fake_repo / "src" / "main.c").write_text("int main(void) { BUILD_BREAKER }\n")
+    _git(fake_repo, "commit", "-q", "-am", "break")
+    with pytest.raises(InfraError, match=r"kernel build failed: src/main.c:3:1: error: expected .*log: "):
+        build.ensure_kernel("series", tree=fake_repo, base="main")
+
+
+def test_build_ref_builds_an_applied_branch(cache: Path, fake_repo: Path) -> None:
+    _git(fake_repo, "checkout", "-q", "-b", "topic")
+    (fake_repo / "src" / "extra.c").write_text("int extra;\n")
+    _git(fake_repo, "add", "-A")
+    _git(fake_repo, "commit", "-q", "-m", "topic")
+    _git(fake_repo, "checkout", "-q", "main")
+    tree = prepare_local(fake_repo, "main", lambda _m: None)
+    kb = build.build_ref("topic", "my-topic", tree=fake_repo, base="main")
+    assert kb.variant == "my-topic" and b"int extra" in kb.bzimage.read_bytes()
+    assert kb.commit == _git(fake_repo, "rev-parse", "topic")
+    assert tree.base == _git(fake_repo, "rev-parse", "main")
+
+
+def test_kernel_build_json_cli(cache: Path, fake_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "build", "--tree", str(fake_repo), "--base", "main", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["variant"] == "series" and Path(data["bzimage"]).is_file()
+    assert main(["build", "--tree", str(fake_repo), "--base", "main", "--fragment", "nope"]) == 3
+    assert "unknown kconfig fragment 'nope'" in capsys.readouterr().err
+    assert main(["build", "--variant", "no-such-variant", "--tree", str(fake_repo), "--base", "main"]) == 3
+
+
+def test_ccache_env_shares_entries_across_build_dirs(cache: Path) -> None:
+    env = build.ccache_env()
+    assert env["CCACHE_DIR"] == str(cache / "ccache") and env["CCACHE_BASEDIR"] == str(cache)
+    assert env["CCACHE_NOHASHDIR"] == "1"
+    assert "LOCALVERSION=" in build.make_args()
+
+
+def test_variant_switch_only_touches_changed_files(cache: Path, fake_repo: Path, tmp_path: Path) -> None:
+    patch = tmp_path / "vdir" / "m.diff"
+    patch.parent.mkdir()
+    patch.write_text("diff --git a/src/main.c b/src/main.c\n--- a/src/main.c\n+++ b/src/main.c\n"
+                     "@@ -1,4 +1,4 @@\n int main(void)\n {\n-\treturn 0;\n+\treturn 7;\n }\n")
+    toml = tmp_path / "vdir" / "variants.toml"
+    toml.write_text('[[variant]]\nname = "series"\nkind = "series"\npatches = []\n\n'
+                    '[[variant]]\nname = "mutant-x"\nkind = "mutant"\npatches = ["m.diff"]\n')
+    tree = prepare_local(fake_repo, "main", lambda _m: None)
+    variants.checkout_variant(tree, "series", path=toml)
+    untouched = (tree.path / "src" / "io_uring.c").stat().st_mtime_ns
+    ref = variants.checkout_variant(tree, "mutant-x", path=toml)
+    assert ref == "kwb/variant/mutant-x" and "return 7" in (tree.path / "src" / "main.c").read_text()
+    variants.checkout_variant(tree, "series", path=toml)
+    assert "return 0" in (tree.path / "src" / "main.c").read_text()
+    assert (tree.path / "src" / "io_uring.c").stat().st_mtime_ns == untouched
+
+
+@pytest.mark.real
+def test_real_build_has_every_requested_symbol(built_kernel: KernelBuild) -> None:
+    assert built_kernel.release == "6.12.117"
+    assert built_kernel.bzimage.stat().st_size > 1_000_000
+    assert kconfig.missing_symbols(built_kernel.config.read_text(),
+                                   kconfig.requested(kconfig.load_fragments())) == []
+    head = built_kernel.bzimage.read_bytes()[:0x300]
+    assert head[0x202:0x206] == b"HdrS"  # an x86 boot image

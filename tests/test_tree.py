@@ -1,0 +1,136 @@
+"""Tree providers: Debian tarball (reproducible base), local git tree (never touched), git URL offline."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import tree as treemod
+from harness.errors import InfraError, OfflineError, UserError
+
+FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
+# Base commit of Debian linux-source-6.12 6.12.117-1~deb12u1 as kwb commits it (fixed identity/dates).
+DEBIAN_PIN = "6.12.117-1~deb12u1"
+DEBIAN_BASE = "1168a642b4f0a6abf72348be2da1d60db4af997b"
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("KWB_CACHE", str(path))
+    return path
+
+
+def _debian_like_tarball(tmp_path: Path) -> Path:
+    """A tarball shaped like Debian's linux-source: one top dir, a .gitignore ending in ``/*``."""
+    src = tmp_path / "src" / "linux-source-6.12"
+    shutil.copytree(FAKELINUX, src)
+    (src / ".gitignore").write_text("*.o\n\n#\n# Debian packaging: ignore everything at the top level\n#\n"
+                                    "/*\n!/debian/\n")
+    tarball = tmp_path / "linux-source-6.12.tar.xz"
+    with tarfile.open(tarball, "w:xz") as tar:
+        tar.add(src, arcname="linux-source-6.12")
+    return tarball
+
+
+def test_debian_tree_base_commit_is_reproducible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tarball = _debian_like_tarball(tmp_path)
+    bases = []
+    for name in ("one", "two"):
+        monkeypatch.setenv("KWB_CACHE", str(tmp_path / name))
+        tree = treemod.prepare_debian(lambda _m: None, tarball)
+        bases.append(tree.base)
+        assert (tree.path / "src" / "main.c").is_file()
+        assert _git(tree.path, "ls-files", "src/main.c") == "src/main.c"  # the /* block no longer hides it
+        assert "/*" not in (tree.path / ".gitignore").read_text().splitlines()
+        time.sleep(1.1)  # a different wall-clock second must not change the commit id
+    assert bases[0] == bases[1]
+    again = treemod.prepare_debian(lambda _m: None, tarball)  # reused, not re-unpacked
+    assert again.base == bases[1]
+
+
+def test_debian_tarball_missing_is_a_clear_error(cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(InfraError, match=r"default tree source missing: .*make setup"):
+        treemod.prepare_debian(lambda _m: None, tmp_path / "absent.tar.xz")
+
+
+def test_drop_debian_ignore_all_keeps_other_rules(tmp_path: Path) -> None:
+    gi = tmp_path / ".gitignore"
+    gi.write_text("*.o\n/vmlinux\n\n#\n# Debian packaging\n#\n/*\n!/debian/\n")
+    treemod._drop_debian_ignore_all(gi)
+    assert gi.read_text() == "*.o\n/vmlinux\n"
+
+
+@pytest.fixture
+def user_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "user"
+    shutil.copytree(FAKELINUX, repo)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "base")
+    (repo / "src" / "main.c").write_text("/* the user's uncommitted work */\n")
+    return repo
+
+
+def test_local_tree_uses_a_worktree_and_never_touches_the_user(cache: Path, user_repo: Path) -> None:
+    before_status = _git(user_repo, "status", "--porcelain")
+    before_branches = _git(user_repo, "branch", "--format=%(refname:short)")
+    tree = treemod.prepare_local(user_repo, "main", lambda _m: None)
+    assert tree.path.is_relative_to(cache)
+    assert tree.kind == "local" and tree.base == _git(user_repo, "rev-parse", "main")
+    assert "return 0" in (tree.path / "src" / "main.c").read_text()
+    treemod.checkout(tree, tree.base)
+    assert _git(user_repo, "status", "--porcelain") == before_status
+    assert (user_repo / "src" / "main.c").read_text() == "/* the user's uncommitted work */\n"
+    new = set(_git(user_repo, "branch", "--format=%(refname:short)").splitlines()) - set(
+        before_branches.splitlines())
+    assert all(b.startswith("kwb/") for b in new)
+    assert treemod.prepare_local(user_repo, "main", lambda _m: None).path == tree.path  # reused
+
+
+def test_local_tree_bad_inputs(cache: Path, user_repo: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="needs --base"):
+        treemod.prepare_tree(user_repo, None)
+    with pytest.raises(UserError, match="--base nope: no such commit"):
+        treemod.prepare_tree(user_repo, "nope")
+    with pytest.raises(UserError, match="no such directory"):
+        treemod.prepare_tree(tmp_path / "missing", "main")
+    with pytest.raises(UserError, match="not a git repository"):
+        treemod.prepare_tree(tmp_path, "main")
+    with pytest.raises(UserError, match="--base needs --tree"):
+        treemod.prepare_tree(None, "main")
+
+
+def test_git_url_offline_fails_fast(cache: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(OfflineError, match=r"cannot reach https://git\.invalid/linux\.git"):
+        treemod.prepare_tree("https://git.invalid/linux.git", "v6.12")
+    assert time.monotonic() - start < treemod.URL_TIMEOUT + 10
+
+
+def test_kernel_release_of_reads_makefile(tmp_path: Path) -> None:
+    assert treemod.kernel_release_of(FAKELINUX) == "6.12.0-fake"
+    with pytest.raises(UserError, match="not a kernel tree"):
+        treemod.kernel_release_of(tmp_path)
+
+
+@pytest.mark.real
+def test_real_default_tree_base_is_the_pinned_commit() -> None:
+    res = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "linux-source-6.12"], capture_output=True,
+                         text=True)
+    assert res.stdout == DEBIAN_PIN, f"linux-source-6.12 {res.stdout!r} is not the pinned {DEBIAN_PIN}"
+    tree = treemod.prepare_tree()
+    assert tree.base == DEBIAN_BASE
+    assert treemod.kernel_release_of(tree.path) == "6.12.117"
+    assert _git(tree.path, "log", "-1", "--format=%an <%ae> %ad", "--date=iso-strict", tree.base) == (
+        "kwb <kwb@localhost> 2025-01-01T00:00:00+00:00")
