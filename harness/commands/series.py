@@ -59,8 +59,8 @@ def _revision_text(rev: Revision) -> str:
         lines.append(f"  {p.number:02d}/{p.total} {p.subject}")
         lines.extend(f"        {name}: {value}" for name, value in p.trailers if name != "Signed-off-by")
         for review in p.reviews:
-            lines.append(f"        reply from {review.reviewer}{' [fix-up diff]' if review.fixup_diff else ''}"
-                         f": {_first_line(review.text)}")
+            fixup = " [fix-up diff]" if review.fixup_diff else ""
+            lines.append(f"        reply from {review.reviewer}{fixup}: {_first_line(review.text)}")
     return "\n".join(lines)
 
 
@@ -162,7 +162,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--revision", type=_version, required=True)
     p.add_argument("-o", "--output", required=True, help="mbox file to write")
     p.set_defaults(func=_cmd_export)
-    p = verbs.add_parser("concerns", help="review concerns: present / addressed / not applicable per revision")
+    p = verbs.add_parser("concerns", help="review concerns per revision: present / addressed / n/a")
     _common(p)
     p.set_defaults(func=_cmd_concerns)
 

@@ -30,6 +30,25 @@ def find_diff(body: str) -> str | None:
     return text[: sig + 1] if sig >= 0 else text
 
 
+_HUNK = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@")
+_CODE_CHANGE = re.compile(r"^[+-]\s+\S.*[;{}]\s*$")
+
+
+def find_snippet(text: str) -> str | None:
+    """A diff fragment without file headers: a hunk header, or two or more ``+``/``-`` code lines
+    (``+ put_task_struct(req->task);``), returned with the lines around them up to a blank line."""
+    lines = text.split("\n")
+    hits = [i for i, line in enumerate(lines) if _HUNK.match(line) or _CODE_CHANGE.match(line)]
+    if not hits or (len(hits) < 2 and not any(_HUNK.match(lines[i]) for i in hits)):
+        return None
+    start, end = hits[0], hits[-1]
+    while start > 0 and lines[start - 1].strip():
+        start -= 1
+    while end + 1 < len(lines) and lines[end + 1].strip():
+        end += 1
+    return "\n".join(lines[start:end + 1]) + "\n"
+
+
 def commit_message(body: str) -> str:
     """The commit message part of a patch body: up to the ``---`` line (or the diff)."""
     lines = body.split("\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from harness.series.bodies import commit_message, find_diff, own_words, trailers
+from harness.series.bodies import commit_message, find_diff, find_snippet, own_words, trailers
 from harness.series.grouping import Posting, ThreadIndex, posting_counts
 from harness.series.model import Patch, Review, Revision
 from harness.sources.message import Message
@@ -20,7 +20,7 @@ _RELABEL = re.compile(
 def make_review(msg: Message) -> Review:
     """A Review of ``msg``: own words, trailers (b4's parser), and a proposed fix-up diff if it has one."""
     text = own_words(msg.body)
-    diff = find_diff(text)
+    diff = find_diff(text) or find_snippet(text)
     return Review(message=msg, reviewer=msg.sender_name, text=text,
                   trailers=trailers(text, followup=True), fixup_diff=diff)
 

@@ -38,7 +38,7 @@ def epochs(path: Path) -> list[Path]:
 
 def _blob_ids(repo: Path) -> list[tuple[str, str]]:
     result = run(["git", "-C", str(repo), "log", "--reverse", "--format=%H", "--raw", "--no-abbrev",
-                  "--no-renames", "--first-parent", "HEAD", "--", "m"], timeout=300)
+                  "--no-renames", "--first-parent", "--branches", "--", "m"], timeout=300)
     if result.timed_out:
         raise InfraError(f"git log timed out on {repo}")
     if not result.ok:
