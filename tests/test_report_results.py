@@ -72,11 +72,13 @@ def synthetic_concerns() -> list[dict[str, Any]]:
     """Static concern statuses for v3, v4, v5, v7."""
     out = []
     for rev in (3, 4, 5, 7):
-        out.append({"concern_id": "iocb-private-reuse", "file": "include/linux/fs.h", "title": "iocb->private reused for the wait queue",
+        out.append({"concern_id": "iocb-private-reuse", "file": "include/linux/fs.h",
+                    "title": "iocb->private reused for the wait queue",
                     "version": rev, "status": "present" if rev == 3 else "addressed",
                     "evidence": "+\tkiocb->private = wait;" if rev == 3 else "+\tstruct wait_page_queue *w;",
                     "patch": 7})
-        out.append({"concern_id": "should-retry-comment", "file": "fs/io_uring.c", "title": "no comment on io_rw_should_retry()",
+        out.append({"concern_id": "should-retry-comment", "file": "fs/io_uring.c",
+                    "title": "no comment on io_rw_should_retry()",
                     "version": rev, "status": "present", "evidence": "+static bool io_rw_should_retry(",
                     "patch": 12})
     return out

@@ -1,25 +1,46 @@
-"""`kwb test-series`: the whole job. Not implemented until the pipeline, workloads and report land."""
+"""`kwb test-series`: the whole job (series → tree → build → boot → workloads → verdict → report)."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
-from harness.errors import ExitCode
+from harness.paths import results_root
+from harness.pipeline import DEFAULT_FILESYSTEMS, Options, real_stages, run_pipeline
+from harness.progress import Progress
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Register `kwb test-series`."""
-    p = sub.add_parser("test-series", help="the whole job: series → tree → build → boot → workloads → report")
-    p.add_argument("--source", required=True)
-    p.add_argument("--tree")
-    p.add_argument("--base")
-    p.add_argument("--revision", type=int)
-    p.add_argument("--coverage", action="store_true")
+    p = sub.add_parser("test-series", help="the whole job: series → tree → build → boot → workloads → report",
+                       description="Static concern status of the series' revisions, then every variant "
+                                   "built, booted and tested on each filesystem, then the verdict and "
+                                   "the report in out/<run-id>/ (and out/latest). Exit 0 only when the "
+                                   "series variant passes, the baseline shows the punt path and every "
+                                   "mutant is flagged.")
+    p.add_argument("--source", required=True, help="mbox, Maildir, public-inbox repo or message-id")
+    p.add_argument("--tree", type=Path, help="your kernel tree (git); default: Debian linux-source-6.12")
+    p.add_argument("--base", help="base ref in --tree")
+    p.add_argument("--revision", type=int, help="revision of the series to apply to --tree")
+    p.add_argument("--coverage", action="store_true", help="add the gcov coverage variant")
+    p.add_argument("--variants", type=_csv, help="comma-separated variant names (default: all)")
+    p.add_argument("--fs", type=_csv, default=list(DEFAULT_FILESYSTEMS),
+                   help="comma-separated filesystems (default: ext4,xfs,btrfs,bdev)")
+    p.add_argument("--workloads", type=_csv, help="comma-separated workload names (default: the default set)")
+    p.add_argument("--out", type=Path, help="results root (default: $KWB_OUT or out/)")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    print("kwb test-series: not implemented yet", file=sys.stderr)
-    return int(ExitCode.INFRASTRUCTURE)
+    opts = Options(source=args.source, out_root=args.out or results_root(),
+                   command="kwb " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "kwb test-series",
+                   tree=args.tree, base=args.base, revision=args.revision, coverage=args.coverage,
+                   variants=args.variants, filesystems=args.fs, workloads=args.workloads)
+    return run_pipeline(opts, real_stages(), Progress(quiet=getattr(args, "quiet", False)))

@@ -1,0 +1,281 @@
+"""`kwb test-series`: series → concern status → each variant (build, boot, workloads) → verdict → report.
+
+The orchestration only calls stages; every stage is a field of :class:`Stages` so tests inject fakes.
+The real stages are imported on first use: a stage whose module is missing fails its step with a
+one-line error naming it, and the run still writes its (partial) results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InfraError, KwbError, UserError
+from harness.paths import cache_dir
+from harness.progress import Progress
+from harness.report.results import RunRecord, finalize, new_run_id
+from harness.verdict import VariantInfo
+from harness.workloads.model import JobResult, JobStatus
+
+DEFAULT_FILESYSTEMS = ("ext4", "xfs", "btrfs", "bdev")
+CONCERN_REVISIONS = (3, 4, 5, 7)  # the real, non-RFC 2020 postings
+
+BuildFn = Callable[..., Any]
+
+
+@dataclass
+class Options:
+    """What `kwb test-series` was asked to do."""
+
+    source: str
+    out_root: Path
+    command: str = "kwb test-series"
+    tree: Path | None = None
+    base: str | None = None
+    revision: int | None = None
+    coverage: bool = False
+    variants: list[str] | None = None
+    filesystems: list[str] = field(default_factory=lambda: list(DEFAULT_FILESYSTEMS))
+    workloads: list[str] | None = None
+
+
+@dataclass
+class Stages:
+    """The pipeline's stages (real ones from :func:`real_stages`, fakes in tests)."""
+
+    load_family: Callable[[str], Any]                       # source -> Family
+    concern_statuses: Callable[[Any], list[dict[str, Any]]]  # Family -> ConcernStatus dicts (+ title)
+    variant_catalogue: Callable[[], list[VariantInfo]]
+    build_kernel: BuildFn                                    # ensure_kernel(variant, tree=, base=, progress=)
+    run_variant: Callable[..., list[JobResult]]  # (name, fss, workloads, out_dir, progress, build=)
+    apply_revision: Callable[[Path, str | None, Any, Callable[[str], None]], str]  # -> applied ref
+
+
+@dataclass
+class _Planned:
+    info: VariantInfo
+    tree: Path | None = None
+    base: str | None = None
+    build_variant: str = ""  # the variants.toml entry to build (user trees: always the unmodified one)
+
+
+def run_pipeline(opts: Options, stages: Stages, progress: Progress) -> int:
+    """Run the whole pipeline; returns the exit code (0 only when the verdict holds).
+
+    A failing step still leaves out/<run-id>/ complete with what was learned; the first such
+    failure is re-raised after the results are written (the CLI shows it as one line).
+    """
+    record = RunRecord(run_id=new_run_id(), command=opts.command, revision=opts.revision)
+    run_dir = opts.out_root / record.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    failure: KwbError | None = None
+    try:
+        failure = _steps(opts, stages, record, run_dir, progress)
+        record.status = "failed" if failure else "complete"
+        record.error = str(failure) if failure else ""
+    except KwbError as exc:
+        record.status, record.error, failure = "failed", str(exc), exc
+    except KeyboardInterrupt:
+        record.status, record.error = "interrupted", "interrupted"
+        raise
+    finally:
+        data = finalize(record, run_dir, opts.out_root)
+        progress.note(f"results: {run_dir} (report.md, report.html, junit.xml, results.json)")
+    if failure is not None:
+        kind = UserError if isinstance(failure, UserError) else InfraError
+        raise kind(f"{failure} (partial results in {run_dir})")
+    verdict = data["verdict"]
+    progress.note("verdict: PASS" if verdict["ok"] else "verdict: FAIL: " + "; ".join(verdict["reasons"]))
+    return int(verdict["exit_code"])
+
+
+@contextlib.contextmanager
+def _step(record: RunRecord, progress: Progress, name: str) -> Iterator[None]:
+    start = time.monotonic()
+    entry: dict[str, Any] = {"name": name, "status": "ok", "seconds": 0.0}
+    record.steps.append(entry)
+    try:
+        with progress.step(name):
+            yield
+    except KwbError as exc:
+        entry["status"], entry["error"] = "failed", str(exc)
+        raise
+    finally:
+        entry["seconds"] = round(time.monotonic() - start, 2)
+        record.timings["steps"][name] = entry["seconds"]
+
+
+def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
+           progress: Progress) -> KwbError | None:
+    with _step(record, progress, "series"):
+        family = stages.load_family(opts.source)
+        statuses = stages.concern_statuses(family)
+        wanted = set(CONCERN_REVISIONS) | ({opts.revision} if opts.revision else set())
+        record.concerns = [s for s in statuses if int(s["version"]) in wanted]
+    plan = _plan(opts, stages, record, family, progress)
+    record.variant_infos = [p.info for p in plan]
+    first: KwbError | None = None
+    for planned in plan:
+        try:
+            with _step(record, progress, f"variant {planned.info.name}"):
+                _run_one(opts, stages, record, run_dir, planned, progress)
+        except KwbError as exc:
+            # One variant failing (build broke, guest never booted) must not cost the others.
+            record.add_jobs([_error_job(planned.info.name, str(exc))])
+            first = first or exc
+    return first
+
+
+def _plan(opts: Options, stages: Stages, record: RunRecord, family: Any,
+          progress: Progress) -> list[_Planned]:
+    if opts.tree is not None:
+        if opts.revision is None:
+            raise UserError("--tree needs --revision N (which revision of the series to apply)")
+        with _step(record, progress, f"apply v{opts.revision}"):
+            revision = family.revision(opts.revision)
+            ref = stages.apply_revision(opts.tree, opts.base, revision, progress)
+        record.kernel.update({"tree": str(opts.tree), "base": opts.base, "revision": opts.revision})
+        # On a user's tree the baseline is the base itself: mainline before the series.
+        return [_Planned(VariantInfo("series", "series"), opts.tree, ref, "series"),
+                _Planned(VariantInfo("baseline", "baseline"), opts.tree, opts.base, "series")]
+    if opts.base is not None:
+        raise UserError("--base needs --tree")
+    catalogue = stages.variant_catalogue()
+    known = {v.name: v for v in catalogue}
+    if opts.variants:
+        unknown = [n for n in opts.variants if n not in known]
+        if unknown:
+            raise UserError(f"unknown variant {', '.join(unknown)} (known: {', '.join(known)})")
+        chosen = [known[n] for n in opts.variants]
+    else:
+        chosen = [v for v in catalogue if v.kind != "coverage" or opts.coverage]
+    return [_Planned(v, None, None, v.name) for v in chosen]
+
+
+def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, planned: _Planned,
+             progress: Progress) -> None:
+    name = planned.info.name
+    boot = _BootClock(progress)
+
+    def build(_variant: str, progress: Callable[[str], None] | None = None, **_: Any) -> Any:
+        start = time.monotonic()
+        kernel = stages.build_kernel(planned.build_variant, tree=planned.tree, base=planned.base,
+                                     progress=progress)
+        record.timings["build"][name] = round(time.monotonic() - start, 2)
+        record.kernel["variants"][name] = _kernel_info(kernel, record.timings["build"][name])
+        if planned.info.kind == "series":
+            record.kernel["release"] = getattr(kernel, "release", None)
+            record.kernel["config"] = str(getattr(kernel, "config", "") or "") or None
+        return kernel
+
+    jobs = stages.run_variant(name, list(opts.filesystems), list(opts.workloads or []), run_dir, boot,
+                              build=build)
+    for job in jobs:
+        job.variant = job.variant or name
+    record.add_jobs([j.to_dict() for j in jobs])
+    if boot.seconds is not None:
+        record.timings["boot"][name] = boot.seconds
+    summary = run_dir / name / "summary.json"
+    if summary.is_file():
+        accel = json.loads(summary.read_text(encoding="utf-8")).get("accel")
+        if accel:
+            record.accel = str(accel)
+
+
+class _BootClock:
+    """A progress callback that passes lines on and times the first boot (boot line → next line)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.started: float | None = None
+        self.seconds: float | None = None
+
+    def __call__(self, line: str) -> None:
+        if self.started is not None and self.seconds is None:
+            self.seconds = round(time.monotonic() - self.started, 2)
+        if self.started is None and "booting guest" in line:
+            self.started = time.monotonic()
+        self.progress(line)
+
+
+def _kernel_info(kernel: Any, seconds: float) -> dict[str, Any]:
+    return {"commit": getattr(kernel, "commit", None), "release": getattr(kernel, "release", None),
+            "config": str(getattr(kernel, "config", "") or "") or None,
+            "bzimage": str(getattr(kernel, "bzimage", "") or "") or None, "build_seconds": seconds}
+
+
+def _error_job(variant: str, reason: str) -> dict[str, Any]:
+    return JobResult(workload="build-boot", fs="-", variant=variant, status=JobStatus.ERROR,
+                     reason=reason).to_dict()
+
+
+# ---- the real stages ----------------------------------------------------------------------------
+
+def _need(module: str, stage: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise InfraError(f"pipeline stage '{stage}' is not available: "
+                         f"cannot import {module} ({exc})") from exc
+
+
+def _load_family(source: str) -> Any:
+    series = _need("harness.series", "series")
+    return series.find_family(series.load_families(source), None)
+
+
+def _concern_statuses(family: Any) -> list[dict[str, Any]]:
+    concerns = _need("harness.series.concerns", "concerns")
+    catalogue = concerns.load_catalogue()
+    titles = {c.id: c.title for c in catalogue}
+    out = []
+    for status in concerns.evaluate_family(catalogue, family):
+        d = status.to_dict()
+        d["title"] = titles.get(d["concern_id"], "")
+        out.append(d)
+    return out
+
+
+def _variant_catalogue() -> list[VariantInfo]:
+    variants = _need("harness.variants", "variants")
+    return [VariantInfo(v.name, v.kind, v.concern, list(v.flagged_by), v.equivalent)
+            for v in variants.load_variants()]
+
+
+def _build_kernel(variant: str, *, tree: Path | None, base: str | None,
+                  progress: Callable[[str], None] | None) -> Any:
+    build = _need("harness.build", "kernel build")
+    return build.ensure_kernel(variant, tree=tree, base=base, progress=progress)
+
+
+def _run_variant(name: str, filesystems: list[str], workloads: list[str], out_dir: Path,
+                 progress: Callable[[str], None], build: BuildFn) -> list[JobResult]:
+    runner = _need("harness.workloads.runner", "workloads")
+    jobs: list[JobResult] = runner.run_variant(name, filesystems, workloads, out_dir, progress, build=build)
+    return jobs
+
+
+def _apply_revision(tree: Path, base: str | None, revision: Any, progress: Callable[[str], None]) -> str:
+    export = _need("harness.series.export", "series export")
+    apply = _need("harness.apply", "apply")
+    prepared = _need("harness.tree", "tree").prepare_tree(tree, base, progress)
+    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="revision-") as tmp:
+        mbox = export.export_revision(revision, Path(tmp) / f"v{revision.version}.mbx")
+        result = apply.apply_patch_files(prepared, [Path(mbox)], f"kwb/series/v{revision.version}",
+                                         progress=progress)
+    return str(result.head)
+
+
+def real_stages() -> Stages:
+    """The stages backed by the other kwb modules (imported when first called)."""
+    return Stages(load_family=_load_family, concern_statuses=_concern_statuses,
+                  variant_catalogue=_variant_catalogue, build_kernel=_build_kernel,
+                  run_variant=_run_variant, apply_revision=_apply_revision)

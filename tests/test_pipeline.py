@@ -1,0 +1,247 @@
+"""`kwb test-series` orchestration with injected stages; the user-tree path on a synthetic git tree."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_report_results import VARIANTS, synthetic_concerns, synthetic_jobs
+
+from harness.cli import main
+from harness.errors import InfraError, UserError
+from harness.pipeline import Options, Stages, real_stages, run_pipeline
+from harness.progress import Progress
+from harness.report import schema
+from harness.run import run
+from harness.workloads.model import JobResult
+
+
+@dataclass
+class FakeKernel:
+    variant: str
+    commit: str = "c0ffee" * 6 + "abcd"
+    release: str = "6.12.117"
+    bzimage: Path = Path("/cache/bzImage")
+    config: Path = Path("/cache/.config")
+
+
+@dataclass
+class FakeFamily:
+    name: str = "async-buffered-reads"
+    asked: list[int] = field(default_factory=list)
+
+    def revision(self, version: int) -> str:
+        self.asked.append(version)
+        if version not in (1, 2, 3, 4, 5, 7):
+            raise UserError(f"unknown revision v{version}")
+        return f"rev-{version}"
+
+
+@dataclass
+class Recorder:
+    """Fake stages that record what the pipeline asked for."""
+
+    jobs: list[JobResult] = field(default_factory=synthetic_jobs)
+    fail_build: set[str] = field(default_factory=set)
+    builds: list[tuple[str, Path | None, str | None]] = field(default_factory=list)
+    runs: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
+    applied: list[tuple[Path, str | None, Any]] = field(default_factory=list)
+
+    def build_kernel(self, variant: str, *, tree: Path | None, base: str | None, progress: Any) -> FakeKernel:
+        self.builds.append((variant, tree, base))
+        if variant in self.fail_build:
+            raise InfraError(f"build of {variant} failed: drivers/foo.c:1: error: bar")
+        return FakeKernel(variant)
+
+    def run_variant(self, name: str, fss: list[str], workloads: list[str], out_dir: Path, progress: Any,
+                    build: Any) -> list[JobResult]:
+        self.runs.append((name, fss, workloads))
+        build(name, progress=progress)
+        progress(f"{name}: booting guest #1")
+        progress(f"{name}: guest up")
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+        (out_dir / name / "summary.json").write_text(json.dumps({"accel": "tcg"}))
+        mine = [j for j in self.jobs if j.variant == name and j.fs in fss]
+        return [JobResult(**{**j.__dict__, "variant": ""}) for j in mine]  # runner leaves variant to us
+
+    def apply(self, tree: Path, base: str | None, revision: Any, progress: Any) -> str:
+        self.applied.append((tree, base, revision))
+        return "kwb/series/v5"
+
+    def stages(self) -> Stages:
+        return Stages(load_family=lambda source: FakeFamily(),
+                      concern_statuses=lambda family: [*synthetic_concerns(),
+                                                       {"concern_id": "x", "version": 1, "status": "present",
+                                                        "evidence": "", "patch": None}],
+                      variant_catalogue=lambda: list(VARIANTS), build_kernel=self.build_kernel,
+                      run_variant=self.run_variant, apply_revision=self.apply)
+
+
+def _quiet() -> Progress:
+    return Progress(quiet=True, stream=io.StringIO())
+
+
+def _opts(tmp_path: Path, **kw: Any) -> Options:
+    return Options(source="lore.mbox", out_root=tmp_path / "out", **kw)
+
+
+def _latest(tmp_path: Path) -> dict[str, Any]:
+    return json.loads((tmp_path / "out" / "latest" / "results.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_default_tree_pipeline_passes(tmp_path: Path) -> None:
+    rec = Recorder()
+    progress_out = tmp_path / "progress.txt"
+    with progress_out.open("w") as stream:
+        code = run_pipeline(_opts(tmp_path), rec.stages(), Progress(stream=stream))
+    assert code == 0
+    data = _latest(tmp_path)
+    assert schema.errors(data) == []
+    assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS]
+    assert all(r[1] == ["ext4", "xfs", "btrfs", "bdev"] for r in rec.runs)
+    assert {c["version"] for c in data["concerns"]} == {3, 4, 5, 7}  # v1 dropped: not a real posting
+    assert data["run"]["status"] == "complete" and data["accel"] == "tcg"
+    assert data["kernel"]["release"] == "6.12.117"
+    assert set(data["kernel"]["variants"]) == {v.name for v in VARIANTS}
+    assert set(data["timings"]["build"]) == set(data["timings"]["boot"]) == {v.name for v in VARIANTS}
+    assert all(j["variant"] for j in data["jobs"])
+    for name in ("junit.xml", "report.md", "report.html"):
+        assert (tmp_path / "out" / "latest" / name).is_file()
+    text = progress_out.read_text()
+    assert "▶ variant mutant-kbuf-leak" in text and "verdict: PASS" in text
+
+
+def test_unflagged_mutant_fails_the_run(tmp_path: Path) -> None:
+    rec = Recorder(jobs=synthetic_jobs(lost_cqe_flagged=False))
+    assert run_pipeline(_opts(tmp_path), rec.stages(), _quiet()) == 1
+    data = _latest(tmp_path)
+    assert data["mutants"]["mutant-lost-cqe"]["flagged"] is False
+    assert data["verdict"]["reasons"] == ["mutant-lost-cqe: missed: no check flagged it"]
+
+
+def test_a_broken_variant_build_does_not_stop_the_others(tmp_path: Path) -> None:
+    rec = Recorder(fail_build={"mutant-lost-cqe"})
+    with pytest.raises(InfraError, match=r"build of mutant-lost-cqe failed.*partial results in"):
+        run_pipeline(_opts(tmp_path), rec.stages(), _quiet())
+    data = _latest(tmp_path)
+    assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS]  # later variants still ran
+    assert data["run"]["status"] == "failed" and "mutant-lost-cqe" in data["run"]["error"]
+    assert data["verdict"]["exit_code"] == 2
+    err = [j for j in data["jobs"] if j["status"] == "error"]
+    assert err and err[0]["variant"] == "mutant-lost-cqe" and err[0]["workload"] == "build-boot"
+    assert any(s["status"] == "failed" for s in data["run"]["steps"])
+
+
+def test_variant_and_fs_selection(tmp_path: Path) -> None:
+    rec = Recorder()
+    code = run_pipeline(_opts(tmp_path, variants=["series", "baseline"], filesystems=["xfs"],
+                             workloads=["fio-iouring"]), rec.stages(), _quiet())
+    assert code == 0
+    assert rec.runs == [("series", ["xfs"], ["fio-iouring"]), ("baseline", ["xfs"], ["fio-iouring"])]
+    with pytest.raises(UserError, match="unknown variant nope"):
+        run_pipeline(_opts(tmp_path, variants=["nope"]), rec.stages(), _quiet())
+
+
+def test_user_tree_runs_revision_and_its_base(tmp_path: Path) -> None:
+    rec = Recorder(jobs=[j for j in synthetic_jobs() if j.variant in ("series", "baseline")])
+    tree = tmp_path / "linux"
+    code = run_pipeline(_opts(tmp_path, tree=tree, base="v5.7-rc7", revision=5), rec.stages(),
+                       _quiet())
+    assert code == 0
+    assert rec.applied == [(tree, "v5.7-rc7", "rev-5")]
+    # The revision applied, then the bare base as baseline; both from the user's tree, never 6.12 patches.
+    assert rec.builds == [("series", tree, "kwb/series/v5"), ("series", tree, "v5.7-rc7")]
+    data = _latest(tmp_path)
+    assert data["kernel"]["tree"] == str(tree) and data["kernel"]["revision"] == 5
+    assert data["run"]["revision"] == 5 and set(data["variants"]) == {"series", "baseline"}
+
+
+def test_user_tree_needs_revision_and_base_needs_tree(tmp_path: Path) -> None:
+    rec = Recorder()
+    quiet = _quiet()
+    with pytest.raises(UserError, match="--tree needs --revision"):
+        run_pipeline(_opts(tmp_path, tree=tmp_path), rec.stages(), quiet)
+    with pytest.raises(UserError, match="--base needs --tree"):
+        run_pipeline(_opts(tmp_path, base="v5.8"), rec.stages(), quiet)
+    assert _latest(tmp_path)["run"]["status"] == "failed"
+
+
+def test_missing_stage_is_one_line_error_with_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    real_import = importlib.import_module
+
+    def no_series(name: str, package: str | None = None) -> Any:
+        if name == "harness.series":  # as if the series stage had not landed
+            raise ModuleNotFoundError("No module named 'harness.series'")
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", no_series)
+    code = main(["-q", "test-series", "--source", str(tmp_path / "x.mbox"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    error_lines = [ln for ln in err.splitlines() if ln.startswith("kwb: error:")]
+    assert len(error_lines) == 1 and "pipeline stage 'series' is not available" in error_lines[0]
+    assert "Traceback" not in err
+    assert _latest(tmp_path)["run"]["status"] == "failed"
+
+
+def test_real_stages_are_wired() -> None:
+    stages = real_stages()
+    assert all(callable(getattr(stages, f)) for f in Stages.__dataclass_fields__)
+
+
+# ---- the user-tree path for real: synthetic tree, synthetic two-revision series, real b4 + git am ----
+
+def _git(repo: Path, *args: str) -> str:
+    res = run(["git", "-C", str(repo), *args], timeout=60, check=True)
+    return res.stdout.strip()
+
+
+def _patch_mail(n: int, total: int, version: int, msgid: str, old: str, new: str, date: str) -> str:
+    diff = (f"diff --git a/hello.c b/hello.c\n--- a/hello.c\n+++ b/hello.c\n@@ -1 +1 @@\n-{old}\n+{new}\n")
+    return (f"From: Dev Eloper <dev@example.org>\nDate: {date}\nMessage-ID: <{msgid}>\n"
+            f"Subject: [PATCH v{version} {n}/{total}] hello: say {new}\n"
+            f"In-Reply-To: <cover-v{version}@example.org>\nReferences: <cover-v{version}@example.org>\n\n"
+            f"Say {new}.\n\nSigned-off-by: Dev Eloper <dev@example.org>\n---\n{diff}-- \n2.30.0\n")
+
+
+def _cover(version: int, total: int, date: str) -> str:
+    return (f"From: Dev Eloper <dev@example.org>\nDate: {date}\nMessage-ID: <cover-v{version}@example.org>\n"
+            f"Subject: [PATCH v{version} 0/{total}] Greet better\n\nThis greets better.\n")
+
+
+def test_user_tree_path_on_a_synthetic_tree(tmp_path: Path) -> None:
+    tree = tmp_path / "linux"
+    tree.mkdir()
+    (tree / "hello.c").write_text("hello\n")
+    _git(tree, "init", "-q")
+    _git(tree, "add", "hello.c")
+    _git(tree, "commit", "-q", "-m", "base")
+    base = _git(tree, "rev-parse", "HEAD")
+    msgs = [_cover(2, 2, "Mon, 1 Jun 2020 10:00:00 +0000"),
+            _patch_mail(1, 2, 2, "p1-v2@example.org", "hello", "hi", "Mon, 1 Jun 2020 10:00:01 +0000"),
+            _patch_mail(2, 2, 2, "p2-v2@example.org", "hi", "hey", "Mon, 1 Jun 2020 10:00:02 +0000")]
+    mbox = tmp_path / "series.mbox"
+    mbox.write_text("".join(f"From mboxrd@z Thu Jan  1 00:00:00 1970\n{m}\n" for m in msgs))
+    rec = Recorder(jobs=[j for j in synthetic_jobs() if j.variant in ("series", "baseline")])
+    stages = real_stages()
+    stages.build_kernel, stages.run_variant = rec.build_kernel, rec.run_variant
+    stages.variant_catalogue = lambda: []
+    stages.concern_statuses = lambda family: []  # the concern rules target the 2020 io_uring series
+    opts = Options(source=str(mbox), out_root=tmp_path / "out", tree=tree, base=base, revision=2)
+    code = run_pipeline(opts, stages, _quiet())
+    assert code == 0
+    (series_build, baseline_build) = rec.builds
+    assert baseline_build == ("series", tree, base)
+    applied = series_build[2]
+    assert applied is not None
+    assert _git(tree, "show", f"{applied}:hello.c") == "hey"
+    assert _git(tree, "log", "--format=%s", f"{base}..{applied}").splitlines() == ["hello: say hey",
+                                                                                  "hello: say hi"]
+    assert _git(tree, "status", "--porcelain") == ""  # the user's checkout is untouched
+    assert (tree / "hello.c").read_text() == "hello\n"
