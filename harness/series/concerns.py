@@ -5,9 +5,9 @@ A concern carries a declarative *rule* over the lines a revision's patches add. 
 ``addressed``; each matcher is a regex searched over the added lines (``+`` stripped, joined with
 newlines per patch and file, so a pattern may span lines). The status of a concern in a revision:
 
-- scope not touched by any patch            -> ``rule.untouched`` (default "not-applicable")
 - an addressed / present matcher hits       -> that status (``rule.precedence`` decides which wins)
-- scope touched, no matcher hits            -> ``rule.otherwise`` (default "not-applicable")
+- else, scope not touched by any patch      -> ``rule.untouched`` (default "not-applicable")
+- else (scope touched, nothing matched)     -> ``rule.otherwise`` (default "not-applicable")
 
 The evidence is the matching line as posted (``file: +line``), so a reader can check it in the patch.
 """
@@ -28,8 +28,10 @@ __all__ = [
     "STATUSES",
     "Concern",
     "ConcernStatus",
+    "DiffLine",
     "Matcher",
     "Rule",
+    "added_lines",
     "catalogue_path",
     "evaluate",
     "evaluate_family",
@@ -147,11 +149,14 @@ class ConcernStatus:
     evidence: str
     patch: int | None
     file: str | None = None
+    # "match": evidence is the line a present/addressed pattern hit; "scope": nothing matched, the
+    # evidence is the first added line of the concern's scope; "untouched": no patch adds lines there.
+    basis: str = "match"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record (the results.json "concerns" entries)."""
         return {"concern_id": self.concern_id, "version": self.version, "status": self.status,
-                "evidence": self.evidence, "patch": self.patch, "file": self.file}
+                "evidence": self.evidence, "patch": self.patch, "file": self.file, "basis": self.basis}
 
 
 # ----------------------------------------------------------------------------------------- diff lines
@@ -439,10 +444,12 @@ def _names(entry: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
 
 
 def _message_id(entry: Mapping[str, Any], key: str, where: str) -> str:
+    """A message-id, stored bare (no angle brackets) like harness.series.Message.message_id."""
     value = _str(entry, key, where)
-    if not (value.startswith("<") and value.endswith(">") and "@" in value):
-        raise UserError(f"{where}: '{key}' must look like <local@domain>, got {value!r}")
-    return value
+    bare = value[1:-1] if value.startswith("<") and value.endswith(">") else value
+    if bare.count("@") < 1 or any(c in bare for c in "<> \t"):
+        raise UserError(f"{where}: '{key}' must look like local@domain, got {value!r}")
+    return bare
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -506,25 +513,23 @@ def _evaluate_lines(concern: Concern, revision: RevisionLike, lines: Sequence[Di
     if concern.id in cache:
         return cache[concern.id]
     rule, version = concern.rule, revision.version
+    addressed = _first_hit(rule.addressed, rule, lines, revision, cache)
+    present = _first_hit(rule.present, rule, lines, revision, cache)
+    ordered = [("addressed", addressed), ("present", present)]
+    if rule.precedence == "present":
+        ordered.reverse()
+    decided = next(((name, hit) for name, hit in ordered if hit is not None), None)
     scope = [ln for ln in lines if _in_scope(ln, rule.file, rule.function, rule.subject)]
-    if not scope:
+    if decided is not None:
+        result = decided[1].status(concern.id, version, decided[0])
+    elif not scope:
         result = ConcernStatus(concern.id, version, rule.untouched,
-                               f"no patch of v{version} adds lines in {rule.describe_scope()}", None)
+                               f"no patch of v{version} adds lines in {rule.describe_scope()}", None,
+                               basis="untouched")
     else:
-        addressed = _first_hit(rule.addressed, rule, lines, revision, cache)
-        present = _first_hit(rule.present, rule, lines, revision, cache)
-        ordered = [("addressed", addressed), ("present", present)]
-        if rule.precedence == "present":
-            ordered.reverse()
-        decided = next(((name, hit) for name, hit in ordered if hit is not None), None)
-        if decided is not None:
-            result = decided[1].status(concern.id, version, decided[0])
-        else:
-            first = scope[0]
-            result = ConcernStatus(concern.id, version, rule.otherwise,
-                                   f"patch {first.patch} adds lines in {rule.describe_scope()} "
-                                   f"({first.file}) but none matches the present/addressed patterns",
-                                   first.patch, first.file)
+        first = scope[0]
+        result = ConcernStatus(concern.id, version, rule.otherwise, f"{first.file}: {first.text}",
+                               first.patch, first.file, basis="scope")
     cache[concern.id] = result
     return result
 
