@@ -119,10 +119,11 @@ def configure_build_dir(tree: Tree, fragments: Sequence[kconfig.Fragment], cfg_h
 
 
 def make_kernel(tree: Tree, build_dir: Path, log: Path, progress: Progress | None = None,
-                targets: Sequence[str] = ("bzImage",), timeout: float = BUILD_TIMEOUT) -> float:
+                targets: Sequence[str] = ("bzImage",), timeout: float = BUILD_TIMEOUT,
+                extra_env: dict[str, str] | None = None) -> float:
     """Run make in ``build_dir``; returns the duration. A failure raises with the last error lines."""
     argv = ["make", "-C", str(tree.path), f"O={build_dir}", f"-j{jobs()}", *make_args(), *targets]
-    res = run(argv, cwd=tree.path, timeout=timeout, env=ccache_env(), log=log,
+    res = run(argv, cwd=tree.path, timeout=timeout, env={**ccache_env(), **(extra_env or {})}, log=log,
               on_line=_Progress(progress, "build"))
     if res.timed_out:
         raise InfraError(f"kernel build timed out after {timeout:.0f}s (log: {log})")
@@ -194,7 +195,8 @@ def ensure_kernel(variant: str = "series", *, tree: Path | None = None, base: st
     from harness import variants  # late: variants imports apply, which imports this module's peers
 
     frags = kconfig.load_fragments(fragments)
-    with locked("kernel"):  # one kernel build at a time on this machine, across kwb processes
+    # One kernel build at a time on this machine, across kwb processes.
+    with locked("kernel", progress=progress):
         prepared = prepare_tree(tree, base, progress)
         ref = variants.checkout_variant(prepared, variant, progress=progress)
         checkout(prepared, ref)
@@ -205,7 +207,7 @@ def build_ref(ref: str, label: str, *, tree: Path | None = None, base: str | Non
               fragments: list[str] | None = None, progress: Progress | None = None) -> KernelBuild:
     """Build an arbitrary ref of a prepared tree (e.g. the ``kwb/apply/...`` branch of a revision)."""
     frags = kconfig.load_fragments(fragments)
-    with locked("kernel"):
+    with locked("kernel", progress=progress):
         prepared = prepare_tree(tree, base, progress)
         if rev_parse(prepared.path, ref) is None:
             raise UserError(f"no such ref in {prepared.path}: {ref}")

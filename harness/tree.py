@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ DEBIAN_TREE_NAME = "debian-6.12"
 BASE_BRANCH = "kwb/base"
 GIT_TIMEOUT = 600.0
 URL_TIMEOUT = 30.0
+LOCK_TIMEOUT = 7200.0
 
 # Fixed identity and dates make the default tree's base commit id the same on every machine.
 _REPRODUCIBLE_ENV = {
@@ -81,12 +82,28 @@ def trees_dir() -> Path:
 
 
 @contextmanager
-def locked(name: str) -> Iterator[None]:
-    """An exclusive inter-process lock under the cache (several kwb processes may share it)."""
+def locked(name: str, timeout: float = LOCK_TIMEOUT, progress: Progress | None = None) -> Iterator[None]:
+    """An exclusive inter-process lock under the cache (several kwb processes may share it).
+
+    Waits at most ``timeout`` seconds (a build holding it is itself bounded), then InfraError.
+    """
     lock_dir = cache_dir() / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise InfraError(f"another kwb process held the {name!r} lock for more than "
+                                     f"{timeout:.0f}s ({lock_dir / name}.lock)") from None
+                if progress is not None and not told:
+                    progress(f"waiting for another kwb process (lock {name!r})")
+                    told = True
+                time.sleep(1.0)
         try:
             yield
         finally:
@@ -254,10 +271,3 @@ def checkout(tree: Tree, ref: str) -> str:
     """Check out ``ref`` in kwb's own tree (keeping mtimes of unchanged files for incremental builds)."""
     git(tree.path, "checkout", "-q", "--force", ref)
     return current_commit(tree)
-
-
-def ensure_clean_environment() -> None:
-    """Reject environments where git itself is unusable, with a clear message."""
-    if shutil.which("git") is None:
-        raise InfraError("git not found (make setup installs it)")
-    os.environ.setdefault("GIT_TERMINAL_PROMPT", "0")

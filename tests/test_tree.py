@@ -134,3 +134,13 @@ def test_real_default_tree_base_is_the_pinned_commit() -> None:
     assert treemod.kernel_release_of(tree.path) == "6.12.117"
     assert _git(tree.path, "log", "-1", "--format=%an <%ae> %ad", "--date=iso-strict", tree.base) == (
         "kwb <kwb@localhost> 2025-01-01T00:00:00+00:00")
+
+
+def test_lock_wait_is_bounded(cache: Path) -> None:
+    said: list[str] = []
+    with treemod.locked("demo"), pytest.raises(Exception, match=r"held the 'demo' lock for more than 1s"):
+        with treemod.locked("demo", timeout=1.0, progress=said.append):
+            pass
+    assert said == ["waiting for another kwb process (lock 'demo')"]
+    with treemod.locked("demo", timeout=1.0):  # released again
+        pass
