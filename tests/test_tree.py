@@ -138,9 +138,9 @@ def test_real_default_tree_base_is_the_pinned_commit() -> None:
 
 def test_lock_wait_is_bounded(cache: Path) -> None:
     said: list[str] = []
-    with treemod.locked("demo"), pytest.raises(Exception, match=r"held the 'demo' lock for more than 1s"):
-        with treemod.locked("demo", timeout=1.0, progress=said.append):
-            pass
+    with (treemod.locked("demo"), pytest.raises(InfraError, match=r"held the 'demo' lock for more than 1s"),
+          treemod.locked("demo", timeout=1.0, progress=said.append)):
+        pass
     assert said == ["waiting for another kwb process (lock 'demo')"]
     with treemod.locked("demo", timeout=1.0):  # released again
         pass
