@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
+from conftest import LORE_MBOX
 
 from harness.series.loader import LoadResult, find_family, load_series
 from harness.series.model import Family
-from conftest import LORE_MBOX
 
 FAMILY = "Add support for async buffered reads"
 

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_series_fixtures import mail, mbox, patch_body
 
 from harness.errors import OfflineError, UserError
 from harness.run import run
@@ -13,7 +14,6 @@ from harness.sources import load_messages, open_source
 from harness.sources.lore import LoreSource, check_online
 from harness.sources.mbox import split_mbox
 from harness.sources.publicinbox import epochs
-from test_series_fixtures import mail, mbox, patch_body
 
 
 def test_mboxrd_from_lines_are_unescaped() -> None:
@@ -110,7 +110,7 @@ def test_lore_accepts_only_message_ids(tmp_path: Path) -> None:
 
 
 def test_unknown_source_names_every_kind(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="mbox: .*maildir: .*public-inbox: .*lore: "):
+    with pytest.raises(UserError, match=r"mbox: .*maildir: .*public-inbox: .*lore: "):
         open_source(tmp_path / "missing-file")
 
 

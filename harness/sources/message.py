@@ -37,14 +37,16 @@ class Message:
 
     @property
     def sender_email(self) -> str:
-        """The lower-cased address part of ``sender``."""
-        return email.utils.parseaddr(self.sender)[1].lower()
+        """The lower-cased address part of ``sender`` (the whole sender when it has no address, as in
+        archive renderings that show names only)."""
+        addr = email.utils.parseaddr(self.sender)[1]
+        return (addr if "@" in addr else " ".join(self.sender.split())).lower()
 
     @property
     def sender_name(self) -> str:
         """The display name of ``sender`` (the address when there is none)."""
         name, addr = email.utils.parseaddr(self.sender)
-        return name or addr
+        return name or (addr if "@" in addr else " ".join(self.sender.split()))
 
 
 def _header(msg: email.message.Message, name: str) -> str:
