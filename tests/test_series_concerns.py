@@ -20,6 +20,7 @@ from harness.series.concerns import (
     ConcernStatus,
     added_lines,
     evaluate,
+    evaluate_diff,
     evaluate_family,
     load_catalogue,
     summarize,
@@ -261,6 +262,10 @@ CASES: list[tuple[str, str, str, str]] = [
     ("rahead-implies-nowait", "addressed", "+\tif (plug && plug->nowait)",
      hunk("block/blk-core.c", "generic_make_request_checks(struct bio *bio)",
           plus("\tif (plug && plug->nowait)\n\t\tbio->bi_opf |= REQ_NOWAIT;"))),
+    ("rahead-implies-nowait", "addressed", "+#define REQ_RAHEAD\t\t(1ULL << __REQ_RAHEAD)",
+     hunk("include/linux/blk_types.h", "enum req_flag_bits {",
+          "-#define REQ_RAHEAD\t\t\\\n-\t((1ULL << __REQ_RAHEAD) | (1ULL << __REQ_NOWAIT))",
+          plus("#define REQ_RAHEAD\t\t(1ULL << __REQ_RAHEAD)"))),
     # patch 01 dropped and nothing added in its place: the concern is gone with it
     ("rahead-implies-nowait", "addressed", "", UNRELATED),
     ("should-retry-comment", "present", "+static bool io_rw_should_retry(struct io_kiocb *req)",
@@ -653,3 +658,28 @@ def test_message_ids_quotes_and_revisions_are_real(lore_mbox: Path, seeds: Path,
         assert answered, f"{concern.id}: {concern.message_id} does not answer v{concern.raised_on}"
         if concern.patch is not None and any(n != 0 for n in answered):
             assert concern.patch in answered, f"{concern.id}: not a reply to patch {concern.patch}"
+
+
+@pytest.mark.real
+@pytest.mark.parametrize(("message_id", "expected"), [
+    # Jens's __io_read() incremental: the goto is gone, but Pavel saw the CQE it loses
+    ("717e474a-5168-8e1e-2e02-c1bdff007bd9@kernel.dk",
+     {"goto-retry-state-machine": "addressed", "lost-cqe-retry-incremental": "present"}),
+    # the ki_waitq incremental answering Trond, with the IOCB_HIPRI guard
+    ("dca84a29-99dc-c9f0-7758-e47fc4d6fbc4@kernel.dk",
+     {"iocb-private-reuse": "addressed", "hipri-waitqueue-guard": "addressed"}),
+    # the patch-01 revert sent for Sedat's slow boot
+    ("230d3380-0269-d113-2c32-6e4fb94b79b8@kernel.dk", {"rahead-implies-nowait": "addressed"}),
+    # the fix for Andres's postgres/XFS report
+    ("34aadc75-5b8a-331e-e149-45e1547b543e@kernel.dk", {"xfs-wrong-data": "addressed"}),
+])
+def test_real_review_fixups(real_family: object, catalogue: dict[str, Concern], message_id: str,
+                            expected: dict[str, str]) -> None:
+    from harness.series import Family
+    assert isinstance(real_family, Family)
+    reviews = [rv for r in real_family.revisions for rv in r.all_reviews()
+               if rv.message.message_id == message_id]
+    assert reviews and reviews[0].fixup_diff, f"no fix-up diff attached for {message_id}"
+    for cid, status in expected.items():
+        got = evaluate_diff(catalogue[cid], reviews[0].fixup_diff, version=0)
+        assert got.status == status, f"{cid}: {got.evidence}"

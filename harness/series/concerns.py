@@ -34,6 +34,7 @@ __all__ = [
     "added_lines",
     "catalogue_path",
     "evaluate",
+    "evaluate_diff",
     "evaluate_family",
     "load_catalogue",
     "summarize",
@@ -537,6 +538,25 @@ def _evaluate_lines(concern: Concern, revision: RevisionLike, lines: Sequence[Di
 def evaluate(concern: Concern, revision: RevisionLike) -> ConcernStatus:
     """The status of ``concern`` in ``revision``'s patches, with the deciding line as evidence."""
     return _evaluate_lines(concern, revision, _revision_lines(revision), {})
+
+
+@dataclass(frozen=True)
+class _OnePatch:
+    number: int
+    subject: str
+    diff: str
+
+
+@dataclass(frozen=True)
+class _OnePatchRevision:
+    version: int
+    patches: tuple[_OnePatch, ...]
+
+
+def evaluate_diff(concern: Concern, diff: str, *, version: int, patch: int = 0,
+                  subject: str = "") -> ConcernStatus:
+    """The status of ``concern`` in a lone diff, e.g. a fix-up proposed in a review reply."""
+    return evaluate(concern, _OnePatchRevision(version, (_OnePatch(patch, subject, diff),)))
 
 
 def evaluate_family(catalogue: Sequence[Concern], family: FamilyLike) -> list[ConcernStatus]:
