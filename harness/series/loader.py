@@ -10,7 +10,7 @@ from harness.errors import UserError
 from harness.paths import project_root
 from harness.series.families import group_families
 from harness.series.grouping import ThreadIndex, collect_postings
-from harness.series.model import Family
+from harness.series.model import Family, Message
 from harness.series.revisions import build_revision
 from harness.series.subjects import normalise_title
 from harness.sources.base import load_messages
@@ -29,15 +29,20 @@ class LoadResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_series(source: str | Path) -> LoadResult:
-    """Parse ``source`` and group its patch postings into families (warnings kept, not printed)."""
-    loaded = load_messages(source)
-    index = ThreadIndex(loaded.messages)
-    postings = collect_postings(loaded.messages, index)
+def group_messages(messages: list[Message]) -> list[Family]:
+    """Postings → revisions (with reviews) → families, for already parsed messages."""
+    index = ThreadIndex(messages)
+    postings = collect_postings(messages, index)
     patch_ids = {msg.message_id for post in postings for _, msg in post.patches}
     patch_ids |= {post.cover.message_id for post in postings if post.cover is not None}
     revisions = [build_revision(post, index, patch_ids) for post in postings]
-    families = group_families(revisions)
+    return group_families(revisions)
+
+
+def load_series(source: str | Path) -> LoadResult:
+    """Parse ``source`` and group its patch postings into families (warnings kept, not printed)."""
+    loaded = load_messages(source)
+    families = group_messages(loaded.messages)
     return LoadResult(str(source), loaded.kind, len(loaded.messages), families, list(loaded.warnings))
 
 
