@@ -172,3 +172,36 @@ def test_missing_patch_file_is_a_user_error(cache: Path, upstream: Path, tmp_pat
     with pytest.raises(UserError, match="patch file not found"):
         apply.apply_patch_files(tree, [tmp_path / "nope.patch"], "kwb/apply/x")
 
+
+
+def test_apply_cli_json_rerun_and_conflict_exit_codes(cache: Path, upstream: Path, series: list[Path],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from harness.cli import main
+
+    argv = ["-q", "apply", "--tree", str(upstream), "--base", "base", "--patch", *map(str, series), "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["patches"] == 3 and first["branch"].startswith("kwb/apply/")
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["reused"] is True
+    _commit_change(upstream, "src/main.c", "return 0;", "return -1;", "diverge")
+    assert main(["-q", "apply", "--tree", str(upstream), "--base", "main", "--patch", str(series[1])]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith('kwb: error: patch 1/1 "main: return one" does not apply: files src/main.c')
+    assert len(err.strip().splitlines()) == 1
+    assert main(["apply", "--tree", str(upstream), "--base", "base"]) == 3
+    assert "needs --source SRC --revision N" in capsys.readouterr().err
+
+
+def test_apply_cli_per_patch_build_on_fake_tree(cache: Path, upstream: Path, series: list[Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from harness.cli import main
+
+    argv = ["-q", "apply", "--tree", str(upstream), "--base", "base", "--patch", *map(str, series),
+            "--per-patch-build", "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["built"] == [1, 2, 3]

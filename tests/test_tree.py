@@ -144,3 +144,15 @@ def test_lock_wait_is_bounded(cache: Path) -> None:
     assert said == ["waiting for another kwb process (lock 'demo')"]
     with treemod.locked("demo", timeout=1.0):  # released again
         pass
+
+
+def test_tree_prepare_cli_json(cache: Path, user_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from harness.cli import main
+
+    assert main(["-q", "tree", "prepare", "--tree", str(user_repo), "--base", "main", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["kind"] == "local" and data["base"] == _git(user_repo, "rev-parse", "main")
+    assert main(["tree", "prepare", "--tree", str(user_repo)]) == 3
+    assert "needs --base REF" in capsys.readouterr().err
