@@ -550,6 +550,27 @@ def test_mutants_match_variants_file() -> None:
         assert not missing, f"{concern.id}: workloads miss {sorted(missing)} that flag {name}"
 
 
+# Named by concerns but written by a later issue (issue 6: both lock_page_async() branches on purpose).
+PLANNED_WORKLOADS = {"probe-lock-page-async"}
+
+
+def test_workloads_agree_with_workload_catalogue() -> None:
+    """Every workload a concern names exists (or is planned); every concern a workload names lists it."""
+    catalogue_dir = project_root() / "harness" / "workloads" / "catalogue"
+    specs = [tomllib.loads(p.read_text()) for p in sorted(catalogue_dir.glob("*.toml"))]
+    if not specs:
+        pytest.skip(f"no workload catalogue in {catalogue_dir} yet")
+    known = {spec["name"] for spec in specs}
+    cat = {c.id: c for c in load_catalogue()}
+    for concern in cat.values():
+        unknown = set(concern.workloads) - known - PLANNED_WORKLOADS
+        assert not unknown, f"{concern.id}: unknown workloads {sorted(unknown)}"
+    for spec in specs:
+        for cid in spec.get("concerns", []):
+            assert cid in cat, f"workload {spec['name']}: unknown concern {cid!r}"
+            assert spec["name"] in cat[cid].workloads, f"{cid} does not list workload {spec['name']}"
+
+
 # ------------------------------------------------------------------------------------ the real postings
 
 # Verified by reading each posting's patches (see concerns.toml notes): version -> status.
