@@ -167,7 +167,7 @@ def _boot_and_run(guest: Guest, specs: list[disks.DiskSpec], args: argparse.Name
             outcome = "timeout"
         if outcome == "ok" and result["error"]:
             outcome = "error"
-        result.update(outcome=outcome, accel=guest.accel, kvm=guest.kvm,
+        result.update(outcome=outcome, guest=guest.name, accel=guest.accel, kvm=guest.kvm,
                       boot_to_ssh_seconds=guest.boot_seconds,
                       findings=[f.to_dict() for f in guest.findings],
                       console_excerpt=guest.excerpt() if outcome != "ok" else "",

@@ -1,0 +1,205 @@
+"""Guest lifecycle. Unit tier: a fake "vng" (a script) exercises boot timeout, crash and reaping.
+Real tier: the built kernel under virtme-ng — uname, three filesystems, loopback-only SSH, the host root
+read-only, panic → crash, hang → timeout, and never a QEMU left behind."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.errors import UserError
+from harness.qemu import disks, guest, vng
+from harness.qemu.guest import BootError, Guest, GuestConfig
+from harness.run import run
+
+
+def _fake_vng(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """Replace the vng argv by a Python one-liner; the guest name stays on its command line."""
+    def build(spec: vng.VngSpec, vng: Path | None = None) -> list[str]:
+        body = script.format(pidfile=spec.pidfile)
+        return [sys.executable, "-c", body, spec.name]
+    monkeypatch.setattr(vng, "build_argv", build)
+
+
+def _cfg(tmp_path: Path, **kw: Any) -> GuestConfig:
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(b"fake")
+    base: dict[str, Any] = dict(kernel=kernel, results_dir=tmp_path / "res", accel="tcg", boot_timeout=3)
+    base.update(kw)
+    return GuestConfig(**base)
+
+
+WRITE_PID = "import os,sys,time; open('{pidfile}','w').write(str(os.getpid())); "
+
+
+def test_missing_kernel_is_a_usage_error(tmp_path: Path) -> None:
+    cfg = GuestConfig(tmp_path / "nope", tmp_path)
+    with pytest.raises(UserError, match="kernel image not found"), Guest(cfg):
+        pass
+
+
+def test_boot_timeout_kills_and_reaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_vng(monkeypatch, WRITE_PID + "print('Linux version 6.12.117', flush=True); time.sleep(600)")
+    g = Guest(_cfg(tmp_path))
+    start = time.monotonic()
+    with pytest.raises(BootError, match="not reachable over SSH within 3s") as exc:
+        g.start()
+    assert exc.value.outcome == "timeout" == g.outcome
+    assert time.monotonic() - start < 20
+    assert guest.pids_with(g.name) == []
+    assert "Linux version 6.12.117" in (tmp_path / "res" / "console.log").read_text()
+    assert not g.state_dir.exists()  # the per-run key is gone with the guest
+    assert (tmp_path / "res" / "vm.json").is_file()
+
+
+def test_panic_during_boot_is_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_vng(monkeypatch, WRITE_PID + "print('Linux version 6.12.117'); "
+                                       "print('Kernel panic - not syncing: VFS: Unable to mount root fs', "
+                                       "flush=True); time.sleep(600)")
+    g = Guest(_cfg(tmp_path, boot_timeout=60))
+    start = time.monotonic()
+    with pytest.raises(BootError, match="kernel panic"):
+        g.start()
+    assert time.monotonic() - start < 20 and g.outcome == "crash"
+    assert "Unable to mount root fs" in g.excerpt()
+    assert guest.pids_with(g.name) == []
+
+
+def test_qemu_failing_before_the_kernel_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_vng(monkeypatch, "import sys; print('qemu: could not set up host forwarding rule'); sys.exit(1)")
+    g = Guest(_cfg(tmp_path, boot_timeout=60))
+    with pytest.raises(BootError, match=r"QEMU exited \(vng exit 1\)") as exc:
+        g.start()
+    assert exc.value.outcome == "error" == g.outcome
+
+
+def test_keyboard_interrupt_still_reaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_vng(monkeypatch, WRITE_PID + "time.sleep(600)")
+    g = Guest(_cfg(tmp_path, boot_timeout=60))
+
+    def interrupted(self: Guest) -> None:
+        time.sleep(0.5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Guest, "_wait_ready", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        g.start()
+    assert guest.pids_with(g.name) == []
+
+
+def test_run_on_a_dead_guest_returns_at_once(tmp_path: Path) -> None:
+    g = Guest(_cfg(tmp_path))
+    res = g.run("true", timeout=5)
+    assert res.returncode == -1 and "not booted" in res.stderr and not g.alive()
+
+
+def test_free_port_is_loopback_bindable() -> None:
+    import socket
+
+    port = guest.free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Real tier: the built kernel.
+
+def _our_qemu(name: str) -> list[str]:
+    res = run(["pgrep", "-af", "qemu-system"], timeout=10)
+    return [ln for ln in res.stdout.splitlines() if name in ln]
+
+
+def _listeners(pid: int) -> list[str]:
+    lines = []
+    for proto in ("-ltnpH", "-lunpH"):
+        res = run(["ss", proto], timeout=10, check=True)
+        lines += [ln for ln in res.stdout.splitlines() if f"pid={pid}," in ln]
+    return lines
+
+
+@pytest.fixture
+def kernel(built_kernel: Any) -> Path:
+    return Path(built_kernel.bzimage)
+
+
+@pytest.mark.real
+def test_real_boot_filesystems_and_isolation(built_kernel: Any, tmp_path: Path) -> None:
+    res_dir = tmp_path / "results"
+    specs = [("ext4", 256), ("xfs", 300), ("btrfs", 256)]
+    images = [disks.make_disk(tmp_path / f"{fs}.img", mb) for fs, mb in specs]
+    cfg = GuestConfig(kernel=Path(built_kernel.bzimage), results_dir=res_dir, disks=images, accel="auto")
+    with Guest(cfg) as g:
+        assert g.boot_seconds is not None and g.boot_seconds < cfg.boot_timeout
+        assert g.run("uname -r", timeout=30).stdout.strip() == built_kernel.release == "6.12.117"
+        # SSH (and anything else QEMU listens on) is on loopback only.
+        pid = g.qemu_pid()
+        assert pid is not None
+        listeners = _listeners(pid)
+        assert listeners and all(re.search(r"\s127\.0\.0\.1:\d+\s", ln) for ln in listeners), listeners
+        assert any(f"127.0.0.1:{g.port} " in ln for ln in listeners)
+        # Three disks, in order, each with its filesystem; write, drop caches, read back.
+        for i, (fs, _) in enumerate(specs):
+            dev, mnt = disks.guest_device(i), disks.mount_point(i)
+            prep = g.run(disks.prepare_command(i, fs), timeout=180)
+            assert prep.ok, prep.stderr
+            rw = g.run(f"echo kwb-{fs} > {mnt}/f && sync && echo 3 > /proc/sys/vm/drop_caches && "
+                       f"cat {mnt}/f && findmnt -no FSTYPE,SOURCE {mnt}", timeout=60)
+            assert rw.ok, rw.stderr
+            assert rw.stdout.split() == [f"kwb-{fs}", fs, dev]
+        # The results dir is writable from the guest; the host root is not (writes land in overlays).
+        marker = f"/usr/kwb-guest-write-{g.name}"
+        w = g.run(f"echo hi > {res_dir}/from-guest && touch {marker} && ls {marker} && "
+                  "! touch /kwb-root-write 2>/dev/null && echo ro", timeout=30)
+        assert w.ok and w.stdout.split() == [marker, "ro"], w.stderr
+        assert not Path(marker).exists() and not Path("/kwb-root-write").exists()
+        assert (res_dir / "from-guest").read_text() == "hi\n"
+        assert g.alive() and g.outcome == "ok"
+    assert g.outcome == "ok" and g.findings == []
+    assert _our_qemu(g.name) == []
+    log = (res_dir / "console.log").read_text()
+    assert "Linux version 6.12.117" in log
+    # The filesystems were unmounted cleanly at poweroff (xfs logs it; a crash would not).
+    assert "Unmounting Filesystem" in log
+
+
+@pytest.mark.real
+def test_real_panic_is_a_crash_with_excerpt(kernel: Path, tmp_path: Path) -> None:
+    with Guest(GuestConfig(kernel=kernel, results_dir=tmp_path)) as g:
+        start = time.monotonic()
+        res = g.run("echo c > /proc/sysrq-trigger", timeout=120)
+        took = time.monotonic() - start
+        assert res.returncode == -1 and not res.timed_out
+        assert took < 60, f"panic noticed only after {took:.0f}s"
+        assert not g.alive()
+    assert g.outcome == "crash"
+    assert "Kernel panic - not syncing: sysrq triggered crash" in g.excerpt()
+    assert [f.kind for f in g.findings if f.fatal][:1] == ["panic"]
+    assert _our_qemu(g.name) == []
+    assert "sysrq triggered crash" in (tmp_path / "console.log").read_text()
+
+
+@pytest.mark.real
+def test_real_hang_then_unresponsive_guest_is_a_timeout(kernel: Path, tmp_path: Path) -> None:
+    with Guest(GuestConfig(kernel=kernel, results_dir=tmp_path, ping_timeout=15)) as g:
+        start = time.monotonic()
+        res = g.run("sleep 100000", timeout=10)
+        assert res.timed_out and 10 <= time.monotonic() - start < 10 + 40
+        # The command's process group was killed; the guest still answers: not a hang.
+        assert g.run("pgrep -x sleep || echo none", timeout=30).stdout.strip() == "none"
+        assert g.alive() and g.outcome == "ok"
+        # Now the guest stops answering (every process but init stopped, sshd included).
+        start = time.monotonic()
+        res = g.run("kill -STOP -1", timeout=10)
+        assert res.timed_out and time.monotonic() - start < 10 + 15 + 30
+        assert not g.alive() and g.outcome == "timeout"
+        quick = g.run("true", timeout=30)
+        assert quick.timed_out and quick.duration < 1
+        close_start = time.monotonic()
+    assert time.monotonic() - close_start < 30
+    assert g.outcome == "timeout"
+    assert _our_qemu(g.name) == []
