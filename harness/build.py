@@ -26,7 +26,8 @@ BUILD_TIMEOUT = 3600.0
 Progress = Callable[[str], None]
 
 # A compiler/linker error line, for the one-line InfraError a broken build raises.
-_ERROR_LINE = re.compile(r"(error:|Error \d+|undefined reference|fatal error|\*\*\*)")
+_COMPILER_ERROR = re.compile(r"(error:|undefined reference|fatal error)")
+_ERROR_LINE = re.compile(r"(Error \d+|\*\*\*)")
 _TARGET_LINE = re.compile(r"^\s+(CC|LD|AR|AS|CHK|GEN|HOSTCC|HOSTLD|OBJCOPY|UPD|BUILD|LDS|MODPOST|VDSO\S*)\s")
 
 
@@ -128,8 +129,10 @@ def make_kernel(tree: Tree, build_dir: Path, log: Path, progress: Progress | Non
     if res.timed_out:
         raise InfraError(f"kernel build timed out after {timeout:.0f}s (log: {log})")
     if res.returncode != 0:
-        errors = [ln.strip() for ln in (res.stderr + res.stdout).splitlines() if _ERROR_LINE.search(ln)]
-        summary = " | ".join(errors[:3]) or res.tail(1).strip()
+        lines = (res.stdout + res.stderr).splitlines()
+        compiler = [ln.strip() for ln in lines if _COMPILER_ERROR.search(ln)]
+        make_errors = [ln.strip() for ln in lines if _ERROR_LINE.search(ln)]
+        summary = " | ".join(compiler[-3:] or make_errors[-2:]) or res.tail(1).strip()
         raise InfraError(f"kernel build failed: {summary} (log: {log})")
     return res.duration
 
@@ -194,7 +197,8 @@ def ensure_kernel(variant: str = "series", *, tree: Path | None = None, base: st
     """Prepare the tree, check out ``variant``, build it incrementally (or reuse it) and return it."""
     from harness import variants  # late: variants imports apply, which imports this module's peers
 
-    frags = kconfig.load_fragments(fragments)
+    wanted = [*(fragments or []), *variants.get_variant(variant).fragments]
+    frags = kconfig.load_fragments(wanted)
     # One kernel build at a time on this machine, across kwb processes.
     with locked("kernel", progress=progress):
         prepared = prepare_tree(tree, base, progress)

@@ -32,6 +32,7 @@ class Variant:
     concern: str = ""
     flagged_by: list[str] = field(default_factory=list)
     equivalent: str = ""
+    fragments: list[str] = field(default_factory=list)  # extra kconfig fragments this variant needs
 
 
 def variants_file() -> Path:
@@ -69,15 +70,17 @@ def _variant(entry: Mapping[str, object], patch_dir: Path, index: int) -> Varian
         raise UserError(f"variant {name}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
     patches = entry.get("patches", [])
     flagged = entry.get("flagged_by", [])
-    if not isinstance(patches, list) or not isinstance(flagged, list):
-        raise UserError(f"variant {name}: patches and flagged_by must be lists")
+    fragments = entry.get("fragments", ["gcov"] if kind == "coverage" else [])
+    if not all(isinstance(v, list) for v in (patches, flagged, fragments)):
+        raise UserError(f"variant {name}: patches, flagged_by and fragments must be lists")
+    assert isinstance(patches, list) and isinstance(flagged, list) and isinstance(fragments, list)
     paths = [patch_dir / str(p) for p in patches]
     for p in paths:
         if not p.is_file():
             raise UserError(f"variant {name}: patch file missing: {p}")
     return Variant(name=name, kind=kind, patches=paths, description=str(entry.get("description", "")),
                    concern=str(entry.get("concern", "")), flagged_by=[str(f) for f in flagged],
-                   equivalent=str(entry.get("equivalent", "")))
+                   equivalent=str(entry.get("equivalent", "")), fragments=[str(f) for f in fragments])
 
 
 def get_variant(name: str, path: Path | None = None) -> Variant:

@@ -51,3 +51,11 @@ def test_unknown_variant_lists_known(tmp_path: Path) -> None:
 def test_project_variants_file_loads() -> None:
     names = [v.name for v in variants.load_variants()]
     assert "series" in names
+
+
+def test_coverage_kind_adds_the_gcov_fragment(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[[variant]]\nname = "coverage"\nkind = "coverage"\n\n'
+                            '[[variant]]\nname = "m"\nkind = "mutant"\nfragments = ["lockdep"]\n')
+    found = {v.name: v for v in variants.load_variants(path)}
+    assert found["coverage"].fragments == ["gcov"]
+    assert found["m"].fragments == ["lockdep"] and found["series"].fragments == []
