@@ -259,6 +259,17 @@ def check_no_callback(counts: dict[str, int | None], ios: int) -> Check:
     return Check("no-callback", cb == 0, f"io_async_buf_func {cb} hits (needs 0)")
 
 
+def path_taken(counts: dict[str, int | None], ios: int) -> str:
+    """Which path the reads took, from the counters: async | io-wq | mixed | none | unknown."""
+    cb, wq = counts.get("callback"), counts.get("iowq_enqueue")
+    if cb is None or wq is None:
+        return "unknown"
+    quiet_wq = wq <= _iowq_limit(ios)
+    if cb > 0:
+        return "async" if quiet_wq else "mixed"
+    return "none" if quiet_wq else "io-wq"
+
+
 CHECKS: dict[str, Callable[[dict[str, int | None], int], Check]] = {
     "async-path": check_async_path,
     "iowq-path": check_iowq_path,

@@ -106,6 +106,14 @@ def test_checks_are_computed_from_counters() -> None:
     assert not evidence.check_no_callback({}, 10).ok
 
 
+def test_path_taken() -> None:
+    assert evidence.path_taken({"callback": 144218, "iowq_enqueue": 0}, 320000) == "async"
+    assert evidence.path_taken({"callback": 0, "iowq_enqueue": 72091}, 214000) == "io-wq"
+    assert evidence.path_taken({"callback": 900, "iowq_enqueue": 72091}, 214000) == "mixed"
+    assert evidence.path_taken({"callback": 0, "iowq_enqueue": 0}, 20000) == "none"
+    assert evidence.path_taken({"callback": None, "iowq_enqueue": 0}, 20000) == "unknown"
+
+
 def test_split_samples() -> None:
     out, s = evidence.split_samples("fio output\nKWB-IOWQ-SAMPLES\n0\n3\n5\n")
     assert out == "fio output\n" and s == {"samples": 3, "max": 5, "mean": 2.67}

@@ -72,7 +72,7 @@ def test_plain_io_uring_shows_async_path(tmp_path: Path) -> None:
     assert r.evidence["counts"]["callback"] > 0 and r.evidence["counts"]["iowq_enqueue"] == 0
     assert [(c["name"], c["ok"]) for c in r.evidence["checks"]] == [("async-path", True)]
     assert r.evidence["probes"]["points"]["should_retry"]["reason"].startswith("not probeable")
-    assert r.evidence["iowq_workers_max"] == 0
+    assert r.evidence["iowq_workers_max"] == 0 and r.evidence["path"] == "async"
     assert r.metrics["guest_busy_pct"]["median"] == pytest.approx(100 * 400 / 500)
     for name in ("command", "stdout", "stderr", "exitcode", "fio-1.json", "fio-3.json"):
         assert (tmp_path / name).is_file(), name
@@ -86,6 +86,7 @@ def test_forced_async_shows_iowq_path(tmp_path: Path) -> None:
     r = fio.run_job(FakeGuest(), _spec("fio-iouring-forced-async"), BDEV, tmp_path)
     assert r.status is JobStatus.PASS, r.reason
     assert r.evidence["counts"]["iowq_enqueue"] > 0 and r.evidence["iowq_workers_max"] == 5
+    assert r.evidence["path"] == "io-wq"
     assert r.evidence["layout_s"] is None  # the raw device needs no data file
 
 

@@ -262,6 +262,7 @@ class _Job:
         counts = evidence.counts_for(probe_set, self._total("kprobe_hits"))
         self.evidence["counts"] = counts
         ios = sum(r["total_ios"] for r in self.repeats)
+        self.evidence["path"] = evidence.path_taken(counts, ios)
         checks = [self._check(name, counts, ios) for name in self.spec.checks()]
         self.evidence["checks"] = [c.__dict__ for c in checks]
         failed = [c for c in checks if not c.ok]
