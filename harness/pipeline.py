@@ -43,6 +43,8 @@ class Options:
     variants: list[str] | None = None
     filesystems: list[str] = field(default_factory=lambda: list(DEFAULT_FILESYSTEMS))
     workloads: list[str] | None = None
+    # A CI shard: {variant: [filesystems]} instead of variants × filesystems.
+    matrix: dict[str, list[str]] | None = None
 
 
 @dataclass
@@ -71,7 +73,8 @@ def run_pipeline(opts: Options, stages: Stages, progress: Progress) -> int:
     A failing step still leaves out/<run-id>/ complete with what was learned; the first such
     failure is re-raised after the results are written (the CLI shows it as one line).
     """
-    record = RunRecord(run_id=new_run_id(), command=opts.command, revision=opts.revision)
+    record = RunRecord(run_id=new_run_id(), command=opts.command, revision=opts.revision,
+                       source=opts.source)
     run_dir = opts.out_root / record.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     failure: KwbError | None = None
@@ -148,11 +151,12 @@ def _plan(opts: Options, stages: Stages, record: RunRecord, family: Any,
         raise UserError("--base needs --tree")
     catalogue = stages.variant_catalogue()
     known = {v.name: v for v in catalogue}
-    if opts.variants:
-        unknown = [n for n in opts.variants if n not in known]
+    names = list(opts.matrix) if opts.matrix else opts.variants
+    if names:
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise UserError(f"unknown variant {', '.join(unknown)} (known: {', '.join(known)})")
-        chosen = [known[n] for n in opts.variants]
+        chosen = [known[n] for n in names]
     else:
         chosen = [v for v in catalogue if v.kind != "coverage" or opts.coverage]
     return [_Planned(v, None, None, v.name) for v in chosen]
@@ -174,8 +178,8 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
             record.kernel["config"] = str(getattr(kernel, "config", "") or "") or None
         return kernel
 
-    jobs = stages.run_variant(name, list(opts.filesystems), list(opts.workloads or []), run_dir, boot,
-                              build=build)
+    fss = (opts.matrix or {}).get(name, opts.filesystems)
+    jobs = stages.run_variant(name, list(fss), list(opts.workloads or []), run_dir, boot, build=build)
     for job in jobs:
         job.variant = job.variant or name
     record.add_jobs([j.to_dict() for j in jobs])

@@ -44,6 +44,7 @@ class RunRecord:
     status: str = "running"
     error: str = ""
     revision: int | None = None
+    source: str | None = None
     kernel: dict[str, Any] = field(default_factory=lambda: {"tree": "debian-6.12", "base": None,
                                                              "variants": {}})
     accel: str = "unknown"
@@ -73,7 +74,7 @@ class RunRecord:
         run: dict[str, Any] = {"id": self.run_id, "started": self.started, "finished": self.finished,
                                "command": self.command, "kwb_version": __version__,
                                "host": socket.gethostname(), "status": self.status, "steps": self.steps,
-                               "revision": self.revision}
+                               "revision": self.revision, "source": self.source}
         if self.error:
             run["error"] = self.error
         if self.shards:
