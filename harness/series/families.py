@@ -16,9 +16,12 @@ def _cover_title(rev: Revision) -> str:
 
 
 def _display_name(rev: Revision) -> str:
-    if rev.cover is not None:
-        return parse_subject(rev.cover.subject).title
-    return rev.patches[0].subject if rev.patches else "(empty)"
+    if rev.cover is not None and (title := parse_subject(rev.cover.subject).title):
+        return title
+    if rev.patches:
+        more = len(rev.patches) - 1
+        return rev.patches[0].subject + (f" (+{more})" if more else "")
+    return "(untitled)"
 
 
 class _UnionFind:

@@ -9,6 +9,7 @@ _REPLY = re.compile(r"^\s*((re|fwd?|aw|sv|antw)\s*(\[\d+\])?\s*:\s*)+", re.IGNOR
 _BRACKET = re.compile(r"^\s*\[([^\]]*)\]\s*")
 _COUNT = re.compile(r"^(\d+)/(\d+)$")
 _VERSION = re.compile(r"^v(\d+)$", re.IGNORECASE)
+_EXTRA_WORDS = {"RESEND", "REPOST", "RFT", "UPDATED"}
 _PATCH_WORD = re.compile(r"^(PATCH|PATCHSET|PATCHES|RFC)(v(\d+))?$", re.IGNORECASE)
 
 
@@ -39,6 +40,10 @@ def parse_subject(subject: str) -> SubjectInfo:
         tokens = m.group(1).split()
         words = [t.upper() for t in tokens]
         if not any(_PATCH_WORD.match(w) for w in words):
+            if is_patch and words and all(w in _EXTRA_WORDS for w in words):
+                label.extend(tokens)  # "[PATCH 0/4] [RESEND] title"
+                text = text[m.end():]
+                continue
             break  # e.g. "[io_uring]" tags are part of the title
         is_patch = True
         for tok in tokens:

@@ -7,6 +7,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from harness.errors import InfraError, OfflineError
@@ -38,13 +39,28 @@ def b4_command() -> list[str]:
 
 
 def check_online(host: str = LORE_HOST, timeout: float = 3.0) -> None:
-    """Raise OfflineError unless ``host`` answers on port 443 within ``timeout`` seconds."""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return
-    except OSError as exc:
-        raise OfflineError(f"cannot reach {host} ({exc.__class__.__name__}: {exc}); this machine looks "
-                           f"offline — pass a local mbox, Maildir or public-inbox with --source") from exc
+    """Raise OfflineError unless ``host`` answers on port 443 within ``timeout`` seconds.
+
+    The probe runs in a daemon thread because name resolution has no timeout of its own; a resolver
+    that hangs must not hang kwb.
+    """
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout + 1.0)
+    if outcome and outcome[0] is None:
+        return
+    reason = f"{outcome[0].__class__.__name__}: {outcome[0]}" if outcome else f"no answer in {timeout:.0f}s"
+    raise OfflineError(f"cannot reach {host} ({reason}); this machine looks offline — pass a local mbox, "
+                       "Maildir or public-inbox with --source")
 
 
 class LoreSource:
