@@ -109,3 +109,13 @@ def test_synthetic_series_grouping_and_missing(tmp_path: Path) -> None:
     v1, v2 = fam.revisions
     assert v1.missing == [2] and any("missing patches: 2/3" in w for w in v1.warnings)
     assert v2.version == 2 and v2.patch(1).trailers[-1] == ("Reviewed-by", "Rev Iewer <rev@example.org>")
+
+
+def test_own_words_drops_snip_markers_before_quotes() -> None:
+    body = "On Fri, May 29, 2020 at 12:02 PM S D <s@d.e> wrote:\n\n[ ... ]\n\n> quoted\n\nMine.\n"
+    assert own_words(body) == "Mine."
+
+
+def test_resend_tag_is_a_prefix() -> None:
+    info = parse_subject("[PATCH 0/4] [RESEND] cancel all reqs of an exiting task")
+    assert (info.number, info.label, info.title) == (0, "RESEND", "cancel all reqs of an exiting task")

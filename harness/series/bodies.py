@@ -10,6 +10,7 @@ _DIFF_START = re.compile(r"^diff --git ", re.MULTILINE)
 _PLAIN_DIFF = re.compile(r"^--- (a/|\S+\.[ch]\b)[^\n]*\n\+\+\+ ", re.MULTILINE)
 _ATTRIBUTION = re.compile(r"^(On .*|.*\b(wrote|writes|said):)\s*$")
 _ATTRIBUTION_START = re.compile(r"^On .*[^:]\s*$")
+_SNIP = re.compile(r"^\[\s*(\.\.\.|…|snip(ped)?)\s*\]$|^<\s*snip\s*>$", re.IGNORECASE)
 
 
 def split_signature(body: str) -> str:
@@ -76,7 +77,9 @@ def own_words(body: str) -> str:
         stripped = line.strip()
         if stripped.startswith(">"):
             continue
-        nxt = next((x for x in lines[i + 1:] if x.strip()), "")
+        if _SNIP.match(stripped):
+            continue
+        nxt = next((x for x in lines[i + 1:] if x.strip() and not _SNIP.match(x.strip())), "")
         if _ATTRIBUTION.match(stripped) and nxt.lstrip().startswith(">"):
             continue
         # Attributions wrapped over two lines: "On Mon, ... Jens Axboe" / "<axboe@kernel.dk> wrote:".
