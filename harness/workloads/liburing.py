@@ -1,0 +1,370 @@
+"""liburing's own test suite: Debian's source package, built on the host, run test by test in the guest.
+
+Sources come from ``apt-get source liburing`` (a deb-src entry is added by scripts/setup.sh) into
+``cache_dir()/liburing-src``; ``./configure && make -C src && make -C test`` builds the ``*.t`` binaries
+there once. In the guest each test runs on its own (own timeout, own log) with the working directory
+on the target filesystem: liburing's tests create their data files in the current directory, and the
+tests that take a path argument get the raw device on the ``bdev`` target. Exit 0 is pass, 77 (or a
+"skip" message) skip, a killed test timeout; failures listed in liburing-known-failures.toml for the
+running kernel are reported as known, with their reason, and do not fail the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import time
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.atomic import write_json, write_text
+from harness.errors import InfraError, UserError
+from harness.paths import cache_dir
+from harness.run import Result, run
+from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
+
+KNOWN_FAILURES = Path(__file__).resolve().parent / "liburing-known-failures.toml"
+FETCH_TIMEOUT = 600.0
+CONFIGURE_TIMEOUT = 180.0
+MAKE_TIMEOUT = 1800.0
+PER_TEST_TIMEOUT = 60
+GUEST_SLACK = 30.0          # ssh + process start-up under TCG, on top of the in-guest `timeout`
+EXIT_SKIP = 77
+TIMEOUT_EXIT = 124          # coreutils timeout(1) after killing the test
+
+# Curated for the pipeline: the buffered read/write paths, cancellation, provided buffers, exit with
+# requests in flight, plus a few basics. Each takes seconds on the host.
+SUBSET = (
+    "read-write", "file-verify", "short-read", "eeed8b54e0df", "submit-reuse", "iopoll", "iopoll-leak",
+    "fadvise", "madvise", "io-cancel", "ringbuf-read", "buf-ring", "thread-exit", "read-before-exit",
+    "d4ae271dfaae", "fixed-buf-iter", "fpos", "rw_merge_test", "exit-no-cleanup", "across-fork",
+    "defer-taskrun", "fsync", "fallocate", "nop", "probe", "link",
+)
+# Tests whose first argument is the file (or device) to do I/O on.
+PATH_TESTS = frozenset({
+    "d4ae271dfaae", "fadvise", "file-verify", "iopoll-leak", "iopoll", "madvise", "read-write",
+    "sq-poll-dup", "sq-poll-share", "submit-reuse", "thread-exit",
+})
+# Built by the Makefile but not tests: helpers other tests exec.
+NOT_TESTS = frozenset({"exec-target", "helpers"})
+# liburing 2.3 tests that can't run often say so and exit 0 (e.g. iopoll: "File/device/fs doesn't
+# support polled IO"); those count as skips, not passes.
+SKIP_TEXT = re.compile(r"\bskip(ping|ped)?\b|doesn't support|not supported", re.IGNORECASE)
+KNOWN_PARAMS = ("set", "tests", "exclude", "per_test_timeout")
+
+
+# --- host side: sources and build --------------------------------------------------------------------
+
+def source_root() -> Path:
+    """Where ``apt-get source liburing`` unpacks."""
+    return cache_dir() / "liburing-src"
+
+
+def _unpacked(root: Path) -> Path | None:
+    found = sorted(p.parent.parent for p in root.glob("liburing-*/test/Makefile"))
+    return found[-1] if found else None
+
+
+def fetch_sources(timeout: float = FETCH_TIMEOUT) -> Path:
+    """The unpacked Debian liburing source tree (fetched once); InfraError in one line if apt can't."""
+    root = source_root()
+    have = _unpacked(root)
+    if have is not None:
+        return have
+    root.mkdir(parents=True, exist_ok=True)
+    res = run(["apt-get", "source", "--yes", "liburing"], cwd=root, timeout=timeout,
+              log=root / "apt-get-source.log")
+    tree = _unpacked(root)
+    if not res.ok or tree is None:
+        why = "timed out" if res.timed_out else (res.tail(1).strip() or f"exit {res.returncode}")
+        raise InfraError(f"apt-get source liburing failed: {why} (needs a deb-src entry: run `make setup`)")
+    return tree
+
+
+def _stamp(tree: Path) -> str:
+    h = hashlib.sha256(tree.name.encode())
+    h.update((tree / "test" / "Makefile").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_tests(tree: Path | None = None) -> Path:
+    """Build liburing's tests (skipped when already built for this tree); returns the test directory."""
+    tree = tree or fetch_sources()
+    test_dir = tree / "test"
+    stamp_file = test_dir / ".kwb-built"
+    if stamp_file.is_file() and stamp_file.read_text().strip() == _stamp(tree) and list_tests(test_dir):
+        return test_dir
+    log = tree / "kwb-build.log"
+    steps: list[tuple[list[str], float]] = [
+        (["./configure"], CONFIGURE_TIMEOUT),
+        (["make", "-C", "src", "-j2"], MAKE_TIMEOUT),
+        # -k: one test that doesn't compile with this toolchain must not cost the others
+        (["make", "-C", "test", "-j2", "-k"], MAKE_TIMEOUT),
+    ]
+    for argv, timeout in steps:
+        res = run(argv, cwd=tree, timeout=timeout, log=log)
+        if not res.ok and not (argv[-1] == "-k" and list_tests(test_dir)):
+            why = "timed out" if res.timed_out else (res.tail(1).strip() or f"exit {res.returncode}")
+            raise InfraError(f"building liburing tests failed at `{' '.join(argv)}`: {why} (log: {log})")
+    write_text(stamp_file, _stamp(tree) + "\n")
+    return test_dir
+
+
+def list_tests(test_dir: Path) -> list[str]:
+    """Names of the built tests (``foo.t`` → ``foo``), helpers excluded."""
+    return sorted(p.stem for p in test_dir.glob("*.t") if p.stem not in NOT_TESTS)
+
+
+# --- known failures ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KnownFailure:
+    """A test expected to fail on some kernels (and filesystems), and why."""
+
+    test: str
+    kernels: tuple[str, ...]
+    filesystems: tuple[str, ...]
+    reason: str
+
+    def matches(self, test: str, release: str, fs: str) -> bool:
+        """True for this test on a kernel whose release starts with one of ``kernels`` (``*`` = any)."""
+        if test != self.test or (self.filesystems and fs not in self.filesystems):
+            return False
+        return any(k == "*" or release == k or release.startswith(k + ".") or release.startswith(k + "-")
+                   for k in self.kernels)
+
+
+def load_known_failures(path: Path | None = None) -> list[KnownFailure]:
+    """Parse the known-failures TOML; UserError naming the file and entry when malformed."""
+    path = path or KNOWN_FAILURES
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"known-failures file missing: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from exc
+    out = []
+    for i, entry in enumerate(data.get("failure", [])):
+        where = f"{path.name}: failure #{i + 1}"
+        for key in ("test", "reason"):
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise UserError(f"{where}: field '{key}' must be a non-empty string")
+        kernels, fss = entry.get("kernels"), entry.get("filesystems", [])
+        if not isinstance(kernels, list) or not kernels or not all(isinstance(k, str) for k in kernels):
+            raise UserError(f"{where} ({entry['test']}): field 'kernels' must be a non-empty list of strings")
+        if not isinstance(fss, list) or not all(isinstance(f, str) for f in fss):
+            raise UserError(f"{where} ({entry['test']}): field 'filesystems' must be a list of strings")
+        unknown = set(entry) - {"test", "reason", "kernels", "filesystems"}
+        if unknown:
+            raise UserError(f"{where} ({entry['test']}): unknown field(s) {', '.join(sorted(unknown))}")
+        out.append(KnownFailure(entry["test"], tuple(kernels), tuple(fss), entry["reason"].strip()))
+    return out
+
+
+def known_reason(known: list[KnownFailure], test: str, release: str, fs: str) -> str | None:
+    """The reason ``test`` is expected to fail here, or None."""
+    for k in known:
+        if k.matches(test, release, fs):
+            return k.reason
+    return None
+
+
+# --- per-test outcome ----------------------------------------------------------------------------
+
+@dataclass
+class CaseOutcome:
+    """One liburing test on one target."""
+
+    name: str
+    status: str          # pass | fail | skip | timeout | known-fail | not-run
+    exitcode: int | None
+    duration: float
+    reason: str = ""
+
+
+def classify(name: str, returncode: int, timed_out: bool, output: str, duration: float,
+             known: str | None = None) -> CaseOutcome:
+    """Map one test's exit code and output onto pass/fail/skip/timeout (known failures marked)."""
+    if timed_out or returncode == TIMEOUT_EXIT:
+        status, reason = "timeout", "killed by its timeout"
+    elif returncode == EXIT_SKIP:
+        status, reason = "skip", _last_line(output) or "exit 77"
+    elif returncode == 0:
+        skipped = SKIP_TEXT.search(output)
+        status, reason = ("skip", _last_line(output)) if skipped else ("pass", "")
+    else:
+        status, reason = "fail", f"exit {returncode}: {_last_line(output)}".rstrip(": ")
+    if known is not None and status in ("fail", "timeout"):
+        status, reason = "known-fail", f"{reason} — known: {known}"
+    return CaseOutcome(name, status, None if timed_out else returncode, round(duration, 2), reason)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def select_tests(spec: WorkloadSpec, built: list[str]) -> list[str]:
+    """The tests a workload runs: ``params.tests``, else the subset or (set = "full") every built test."""
+    params = spec.params
+    which = params.get("set", "full" if spec.name.endswith("-full") else "subset")
+    if "tests" in params:
+        wanted = list(params["tests"])
+    elif which == "full":
+        wanted = list(built)
+    else:
+        wanted = list(SUBSET)
+    exclude = set(params.get("exclude", []))
+    missing = [t for t in wanted if t not in built]
+    if missing:
+        raise InfraError(f"liburing tests not built: {', '.join(missing)}")
+    return [t for t in wanted if t not in exclude]
+
+
+def validate_params(params: dict[str, Any], where: str) -> None:
+    """Catalogue hook: reject unknown or mistyped liburing params."""
+    for key, value in params.items():
+        if key not in KNOWN_PARAMS:
+            raise UserError(f"{where}: unknown field 'params.{key}' (known: {', '.join(KNOWN_PARAMS)})")
+        if key == "set" and value not in ("subset", "full"):
+            raise UserError(f"{where}: field 'params.set' must be \"subset\" or \"full\", got {value!r}")
+        if key in ("tests", "exclude") and not (isinstance(value, list)
+                                                and all(isinstance(v, str) for v in value)):
+            raise UserError(f"{where}: field 'params.{key}' must be a list of test names")
+        if key == "per_test_timeout" and (type(value) is not int or value < 1):
+            raise UserError(f"{where}: field 'params.per_test_timeout' must be a positive integer")
+
+
+# --- guest side ----------------------------------------------------------------------------------
+
+def command_for(test_dir: Path, name: str, target: Target, workdir: str, per_test: int) -> str | None:
+    """The guest shell command for one test, or None when it does not apply to the target."""
+    args: list[str] = []
+    if target.mount is None:
+        if name not in PATH_TESTS:
+            return None
+        args = [target.device]
+    binary = shlex.quote(str(test_dir / f"{name}.t"))
+    tail = " ".join(shlex.quote(a) for a in args)
+    return (f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && "
+            f"timeout -k 5 {per_test} {binary} {tail}".rstrip())
+
+
+def _kernel_release(guest: GuestSession) -> str:
+    res = guest.run("uname -r", timeout=30)
+    return res.stdout.strip() if res.ok else ""
+
+
+def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path) -> JobResult:
+    """Run the selected liburing tests on ``target``; one subresult per test."""
+    start = time.monotonic()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        validate_params(dict(spec.params), f"workload {spec.name}")
+        test_dir = build_tests()
+        tests = select_tests(spec, list_tests(test_dir))
+        known = load_known_failures()
+    except (UserError, InfraError) as exc:
+        write_job_files(job_dir, f"# not run: {exc}", "", f"{exc}\n", None)
+        return JobResult(spec.name, target.fs, "", JobStatus.ERROR, str(exc), job_dir=str(job_dir),
+                         duration=round(time.monotonic() - start, 2))
+    per_test = int(spec.params.get("per_test_timeout", PER_TEST_TIMEOUT))
+    release = _kernel_release(guest)
+    workdir = f"{target.scratch}/liburing"
+    outcomes, commands, log = _run_tests(guest, spec, target, job_dir, test_dir, tests, known, release,
+                                         workdir, per_test, start)
+    guest.run(f"rm -rf {shlex.quote(workdir)}", timeout=120)
+    return _finish(spec, target, job_dir, outcomes, commands, log, release, start)
+
+
+def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path, test_dir: Path,
+               tests: list[str], known: list[KnownFailure], release: str, workdir: str, per_test: int,
+               start: float) -> tuple[list[CaseOutcome], list[str], list[str]]:
+    outcomes: list[CaseOutcome] = []
+    commands: list[str] = []
+    log: list[str] = []
+    for i, name in enumerate(tests):
+        command = command_for(test_dir, name, target, workdir, per_test)
+        if command is None:
+            outcomes.append(CaseOutcome(name, "skip", None, 0.0, "needs a filesystem (bdev target)"))
+            continue
+        left = spec.timeout - (time.monotonic() - start)
+        if left < per_test + GUEST_SLACK:
+            outcomes += [CaseOutcome(t, "not-run", None, 0.0, "job time budget exhausted")
+                         for t in tests[i:]]
+            break
+        commands.append(command)
+        res: Result = guest.run(command, timeout=per_test + GUEST_SLACK)
+        output = res.stdout + res.stderr
+        write_text(job_dir / "tests" / f"{name}.log", f"$ {command}\n{output}\nexit: {res.returncode}\n")
+        outcome = classify(name, res.returncode, res.timed_out, output, res.duration,
+                           known_reason(known, name, release, target.fs))
+        outcomes.append(outcome)
+        log.append(f"{name}: {outcome.status} ({outcome.duration:.1f}s) {outcome.reason}".rstrip())
+        if res.timed_out and not guest.alive():
+            outcomes += [CaseOutcome(t, "not-run", None, 0.0, f"guest stopped answering during {name}")
+                         for t in tests[i + 1:]]
+            break
+    return outcomes, commands, log
+
+
+def summarise(outcomes: list[CaseOutcome]) -> dict[str, int]:
+    """Counts per test status."""
+    counts = {s: 0 for s in ("pass", "fail", "skip", "timeout", "known-fail", "not-run")}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    counts["total"] = len(outcomes)
+    return counts
+
+
+def job_status(outcomes: list[CaseOutcome]) -> tuple[JobStatus, str]:
+    """FAIL on any unexpected failure, TIMEOUT when a test hung (and nothing failed), else PASS."""
+    bad = [o for o in outcomes if o.status == "fail"]
+    hung = [o for o in outcomes if o.status == "timeout"]
+    unrun = [o for o in outcomes if o.status == "not-run"]
+    c = summarise(outcomes)
+    tally = f"{c['pass']} pass, {c['fail']} fail, {c['skip']} skip, {c['timeout']} timeout, " \
+            f"{c['known-fail']} known-fail"
+    if bad:
+        return JobStatus.FAIL, f"{tally}; failed: {', '.join(o.name for o in bad)}"
+    if hung:
+        return JobStatus.TIMEOUT, f"{tally}; timed out: {', '.join(o.name for o in hung)}"
+    if unrun:
+        return JobStatus.TIMEOUT, f"{tally}; {len(unrun)} not run ({unrun[0].reason})"
+    return JobStatus.PASS, tally
+
+
+def _finish(spec: WorkloadSpec, target: Target, job_dir: Path, outcomes: list[CaseOutcome],
+            commands: list[str], log: list[str], release: str, start: float) -> JobResult:
+    status, reason = job_status(outcomes)
+    subresults = [asdict(o) for o in outcomes]
+    write_job_files(job_dir, "\n".join(commands), "\n".join(log) + "\n", "", 0 if status is JobStatus.PASS
+                    else 1)
+    write_json(job_dir / "liburing-results.json", {"kernel": release, "fs": target.fs, "tests": subresults})
+    checks: list[dict[str, Any]] = [
+        {"name": n, "ok": status is JobStatus.PASS if n == "tests-pass" else False,
+         "reason": reason if n == "tests-pass" else f"unknown check {n!r} for kind liburing"}
+        for n in spec.checks()]
+    if status is JobStatus.PASS and not all(c["ok"] for c in checks):
+        status, reason = JobStatus.FAIL, "; ".join(str(c["reason"]) for c in checks if not c["ok"])
+    return JobResult(spec.name, target.fs, "", status, reason, command="\n".join(commands),
+                     exitcode=0 if status is JobStatus.PASS else 1,
+                     duration=round(time.monotonic() - start, 2), metrics=dict(summarise(outcomes)),
+                     evidence={"kernel": release, "checks": checks}, subresults=subresults,
+                     job_dir=str(job_dir))
+
+
+def run_on_host(tests: list[str], workdir: Path, *, per_test: int = PER_TEST_TIMEOUT,
+                release: str = "") -> list[CaseOutcome]:
+    """Run liburing tests on the host in ``workdir`` (bring-up and real tests); same classification."""
+    test_dir = build_tests()
+    known = load_known_failures()
+    out = []
+    for name in tests:
+        res = run([str(test_dir / f"{name}.t")], cwd=workdir, timeout=per_test)
+        out.append(classify(name, res.returncode, res.timed_out, res.stdout + res.stderr, res.duration,
+                            known_reason(known, name, release, "host")))
+    return out
