@@ -1,9 +1,10 @@
 """Review concerns: the catalogue (``concerns.toml``) and each concern's status in a revision's patches.
 
-A concern carries a declarative *rule* over the lines a revision's patches add. The rule names a scope
-(file / enclosing function / patch subject regexes) and two lists of matchers, ``present`` and
-``addressed``; each matcher is a regex searched over the added lines (``+`` stripped, joined with
-newlines per patch and file, so a pattern may span lines). The status of a concern in a revision:
+A concern carries a declarative *rule* over the lines a revision's patches add (or remove). The rule names
+a scope (file / enclosing function / patch subject regexes) and two lists of matchers, ``present`` and
+``addressed``; each matcher is a regex searched over the added lines (or, with ``side = "removed"``,
+the removed ones), ``+``/``-`` stripped, joined with newlines per patch and file, so a pattern may span
+lines. The status of a concern in a revision:
 
 - an addressed / present matcher hits       -> that status (``rule.precedence`` decides which wins)
 - else, scope not touched by any patch      -> ``rule.untouched`` (default "not-applicable")
@@ -33,6 +34,7 @@ __all__ = [
     "Rule",
     "added_lines",
     "catalogue_path",
+    "diff_lines",
     "evaluate",
     "evaluate_diff",
     "evaluate_family",
@@ -85,6 +87,7 @@ class Matcher:
     function: re.Pattern[str] | None = None
     subject: re.Pattern[str] | None = None
     requires: Concern | None = None
+    side: str = "added"
 
 
 @dataclass(frozen=True)
@@ -170,17 +173,22 @@ _COMMENT = re.compile(r"^\s*(?:/\*|\*|//)")
 
 @dataclass(frozen=True)
 class DiffLine:
-    """One added line of a posted patch, with the function it lands in (new-file view)."""
+    """One added or removed line of a posted patch, with the function it is in (new-file view)."""
 
     patch: int
     subject: str
     file: str
     function: str | None
-    text: str  # as posted, with the leading '+'
+    text: str  # as posted, with the leading '+' or '-'
+
+    @property
+    def side(self) -> str:
+        """"added" or "removed"."""
+        return "added" if self.text.startswith("+") else "removed"
 
     @property
     def content(self) -> str:
-        """The line without its '+'."""
+        """The line without its '+' / '-'."""
         return self.text[1:]
 
 
@@ -192,14 +200,16 @@ def _definition(content: str) -> str | None:
 
 
 class _DiffWalker:
-    """Walks a unified diff, tracking file and enclosing function over context and added lines."""
+    """Walks a unified diff, tracking file and enclosing function over context and added lines.
+
+    Removed lines are recorded in the function current at that point; they never move it."""
 
     def __init__(self, patch: int, subject: str) -> None:
         self.patch, self.subject = patch, subject
         self.file = ""
         self.function: str | None = None
-        self.added: list[DiffLine] = []
-        self.recent: list[tuple[str, int | None]] = []  # (content, index into added) this hunk
+        self.changed: list[DiffLine] = []
+        self.recent: list[tuple[str, int | None]] = []  # (content, index into changed) this hunk
 
     def start_hunk(self, header_context: str) -> None:
         self.function = _definition(header_context) or None
@@ -207,14 +217,17 @@ class _DiffWalker:
 
     def line(self, kind: str, text: str) -> None:
         content = text[1:] if text else ""
+        if kind == "-":
+            self.changed.append(DiffLine(self.patch, self.subject, self.file, self.function, text))
+            return
         name = _definition(content)
         if name:
             self.function = name
             self._adopt_leading_comment(name)
         index = None
         if kind == "+":
-            index = len(self.added)
-            self.added.append(DiffLine(self.patch, self.subject, self.file, self.function, text))
+            index = len(self.changed)
+            self.changed.append(DiffLine(self.patch, self.subject, self.file, self.function, text))
         self.recent.append((content, index))
         if content.startswith("}"):
             self.function = None
@@ -225,12 +238,17 @@ class _DiffWalker:
             if not _COMMENT.match(content):
                 break
             if index is not None:
-                old = self.added[index]
-                self.added[index] = DiffLine(old.patch, old.subject, old.file, name, old.text)
+                old = self.changed[index]
+                self.changed[index] = DiffLine(old.patch, old.subject, old.file, name, old.text)
 
 
 def added_lines(diff: str, *, patch: int = 0, subject: str = "") -> list[DiffLine]:
-    """The '+' lines of a unified diff, each with its file and enclosing function.
+    """The '+' lines of a unified diff, each with its file and enclosing function."""
+    return [ln for ln in diff_lines(diff, patch=patch, subject=subject) if ln.side == "added"]
+
+
+def diff_lines(diff: str, *, patch: int = 0, subject: str = "") -> list[DiffLine]:
+    """The '+' and '-' lines of a unified diff, in order, each with its file and enclosing function.
 
     Hunk line counts are honoured, so a mail signature ("-- ") after the last hunk is not a line."""
     walker = _DiffWalker(patch, subject)
@@ -258,12 +276,14 @@ def added_lines(diff: str, *, patch: int = 0, subject: str = "") -> list[DiffLin
             if kind in "+ " and new_left > 0:
                 walker.line(kind, text)
                 new_left -= 1
+            if kind == "-" and old_left > 0:
+                walker.line(kind, text)
             if kind in "- ":
                 old_left -= 1
             if kind not in "+- ":
                 break
             i += 1
-    return walker.added
+    return walker.changed
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -273,7 +293,7 @@ _CONCERN_KEYS = {"id", "title", "raised_by", "message_id", "raised_on", "source"
 _REQUIRED = ("id", "title", "raised_by", "message_id", "raised_on", "source", "quote", "rule")
 _RULE_KEYS = {"file", "function", "subject", "present", "addressed", "untouched", "otherwise",
               "precedence"}
-_MATCHER_KEYS = {"match", "file", "function", "subject", "requires"}
+_MATCHER_KEYS = {"match", "file", "function", "subject", "requires", "side"}
 
 
 def catalogue_path() -> Path:
@@ -393,7 +413,8 @@ def _matcher(value: Any, where: str, resolve: Callable[[str], Concern]) -> Match
     return Matcher(pattern=pattern, file=_regex(value.get("file"), f"{where} file"),
                    function=_regex(value.get("function"), f"{where} function"),
                    subject=_regex(value.get("subject"), f"{where} subject"),
-                   requires=resolve(requires) if requires else None)
+                   requires=resolve(requires) if requires else None,
+                   side=_choice(value, "side", ("added", "removed"), where, "added"))
 
 
 def _regex(value: Any, where: str) -> re.Pattern[str] | None:
@@ -467,7 +488,7 @@ class _Hit:
 def _revision_lines(revision: RevisionLike) -> list[DiffLine]:
     out: list[DiffLine] = []
     for patch in sorted(revision.patches, key=lambda p: p.number):
-        out.extend(added_lines(patch.diff, patch=patch.number, subject=patch.subject))
+        out.extend(diff_lines(patch.diff, patch=patch.number, subject=patch.subject))
     return out
 
 
@@ -486,7 +507,7 @@ def _search(matcher: Matcher, rule: Rule, lines: Sequence[DiffLine]) -> _Hit | N
     subject = matcher.subject or rule.subject
     groups: dict[tuple[int, str], list[DiffLine]] = {}
     for line in lines:
-        if _in_scope(line, file, function, subject):
+        if line.side == matcher.side and _in_scope(line, file, function, subject):
             groups.setdefault((line.patch, line.file), []).append(line)
     for group in groups.values():
         text = "\n".join(ln.content for ln in group)
