@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 import pytest
@@ -45,10 +46,11 @@ def mail(msgid: str | None, subject: str, body: str, *, reply_to: str | None = N
 
 
 def mbox(*messages: bytes) -> bytes:
-    """mboxrd bytes of ``messages``."""
+    """mboxrd bytes of ``messages`` (body ``From `` lines escaped)."""
     out = b""
     for m in messages:
-        out += b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + m.rstrip(b"\n") + b"\n\n"
+        escaped = re.sub(rb"(?m)^(>*From )", rb">\1", m.rstrip(b"\n"))
+        out += b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + escaped + b"\n\n"
     return out
 
 

@@ -135,3 +135,28 @@ def test_thread_view_older_archive_and_hypermail_page(seeds: Path) -> None:
     [page] = seeds.glob("004_*")
     [msg] = load_messages(page).messages
     assert msg.sender == "Al Viro" and msg.date is not None and msg.date.year == 2019
+
+
+def test_lore_online_path_runs_b4_mbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       lore_mbox: Path) -> None:
+    """The online path with the network and b4 replaced: kwb asks `b4 mbox` for the thread and parses
+    the mbox it writes (the real b4 needs lore; this machine has no network)."""
+    import sys
+
+    import harness.sources.lore as lore
+
+    thread = tmp_path / "thread.src"
+    data = lore_mbox.read_bytes()
+    raws = [raw for _, raw in split_mbox(data, "lore")
+            if b"\nMessage-Id: <20200526195123.29053-" in raw.split(b"\n\n", 1)[0]]
+    thread.write_bytes(mbox(*raws))
+    fake = tmp_path / "fake_b4.py"
+    fake.write_text(
+        "import shutil, sys\n"
+        "args = sys.argv[1:]\n"
+        "assert args[0] == 'mbox' and args[-1] == '20200526195123.29053-1-axboe@kernel.dk', args\n"
+        f"shutil.copyfile({str(thread)!r}, args[args.index('-o') + 1] + '/' + args[args.index('-n') + 1])\n")
+    monkeypatch.setattr(lore, "check_online", lambda *a, **k: None)
+    monkeypatch.setattr(lore, "b4_command", lambda: [sys.executable, str(fake)])
+    result = load_messages("<20200526195123.29053-1-axboe@kernel.dk>")
+    assert result.kind == "lore" and len(result.messages) == 13
