@@ -17,7 +17,8 @@ from harness.sources.publicinbox import epochs
 
 
 def test_mboxrd_from_lines_are_unescaped() -> None:
-    data = mbox(mail("a@x", "hello", "line\n>From the start\n>>From twice\n"))
+    data = mbox(mail("a@x", "hello", "line\nFrom the start\n>From twice\n"))
+    assert b"\n>From the start\n>>From twice\n" in data  # written escaped
     [(origin, raw)] = list(split_mbox(data, "t.mbox"))
     assert origin == "t.mbox#1"
     assert b"\nFrom the start\n>From twice\n" in raw
