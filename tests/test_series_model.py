@@ -119,3 +119,18 @@ def test_own_words_drops_snip_markers_before_quotes() -> None:
 def test_resend_tag_is_a_prefix() -> None:
     info = parse_subject("[PATCH 0/4] [RESEND] cancel all reqs of an exiting task")
     assert (info.number, info.label, info.title) == (0, "RESEND", "cancel all reqs of an exiting task")
+
+
+@pytest.mark.parametrize(("reply", "sender", "version"), [
+    ("Oops, this should be v4.", "Jens Axboe <axboe@kernel.dk>", 4),
+    ("And this one is v4, obviously, not v3...", "Jens Axboe <axboe@kernel.dk>", 4),
+    ("I think this should be v4.", "Someone Else <else@example.org>", 3),  # not the author: ignored
+    ("Looks fine to me.", "Jens Axboe <axboe@kernel.dk>", 3),
+])
+def test_relabel_only_by_the_author(tmp_path: Path, reply: str, sender: str, version: int) -> None:
+    path = tmp_path / "r.mbox"
+    path.write_bytes(mbox(mail("c@x", "[PATCH v3 0/1] thing", "cover"),
+                          mail("p@x", "[PATCH v3 1/1] a: one", patch_body(), reply_to="c@x"),
+                          mail("r@x", "Re: [PATCH v3 0/1] thing", reply, reply_to="c@x", sender=sender)))
+    [fam] = load_families(path)
+    assert fam.revisions[0].version == version and fam.revisions[0].label == "v3"
