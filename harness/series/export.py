@@ -12,7 +12,7 @@ from pathlib import Path
 from harness.errors import InfraError, UserError
 from harness.run import run
 from harness.series.model import Revision
-from harness.sources.lore import b4_command
+from harness.sources.lore import b4_command, b4_env
 from harness.sources.message import Message
 
 _MBOX_FROM = re.compile(rb"^(>*From )", re.MULTILINE)
@@ -68,7 +68,7 @@ def export_revision(rev: Revision, output: Path, *, timeout: float = 300.0) -> P
         outdir = Path(tmp) / "out"
         argv = [*b4_command(), "--offline-mode", "am", "-m", str(local), "-o", str(outdir), "-n", "series",
                 anchor.message_id]
-        result = run(argv, timeout=timeout, env={"B4_CONFIG": "/dev/null"})
+        result = run(argv, timeout=timeout, env=b4_env())
         mbx = outdir / "series.mbx"
         if result.timed_out:
             raise InfraError(f"b4 am timed out after {timeout:.0f}s exporting v{rev.version}")

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from harness.errors import InfraError, OfflineError
+from harness.paths import cache_dir
 from harness.run import run
 from harness.sources.base import SourceResult
 from harness.sources.mbox import MboxSource
@@ -36,6 +37,11 @@ def b4_command() -> list[str]:
     if not found:
         raise InfraError("b4 is not installed (run `make setup`)")
     return [found]
+
+
+def b4_env() -> dict[str, str]:
+    """Environment for b4: its cache goes under kwb's cache dir, nowhere else on the host."""
+    return {"XDG_CACHE_HOME": str(cache_dir() / "b4-xdg-cache")}
 
 
 def check_online(host: str = LORE_HOST, timeout: float = 3.0) -> None:
@@ -82,7 +88,8 @@ class LoreSource:
         check_online()
         with tempfile.TemporaryDirectory(prefix="kwb-lore-") as tmp:
             out = Path(tmp) / "thread.mbox"
-            result = run([*b4_command(), "mbox", "-n", out.name, "-o", tmp, msgid], timeout=180)
+            result = run([*b4_command(), "mbox", "-n", out.name, "-o", tmp, msgid], timeout=180,
+                         env=b4_env())
             if result.timed_out:
                 raise InfraError(f"b4 mbox {msgid} timed out after 180s")
             if not result.ok or not out.is_file():
