@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import mailbox
 import re
 import tomllib
@@ -504,6 +505,9 @@ def test_evaluate_family_covers_every_revision(catalogue: dict[str, Concern]) ->
     summary = summarize(cat, statuses)
     assert [s["id"] for s in summary] == [c.id for c in cat]
     assert set(summary[0]["statuses"]) == {"3", "5"}
+    leftover = next(s for s in summary if s["id"] == "leftover-test-bit-buf-func")
+    assert leftover["rule"]["present"][1]["requires"] == "wake-page-match-bit-test"
+    assert json.loads(json.dumps(summary)) == summary
 
 
 # ------------------------------------------------------------------------------------- catalogue loading
@@ -558,6 +562,8 @@ def test_minimal_catalogue_loads(tmp_path: Path) -> None:
     (lambda t: t.replace("[concern.rule]", '[concern.rule]\notherwise = "maybe"'), "'otherwise'"),
     (lambda t: t.replace('message_id = "<a@b>"', 'message_id = "a-at-b"'), "'message_id'"),
     (lambda t: t.replace('message_id = "<a@b>"', 'message_id = "<a@b> <c@d>"'), "'message_id'"),
+    (lambda t: t.replace('quote = "q"', 'quote = "q"\nrelated = ["nope"]'), "'related'"),
+    (lambda t: t.replace("present = ['foo']", "present = [{ match = 'foo', side = 'both' }]"), "'side'"),
     (lambda t: t.replace('id = "x-one"', 'id = "X One"'), "concern #1: 'id'"),
     (lambda t: t + t, "concern 'x-one': duplicate id"),
     (lambda t: t.replace("present = ['foo']", "present = [{ match = 'foo', requires = 'nope' }]"),

@@ -103,6 +103,16 @@ class Rule:
     otherwise: str = "not-applicable"
     precedence: str = "addressed"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view of the rule (patterns as strings)."""
+        def matchers(ms: tuple[Matcher, ...]) -> list[dict[str, Any]]:
+            return [{"match": m.pattern.pattern, "side": m.side,
+                     **{k: getattr(m, k).pattern for k in ("file", "function", "subject") if getattr(m, k)},
+                     **({"requires": m.requires.id} if m.requires else {})} for m in ms]
+        return {"scope": self.describe_scope(), "present": matchers(self.present),
+                "addressed": matchers(self.addressed), "untouched": self.untouched,
+                "otherwise": self.otherwise, "precedence": self.precedence}
+
     def describe_scope(self) -> str:
         """Human wording of the scope, for evidence when nothing matched."""
         parts = []
@@ -140,7 +150,7 @@ class Concern:
                 "message_id": self.message_id, "raised_on": self.raised_on, "source": self.source,
                 "patch": self.patch, "quote": self.quote, "related": list(self.related),
                 "quoted_in": self.quoted_in, "workloads": list(self.workloads),
-                "mutants": list(self.mutants), "notes": self.notes}
+                "mutants": list(self.mutants), "notes": self.notes, "rule": self.rule.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -368,7 +378,7 @@ def _build_one(path: Path, cid: str, raw: Mapping[str, dict[str, Any]], built: d
         workloads=_names(entry, "workloads", where),
         mutants=_names(entry, "mutants", where),
         patch=_int(entry, "patch", where) if "patch" in entry else None,
-        related=tuple(_message_id({"m": m}, "m", f"{where} related") for m in _list(entry, "related", where)),
+        related=tuple(_message_id({"related": m}, "related", where) for m in _list(entry, "related", where)),
         quoted_in=_message_id(entry, "quoted_in", where) if "quoted_in" in entry else None,
         notes=_str(entry, "notes", where) if "notes" in entry else "",
     )
