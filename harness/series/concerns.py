@@ -26,20 +26,8 @@ from harness.errors import UserError
 from harness.paths import project_root
 
 __all__ = [
-    "STATUSES",
-    "Concern",
-    "ConcernStatus",
-    "DiffLine",
-    "Matcher",
-    "Rule",
-    "added_lines",
-    "catalogue_path",
-    "diff_lines",
-    "evaluate",
-    "evaluate_diff",
-    "evaluate_family",
-    "load_catalogue",
-    "summarize",
+    "STATUSES", "Concern", "ConcernStatus", "DiffLine", "Matcher", "Rule", "added_lines", "catalogue_path",
+    "diff_lines", "evaluate", "evaluate_diff", "evaluate_family", "load_catalogue", "summarize",
 ]
 
 STATUSES = ("present", "addressed", "not-applicable")
