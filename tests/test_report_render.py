@@ -1,0 +1,98 @@
+"""junit.xml, report.md and report.html rendered from the stored synthetic runs."""
+
+from __future__ import annotations
+
+import base64
+import re
+import xml.etree.ElementTree as ET
+
+from test_report_results import stored
+
+from harness.report import html, junit, markdown
+
+
+def _suites(xml: str) -> dict[str, ET.Element]:
+    root = ET.fromstring(xml)
+    return {s.get("name", ""): s for s in root.findall("testsuite")}
+
+
+def test_junit_one_testcase_per_job_plus_checks() -> None:
+    data = stored("run-a")
+    suites = _suites(junit.render(data))
+    job_cases = sum(len(s.findall("testcase")) for n, s in suites.items() if n.startswith("variant."))
+    assert job_cases == len(data["jobs"])
+    assert suites["variant.series"].get("failures") == "0"
+    # A killed mutant's failing probe is evidence, not a failure; the expected baseline miss likewise.
+    assert suites["variant.mutant-kbuf-leak"].get("failures") == "0"
+    killed = [c for c in suites["variant.mutant-kbuf-leak"] if c.get("name") == "probe-kbuf-cancel"
+              and c.get("classname") == "mutant-kbuf-leak.ext4"]
+    assert "flagged: timeout" in (killed[0].findtext("system-out") or "")
+    verdict = suites["verdict"]
+    assert verdict.get("failures") == "0" and len(verdict.findall("testcase")) == 5
+    assert len(suites["concerns"].findall("testcase")) == len(data["concerns"])
+
+
+def test_junit_failures_carry_the_reason() -> None:
+    data = stored("run-b")
+    verdict = _suites(junit.render(data))["verdict"]
+    failed = [c for c in verdict if c.find("failure") is not None]
+    assert [c.get("name") for c in failed] == ["mutant-lost-cqe flagged (lost-cqe-retry-incremental)"]
+    failure = failed[0].find("failure")
+    assert failure is not None and failure.get("message") == "no check flagged this mutant"
+
+
+def test_junit_series_job_failure_and_unfinished_run() -> None:
+    data = stored("run-a")
+    job = next(j for j in data["jobs"] if j["variant"] == "series" and j["workload"] == "fio-psync")
+    job.update(status="crash", reason="BUG: soft lockup")
+    data["run"].update(status="failed", error="guest never booted")
+    suites = _suites(junit.render(data))
+    assert suites["variant.series"].get("failures") == "1"
+    case = next(c for c in suites["verdict"] if c.get("name") == "run completed")
+    err = case.find("error")
+    assert err is not None and "guest never booted" in (err.get("message") or "")
+
+
+def test_markdown_has_the_cover_letter_table_paths_mutants_concerns() -> None:
+    md = markdown.render(stored("run-a"))
+    assert md.startswith("# kwb run run-a: PASS")
+    for fs in ("ext4", "xfs", "btrfs", "bdev"):
+        assert f"### {fs}" in md
+    assert "| fio-iouring | series | 8.00s | 16,000 ±4% | 45% | 28.1 | 251 |" in md
+    assert "- fio-iouring: series/baseline IOPS 1.50x ±8%, CPU per IO 0.38x, ctx switches 0.01x" in md
+    assert "| ext4 | **async** (callback=144000 io-wq=0) | **io-wq** (callback=0 io-wq=72000) |" in md
+    assert "2 of 3 mutants flagged." in md
+    assert "| mutant-kbuf-leak | kbuf-leak-on-cancel | **flagged** | probe-kbuf-cancel@ext4 |" in md
+    assert re.search(r"\| `iocb-private-reuse` .* \| present \(p7\) \| addressed \(p7\) \| addressed", md)
+    assert "| concern | v3 | v4 | v5 | v7 |" in md
+
+
+def test_markdown_failing_run_says_why() -> None:
+    md = markdown.render(stored("run-b"))
+    assert md.startswith("# kwb run run-b: FAIL")
+    assert "- mutant-lost-cqe: missed: no check flagged it" in md
+    assert "| mutant-lost-cqe | lost-cqe-retry-incremental | **MISSED** |" in md
+
+
+def test_markdown_of_an_empty_run_does_not_crash() -> None:
+    from harness.report.results import RunRecord
+
+    md = markdown.render(RunRecord(run_id="x", command="kwb test-series").to_dict())
+    assert "_No performance jobs" in md and "_No mutants in this run._" in md
+
+
+def test_html_embeds_three_png_plots_and_the_tables() -> None:
+    page = html.render(stored("run-a"))
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(images) == 3
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    for label in ("IOPS", "CPU µs per IO", "context switches"):
+        assert f"<h3>{label} per variant and filesystem</h3>" in page
+    assert "<table>" in page and "<b>flagged</b>" in page and "<code>iocb-private-reuse</code>" in page
+    assert "<script" not in page
+
+
+def test_html_series_per_metric() -> None:
+    table = html.series_for(stored("run-a"), "cpu_per_io")
+    assert round(table["fio-iouring"]["series"]["ext4"].median, 1) == 28.1
+    assert "probe-kbuf-cancel" not in table  # no metrics, no plot
