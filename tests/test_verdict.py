@@ -31,9 +31,9 @@ def test_full_synthetic_run_passes() -> None:
     assert v.variants["baseline"].paths["xfs"]["path"] == "io-wq"
     assert v.variants["series"].paths["btrfs"] == {"path": "async", "evidence": "callback=144000 io-wq=0",
                                                    "workload": "fio-iouring"}
-    assert v.mutants["mutant-kbuf-leak"] == {"concern": "kbuf-leak-on-cancel", "flagged": True,
-                                             "by": ["probe-kbuf-cancel@ext4"], "expected": ["probe-kbuf-cancel"],
-                                             "equivalent": "", "ran": True, "infra_errors": []}
+    assert v.mutants["mutant-kbuf-leak"] == {
+        "concern": "kbuf-leak-on-cancel", "flagged": True, "by": ["probe-kbuf-cancel@ext4"],
+        "expected": ["probe-kbuf-cancel"], "equivalent": "", "ran": True, "infra_errors": []}
     assert v.variants["mutant-hipri-wait"].verdict == "equivalent"
 
 
@@ -131,4 +131,4 @@ def test_path_of(evidence: dict[str, Any], path: str) -> None:
 def test_job_status_values_match_the_model() -> None:
     from harness.verdict import INFRA_STATUSES, KILL_STATUSES, OK_STATUSES
 
-    assert KILL_STATUSES | OK_STATUSES | INFRA_STATUSES == {s.value for s in JobStatus}
+    assert {s.value for s in JobStatus} == KILL_STATUSES | OK_STATUSES | INFRA_STATUSES
