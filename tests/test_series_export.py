@@ -43,6 +43,7 @@ def _check_export(rev: Revision, tmp_path: Path, mbx: Path) -> list[str]:
     return messages
 
 
+@pytest.mark.real
 def test_export_v5_with_acks(tmp_path: Path) -> None:
     rev = abr_family().revision(5)
     out = export_revision(rev, tmp_path / "v5.mbx")
@@ -52,6 +53,7 @@ def test_export_v5_with_acks(tmp_path: Path) -> None:
     assert "Acked-by" not in messages[0]
 
 
+@pytest.mark.real
 def test_export_v7_despite_count_mismatch(tmp_path: Path) -> None:
     rev = abr_family().revision(7)
     out = export_revision(rev, tmp_path / "v7.mbx")
@@ -67,6 +69,7 @@ def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out.read_text(encoding="utf-8").count("\nFrom: Jens Axboe") >= 12
 
 
+@pytest.mark.real
 def test_git_am_accepts_export(tmp_path: Path) -> None:
     """git am applies the exported v5 patch 06 (a context-only header hunk) onto a file holding its
     pre-image, i.e. the mbox is am-ready; a full-tree apply belongs to the kernel pipeline."""
