@@ -12,6 +12,7 @@ running kernel are reported as known, with their reason, and do not fail the job
 from __future__ import annotations
 
 import hashlib
+import platform
 import re
 import shlex
 import time
@@ -358,8 +359,12 @@ def _finish(spec: WorkloadSpec, target: Target, job_dir: Path, outcomes: list[Ca
 
 
 def run_on_host(tests: list[str], workdir: Path, *, per_test: int = PER_TEST_TIMEOUT,
-                release: str = "") -> list[CaseOutcome]:
-    """Run liburing tests on the host in ``workdir`` (bring-up and real tests); same classification."""
+                release: str | None = None) -> list[CaseOutcome]:
+    """Run liburing tests on the host in ``workdir`` (bring-up and real tests); same classification.
+
+    Known failures are looked up for filesystem "host" and the host's kernel release.
+    """
+    release = platform.release() if release is None else release
     test_dir = build_tests()
     known = load_known_failures()
     out = []

@@ -1,0 +1,249 @@
+"""liburing suite: classification, known failures, test selection, guest commands, run_job with a fake guest.
+
+Real tests fetch Debian's liburing source (apt-get source), build the tests on the host, run the curated
+subset there, and run it in a booted guest on ext4 through the workload runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness.errors import InfraError, UserError
+from harness.run import Result
+from harness.workloads import liburing
+from harness.workloads.model import JobStatus, Target, WorkloadSpec
+
+EXT4 = Target("ext4", "/dev/vda", "/tmp/kwb/mnt/ext4", "/tmp/kwb/mnt/ext4/kwb-scratch")
+BDEV = Target("bdev", "/dev/vdb", None, "/tmp/kwb/scratch-bdev")
+
+
+def _spec(name: str = "liburing-subset", timeout: float = 600, **params: object) -> WorkloadSpec:
+    return WorkloadSpec(name=name, kind="liburing", description="", filesystems=["ext4"], timeout=timeout,
+                        must_show=["tests-pass"], params=dict(params))
+
+
+# --- classification -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("rc", "timed_out", "output", "status"), [
+    (0, False, "", "pass"),
+    (77, False, "Kernel does not support buffer rings\n", "skip"),
+    (0, False, "Skipping, not supported on this kernel\n", "skip"),
+    (0, False, "File/device/fs doesn't support polled IO\n", "skip"),   # iopoll.t on a virtio disk
+    (1, False, "test_write_efbig failed\n", "fail"),
+    (124, False, "", "timeout"),
+    (-1, True, "", "timeout"),
+    (139, False, "", "fail"),
+])
+def test_classify(rc: int, timed_out: bool, output: str, status: str) -> None:
+    assert liburing.classify("t", rc, timed_out, output, 1.0).status == status
+
+
+def test_classify_names_the_failure_and_marks_known_ones() -> None:
+    o = liburing.classify("read-write", 1, False, "setrlimit: EPERM\ntest_write_efbig failed\n", 1.234)
+    assert o.reason == "exit 1: test_write_efbig failed" and o.duration == 1.23
+    k = liburing.classify("read-write", 1, False, "x\n", 1.0, known="sandbox refuses setrlimit")
+    assert k.status == "known-fail" and "known: sandbox refuses setrlimit" in k.reason
+    assert liburing.classify("read-write", 0, False, "", 1.0, known="whatever").status == "pass"
+
+
+# --- known failures -----------------------------------------------------------------------------
+
+def test_project_known_failures_load_and_each_has_a_reason() -> None:
+    known = liburing.load_known_failures()
+    assert known and all(k.reason for k in known)
+
+
+def test_known_failure_matching_by_release_prefix_and_fs(tmp_path: Path) -> None:
+    f = tmp_path / "k.toml"
+    f.write_text('[[failure]]\ntest = "a"\nkernels = ["6.12"]\nfilesystems = ["xfs"]\nreason = "r"\n'
+                 '[[failure]]\ntest = "b"\nkernels = ["*"]\nreason = "any"\n')
+    known = liburing.load_known_failures(f)
+    assert liburing.known_reason(known, "a", "6.12.117", "xfs") == "r"
+    assert liburing.known_reason(known, "a", "6.120.1", "xfs") is None
+    assert liburing.known_reason(known, "a", "6.12.117", "ext4") is None
+    assert liburing.known_reason(known, "b", "5.8.0-rc1", "btrfs") == "any"
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('[[failure]]\ntest = "a"\nkernels = ["6.12"]\n', "'reason'"),
+    ('[[failure]]\ntest = "a"\nkernels = "6.12"\nreason = "r"\n', "'kernels'"),
+    ('[[failure]]\ntest = "a"\nkernels = ["*"]\nreason = "r"\nwhy = 1\n', "unknown field"),
+    ("[[failure]\n", "not valid TOML"),
+])
+def test_malformed_known_failures_name_the_problem(tmp_path: Path, text: str, words: str) -> None:
+    f = tmp_path / "k.toml"
+    f.write_text(text)
+    with pytest.raises(UserError, match=words):
+        liburing.load_known_failures(f)
+
+
+# --- selection, params, commands ----------------------------------------------------------------
+
+BUILT = sorted({*liburing.SUBSET, "accept", "poll", "sq-poll-dup"})
+
+
+def test_select_subset_full_explicit_and_exclude() -> None:
+    assert liburing.select_tests(_spec(), BUILT) == list(liburing.SUBSET)
+    assert liburing.select_tests(_spec("liburing-full"), BUILT) == BUILT
+    no_poll = [t for t in BUILT if t != "poll"]
+    assert liburing.select_tests(_spec(set="full", exclude=["poll"]), BUILT) == no_poll
+    assert liburing.select_tests(_spec(tests=["accept", "nop"]), BUILT) == ["accept", "nop"]
+    with pytest.raises(InfraError, match="not built: nope"):
+        liburing.select_tests(_spec(tests=["nope"]), BUILT)
+
+
+def test_params_validation() -> None:
+    with pytest.raises(UserError, match=r"params\.set"):
+        liburing.validate_params({"set": "most"}, "w")
+    with pytest.raises(UserError, match=r"params\.tests"):
+        liburing.validate_params({"tests": "nop"}, "w")
+    with pytest.raises(UserError, match=r"params\.bogus"):
+        liburing.validate_params({"bogus": 1}, "w")
+    liburing.validate_params({"set": "full", "exclude": ["poll"], "per_test_timeout": 30}, "w")
+
+
+def test_commands_run_in_the_scratch_dir_or_on_the_device() -> None:
+    cmd = liburing.command_for(Path("/c/t"), "read-write", EXT4, "/m/kwb-scratch/liburing", 60)
+    assert cmd == ("mkdir -p /m/kwb-scratch/liburing && cd /m/kwb-scratch/liburing && "
+                   "timeout -k 5 60 /c/t/read-write.t")
+    bcmd = liburing.command_for(Path("/c/t"), "read-write", BDEV, "/tmp/x", 60)
+    assert bcmd is not None and bcmd.endswith("/c/t/read-write.t /dev/vdb")
+    assert liburing.command_for(Path("/c/t"), "nop", BDEV, "/tmp/x", 60) is None
+
+
+# --- run_job with a fake guest ------------------------------------------------------------------
+
+@dataclass
+class _Guest:
+    answers: dict[str, tuple[int, str, bool]] = field(default_factory=dict)   # test -> (rc, output, hang)
+    dead_after_hang: bool = False
+    commands: list[str] = field(default_factory=list)
+    dead: bool = False
+
+    def run(self, command: str, timeout: float) -> Result:
+        self.commands.append(command)
+        if command == "uname -r":
+            return Result(["ssh"], 0, "6.12.117\n", "", 0.01)
+        for name, (rc, out, hang) in self.answers.items():
+            if f"/{name}.t" in command:
+                if hang:
+                    self.dead = self.dead_after_hang
+                    return Result(["ssh"], -1, "", "", timeout, True)
+                return Result(["ssh"], rc, out, "", 0.2)
+        return Result(["ssh"], 0, "", "", 0.1)
+
+    def console_text(self) -> str:
+        return ""
+
+    def alive(self) -> bool:
+        return not self.dead
+
+
+@pytest.fixture
+def fake_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    test_dir = tmp_path / "suite" / "test"
+    test_dir.mkdir(parents=True)
+    for name in BUILT:
+        (test_dir / f"{name}.t").write_text("")
+    monkeypatch.setattr(liburing, "build_tests", lambda tree=None: test_dir)
+    known = tmp_path / "known.toml"
+    known.write_text('[[failure]]\ntest = "fpos"\nkernels = ["6.12"]\nreason = "flaky on TCG"\n')
+    monkeypatch.setattr(liburing, "KNOWN_FAILURES", known)
+    return test_dir
+
+
+def test_run_job_all_pass(tmp_path: Path, fake_suite: Path) -> None:
+    guest = _Guest({"iopoll": (77, "no poll queues\n", False)})
+    res = liburing.run_job(guest, _spec(), EXT4, tmp_path / "job")
+    assert res.status is JobStatus.PASS, res.reason
+    assert res.metrics["pass"] == len(liburing.SUBSET) - 1 and res.metrics["skip"] == 1
+    assert {s["name"] for s in res.subresults} == set(liburing.SUBSET)
+    assert (tmp_path / "job" / "tests" / "read-write.log").is_file()
+    assert any(c.startswith("rm -rf ") for c in guest.commands)
+    assert res.evidence["kernel"] == "6.12.117"
+
+
+def test_run_job_failure_known_failure_and_hang(tmp_path: Path, fake_suite: Path) -> None:
+    guest = _Guest({"file-verify": (1, "data mismatch at 4096\n", False), "fpos": (1, "x\n", False),
+                    "io-cancel": (0, "", True)})
+    res = liburing.run_job(guest, _spec(), EXT4, tmp_path / "job")
+    assert res.status is JobStatus.FAIL
+    assert "failed: file-verify" in res.reason and "fpos" not in res.reason.split("failed:")[1]
+    by = {s["name"]: s for s in res.subresults}
+    assert by["fpos"]["status"] == "known-fail" and "flaky on TCG" in by["fpos"]["reason"]
+    assert by["io-cancel"]["status"] == "timeout"
+    assert res.metrics["timeout"] == 1 and res.metrics["known-fail"] == 1
+
+
+def test_run_job_stops_when_the_guest_dies(tmp_path: Path, fake_suite: Path) -> None:
+    guest = _Guest({"short-read": (0, "", True)}, dead_after_hang=True)
+    res = liburing.run_job(guest, _spec(), EXT4, tmp_path / "job")
+    by = {s["name"]: s["status"] for s in res.subresults}
+    assert by["short-read"] == "timeout" and by["submit-reuse"] == "not-run"
+    assert res.status is JobStatus.TIMEOUT
+
+
+def test_run_job_respects_the_time_budget(tmp_path: Path, fake_suite: Path) -> None:
+    res = liburing.run_job(_Guest(), _spec(timeout=10), EXT4, tmp_path / "job")
+    assert res.status is JobStatus.TIMEOUT and "budget exhausted" in res.reason
+    assert res.metrics["not-run"] == len(liburing.SUBSET)
+
+
+def test_run_job_on_bdev_runs_only_path_tests(tmp_path: Path, fake_suite: Path) -> None:
+    guest = _Guest()
+    res = liburing.run_job(guest, _spec(), BDEV, tmp_path / "job")
+    ran = {s["name"] for s in res.subresults if s["status"] == "pass"}
+    assert ran == {t for t in liburing.SUBSET if t in liburing.PATH_TESTS}
+    assert all(c.endswith("/dev/vdb") for c in guest.commands if ".t" in c)
+
+
+def test_run_job_build_failure_is_an_error_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(tree: Path | None = None) -> Path:
+        raise InfraError("apt-get source liburing failed: E: no deb-src")
+
+    monkeypatch.setattr(liburing, "build_tests", broken)
+    guest = _Guest()
+    res = liburing.run_job(guest, _spec(), EXT4, tmp_path / "job")
+    assert res.status is JobStatus.ERROR and "no deb-src" in res.reason and guest.commands == []
+
+
+def test_fetch_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KWB_CACHE", str(tmp_path / "cache"))
+
+    def fake_run(argv: list[str], **_: object) -> Result:
+        return Result(list(argv), 100, "", "Reading package lists...\nE: You must put some 'deb-src' URIs "
+                      "in your sources.list\n", 0.5)
+
+    monkeypatch.setattr(liburing, "run", fake_run)
+    with pytest.raises(InfraError, match=r"apt-get source liburing failed: E: You must put some 'deb-src'") \
+            as exc:
+        liburing.fetch_sources()
+    assert "\n" not in str(exc.value)
+
+
+# --- real ---------------------------------------------------------------------------------------
+
+@pytest.mark.real
+def test_real_subset_builds_and_passes_on_the_host(tmp_path: Path) -> None:
+    test_dir = liburing.build_tests()
+    built = liburing.list_tests(test_dir)
+    assert len(built) > 100 and set(liburing.SUBSET) <= set(built)
+    outcomes = liburing.run_on_host(list(liburing.SUBSET), tmp_path, per_test=30)
+    bad = [o for o in outcomes if o.status in ("fail", "timeout")]
+    assert not bad, bad
+    assert sum(o.status == "pass" for o in outcomes) >= len(liburing.SUBSET) - 3
+
+
+@pytest.mark.real
+def test_real_subset_in_the_guest_on_ext4(built_kernel: object, tmp_path: Path) -> None:
+    pytest.importorskip("harness.qemu.guest")
+    from harness.workloads.runner import run_variant
+
+    results = run_variant("series", ["ext4"], ["liburing-subset"], tmp_path,
+                          build=lambda *_a, **_k: built_kernel)
+    (res,) = results
+    assert res.status is JobStatus.PASS, res.reason
+    assert res.metrics["pass"] >= len(liburing.SUBSET) // 2
