@@ -127,7 +127,9 @@ def test_thread_view_v3_yields_messages_with_threading(seeds: Path) -> None:
     trond = next(m for m in msgs if m.sender == "Trond Myklebust")
     parent = next(m for m in msgs if m.message_id == trond.in_reply_to)
     assert parent.subject.startswith("[PATCH 05/12]")
-    assert "iocb->private" in trond.body or "private" in trond.body
+    assert "'private' field" in trond.body
+    # two later reposts of patch 06 hang under covers the view does not show: said, not hidden
+    assert sum("is not in this view" in w for w in result.warnings) == 2
 
 
 def test_thread_view_older_archive_and_hypermail_page(seeds: Path) -> None:

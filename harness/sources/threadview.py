@@ -116,8 +116,8 @@ def _strip_sig_dashes(body: list[str]) -> list[str]:
     return body
 
 
-def _resolve_parents(blocks: list[_Block]) -> None:
-    for b in blocks:
+def _resolve_parents(blocks: list[_Block], stem: str, notes: list[str]) -> None:
+    for index, b in enumerate(blocks):
         node = b.parent
         if node is None:
             continue
@@ -129,6 +129,9 @@ def _resolve_parents(blocks: list[_Block]) -> None:
         exact = [o for o in candidates if node.text == f"{o.subject} {o.author}"]
         picks = exact or candidates
         b.parent_id = picks[0].msgid if picks else None
+        if not picks:
+            notes.append(f"{stem}#{index + 1} ({b.subject[:50]!r}): its parent ({node.date} "
+                         f"{node.text[:60]!r}) is not in this view; treated as a thread root")
     by_id = {b.msgid: b for b in blocks}
     for b in blocks:
         chain: list[str] = []
@@ -152,12 +155,13 @@ def _render(b: _Block, date: datetime | None) -> bytes:
     return ("\n".join(head) + "\n\n" + "\n".join(_strip_sig_dashes(b.body)) + "\n").encode("utf-8")
 
 
-def parse_thread_view(text: str, stem: str) -> list[tuple[str, bytes]]:
-    """(origin, synthesised raw message) for each message of a lore flat thread view."""
+def parse_thread_view(text: str, stem: str, notes: list[str] | None = None) -> list[tuple[str, bytes]]:
+    """(origin, synthesised raw message) for each message of a lore flat thread view; ``notes`` gets a
+    line for each message whose parent the view does not show."""
     blocks = [b for lines in _split_blocks(text) if (b := _parse_block(lines)) is not None]
     for index, b in enumerate(blocks):
         b.msgid = f"threadview-{index + 1}.{stem}@kwb.invalid"
-    _resolve_parents(blocks)
+    _resolve_parents(blocks, stem, notes if notes is not None else [])
     out = []
     for index, b in enumerate(blocks):
         date = datetime.strptime(b.date, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
@@ -209,6 +213,11 @@ class ThreadViewSource:
         except OSError as exc:
             raise UserError(f"{spec}: cannot read ({exc.strerror})") from exc
         kind = sniff(text[:16384])
-        parse = parse_thread_view if kind == "threadview" else parse_hypermail
-        raws = parse(text, path.stem)
-        return parse_all(self.name, spec, raws)
+        notes: list[str] = []
+        if kind == "threadview":
+            raws = parse_thread_view(text, path.stem, notes)
+        else:
+            raws = parse_hypermail(text, path.stem)
+        result = parse_all(self.name, spec, raws)
+        result.warnings.extend(notes)
+        return result
