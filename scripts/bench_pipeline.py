@@ -84,7 +84,8 @@ def warm(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
 
 def boot(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     """Boot-to-SSH of the series kernel (scripts/bench_boot.py, 3 boots, median)."""
-    res = run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "bench_boot.py"), "--runs", "3"],
+    script = ROOT / "scripts" / "bench_boot.py"
+    res = run([str(ROOT / ".venv" / "bin" / "python"), str(script), "--runs", "3"],
               timeout=1800, cwd=ROOT, log=logs / "boot.log")
     try:
         summary = json.loads(res.stdout)
