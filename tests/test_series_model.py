@@ -134,3 +134,26 @@ def test_relabel_only_by_the_author(tmp_path: Path, reply: str, sender: str, ver
                           mail("r@x", "Re: [PATCH v3 0/1] thing", reply, reply_to="c@x", sender=sender)))
     [fam] = load_families(path)
     assert fam.revisions[0].version == version and fam.revisions[0].label == "v3"
+
+
+def _posting(tag: str, cover: str, titles: list[str], date: str) -> list[bytes]:
+    n = len(titles)
+    out = [mail(f"{tag}-0@x", f"[PATCH {tag} 0/{n}] {cover}", "cover", date=date)]
+    out += [mail(f"{tag}-{i}@x", f"[PATCH {tag} {i}/{n}] {t}", patch_body(), reply_to=f"{tag}-0@x",
+                 date=date) for i, t in enumerate(titles, 1)]
+    return out
+
+
+def test_families_across_threads_by_cover_or_patch_titles(tmp_path: Path) -> None:
+    d1, d2, d3 = ("Mon, 1 Jun 2020 10:00:00 +0000", "Tue, 2 Jun 2020 10:00:00 +0000",
+                  "Wed, 3 Jun 2020 10:00:00 +0000")
+    msgs = (_posting("v1", "Frob the widgets", ["a: one", "b: two", "c: three"], d1)
+            + _posting("v2", "frob the widgets.", ["a: one", "b: two", "c: three v2"], d2)  # same cover
+            + _posting("v3", "Widget frobbing", ["a: one", "b: two", "c: three v2"], d3)  # renamed cover
+            + _posting("v9", "Unrelated prep", ["a: one", "x: other", "y: more", "z: end"], d3))
+    path = tmp_path / "f.mbox"
+    path.write_bytes(mbox(*msgs))
+    families = load_families(path)
+    by_versions = sorted(tuple(r.version for r in f.revisions) for f in families)
+    # v3's cover was renamed but its patch list matches v2's: same family; v9 shares one title only
+    assert by_versions == [(1, 2, 3), (9,)]
