@@ -26,7 +26,8 @@ static unsigned char *bufs;
 static int owned[NBUF];
 static int fd, pfd[2];
 static long *c_returned, *c_double, *c_cqes, *c_cancel_ok, *c_cancel_other, *c_read_ok, *c_read_err;
-static long *c_bad_data;
+static long *c_bad_data, *c_orphan_ok, *c_orphan_failed_buf, *c_orphan_failed_nobuf;
+static int in_child_phase;
 
 static struct io_uring_sqe *sqe_get(void)
 {
@@ -90,6 +91,10 @@ static void account(struct io_uring_cqe *cqe)
 			kwb_add(c_bad_data, 1);
 	}
 	kwb_add(cqe->res >= 0 ? c_read_ok : c_read_err, 1);
+	/* orphaned file reads: completed anyway, or failed by the terminate path (with its buffer) */
+	if (in_child_phase && ud >= 1000 && ud < 1500)
+		kwb_add(cqe->res >= 0 ? c_orphan_ok : (cqe->flags & IORING_CQE_F_BUFFER) ? c_orphan_failed_buf
+			: c_orphan_failed_nobuf, 1);
 }
 
 /* Reap exactly n CQEs (each within ms), then hand every returned buffer back to the group. */
@@ -185,7 +190,9 @@ static void child_exits_mid_flight(off_t fsize, long *c_missing)
 	ring.sq.sqe_head = ring.sq.sqe_tail = *ring.sq.ktail;
 	if (write(pfd[1], junk, sizeof(junk)) < 0)
 		kwb_finish(KWB_EXIT_SETUP, "pipe write: %s", strerror(errno));
+	in_child_phase = 1;
 	kwb_add(c_missing, reap(K + 4, 10000));
+	in_child_phase = 0;
 	drain_pipe();
 }
 
@@ -231,6 +238,9 @@ int main(int argc, char **argv)
 	c_bad_data = kwb_counter("bad_data");
 	c_missing = kwb_counter("missing_cqes");
 	c_rounds = kwb_counter("rounds");
+	c_orphan_ok = kwb_counter("orphan_reads_completed");
+	c_orphan_failed_buf = kwb_counter("orphan_reads_failed_buffer_returned");
+	c_orphan_failed_nobuf = kwb_counter("orphan_reads_failed_no_buffer");
 	fsize = kwb_opt.size_mb << 20;
 	fd = kwb_open_target(&fsize);
 	if (fsize < 4 * K * BUFSZ)

@@ -9,7 +9,8 @@
  * Options every probe understands: --file PATH (regular file or block device, overwritten),
  * --dir DIR (a scratch file is created there and removed), --timeout S, --self-test-fail
  * (or KWB_PROBE_SELF_TEST_FAIL=1: the probe checks against a deliberately wrong expectation, so
- * the harness can prove the probe is able to fail), --size-mb, --iterations, --threads, --seconds.
+ * the harness can prove the probe is able to fail), --size-mb, --iterations, --threads, --seconds,
+ * --phase NAME (probes with phases run only that one).
  */
 #ifndef KWB_PROBE_COMMON_H
 #define KWB_PROBE_COMMON_H
@@ -48,6 +49,7 @@ struct kwb_opts {
 	int iterations;
 	int threads;
 	int seconds;
+	const char *phase;      /* probe-specific: run only this phase (NULL = all) */
 };
 
 static KWB_UNUSED const char *kwb_probe_name = "probe";
@@ -171,7 +173,7 @@ static KWB_UNUSED void kwb_on_alarm(int sig)
 static KWB_UNUSED __attribute__((noreturn)) void kwb_usage(void)
 {
 	fprintf(stderr, "usage: %s [--file PATH | --dir DIR] [--timeout S] [--self-test-fail] "
-		"[--size-mb N] [--iterations N] [--threads N] [--seconds N]\n", kwb_probe_name);
+		"[--size-mb N] [--iterations N] [--threads N] [--seconds N] [--phase NAME]\n", kwb_probe_name);
 	kwb_finish(KWB_EXIT_SETUP, "bad arguments");
 }
 
@@ -210,6 +212,8 @@ static KWB_UNUSED void kwb_init(const char *name, int argc, char **argv, struct 
 			kwb_opt.threads = (int)kwb_num_arg(argc, argv, &i);
 		else if (!strcmp(argv[i], "--seconds"))
 			kwb_opt.seconds = (int)kwb_num_arg(argc, argv, &i);
+		else if (!strcmp(argv[i], "--phase") && i + 1 < argc)
+			kwb_opt.phase = argv[++i];
 		else if (!strcmp(argv[i], "--self-test-fail"))
 			kwb_opt.self_test_fail = 1;
 		else
@@ -269,7 +273,7 @@ static KWB_UNUSED void kwb_evict(int fd, off_t off, off_t len)
 	posix_fadvise(fd, off, len, POSIX_FADV_DONTNEED);
 }
 
-/* Number of pages of [off, off+len) resident in the page cache (-1 when mincore is unusable). */
+/* Pages of [off, off+len) cached and uptodate (mincore() does not count folios still under read I/O); -1 if unusable. */
 static KWB_UNUSED long kwb_resident_pages(int fd, off_t off, off_t len)
 {
 	off_t start = off & ~(KWB_PAGE - 1);
