@@ -21,10 +21,15 @@ from harness.paths import cache_dir
 from harness.progress import Progress
 from harness.report.results import RunRecord, finalize, new_run_id
 from harness.verdict import VariantInfo
-from harness.workloads.model import JobResult, JobStatus
+from harness.workloads.model import JobResult, JobStatus, WorkloadSpec
 
 DEFAULT_FILESYSTEMS = ("ext4", "xfs", "btrfs", "bdev")
 CONCERN_REVISIONS = (3, 4, 5, 7)  # the real, non-RFC 2020 postings
+# The series variant also runs liburing's curated subset (not in `kwb run`'s default set: it is slow).
+SERIES_EXTRA = ("liburing-subset",)
+# The baseline only has to show the punt path and give the io_uring row of the comparison: the
+# forced-async and psync modes take the same code with and without the series.
+BASELINE_WORKLOADS = ("fio-iouring",)
 
 BuildFn = Callable[..., Any]
 
@@ -54,6 +59,7 @@ class Stages:
     load_family: Callable[[str], Any]                       # source -> Family
     concern_statuses: Callable[[Any], list[dict[str, Any]]]  # Family -> ConcernStatus dicts (+ title)
     variant_catalogue: Callable[[], list[VariantInfo]]
+    workload_catalogue: Callable[[], dict[str, WorkloadSpec]]
     build_kernel: BuildFn                                    # ensure_kernel(variant, tree=, base=, progress=)
     run_variant: Callable[..., list[JobResult]]  # (name, fss, workloads, out_dir, progress, build=)
     apply_revision: Callable[[Path, str | None, Any, Callable[[str], None]], str]  # -> applied ref
@@ -125,6 +131,11 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
     record.variant_infos = [p.info for p in plan]
     first: KwbError | None = None
     for planned in plan:
+        if planned.info.equivalent and not opts.workloads:
+            # Documented as equivalent: no check can flag it, so building and booting it proves nothing.
+            record.steps.append({"name": f"variant {planned.info.name}", "status": "skipped", "seconds": 0.0})
+            progress(f"skipping {planned.info.name}: equivalent mutant ({planned.info.equivalent[:60]}…)")
+            continue
         try:
             with _step(record, progress, f"variant {planned.info.name}"):
                 _run_one(opts, stages, record, run_dir, planned, progress)
@@ -179,7 +190,8 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
         return kernel
 
     fss = (opts.matrix or {}).get(name, opts.filesystems)
-    jobs = stages.run_variant(name, list(fss), list(opts.workloads or []), run_dir, boot, build=build)
+    workloads = opts.workloads or workloads_for(planned.info, stages.workload_catalogue())
+    jobs = stages.run_variant(name, list(fss), list(workloads), run_dir, boot, build=build)
     for job in jobs:
         job.variant = job.variant or name
     record.add_jobs([j.to_dict() for j in jobs])
@@ -190,6 +202,24 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
         accel = json.loads(summary.read_text(encoding="utf-8")).get("accel")
         if accel:
             record.accel = str(accel)
+
+
+def workloads_for(info: VariantInfo, catalogue: dict[str, WorkloadSpec]) -> list[str]:
+    """What a variant runs when the user named no workloads.
+
+    series/coverage: the default set plus liburing's subset; baseline: the plain io_uring fio job;
+    a mutant: the checks variants.toml expects to flag it (fio only when nothing lighter is listed);
+    an equivalent mutant (no check can flag it): nothing.
+    """
+    if info.kind == "baseline":
+        return [w for w in BASELINE_WORKLOADS if w in catalogue]
+    if info.kind == "mutant":
+        if info.equivalent:
+            return []
+        listed = [w for w in info.flagged_by if w in catalogue]  # "health" is checked on every job
+        light = [w for w in listed if catalogue[w].kind != "fio"]
+        return light or listed or [n for n, s in catalogue.items() if s.default and s.kind != "fio"]
+    return [n for n, s in catalogue.items() if s.default] + [w for w in SERIES_EXTRA if w in catalogue]
 
 
 class _BootClock:
@@ -248,6 +278,12 @@ def _concern_statuses(family: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _workload_catalogue() -> dict[str, WorkloadSpec]:
+    catalogue = _need("harness.workloads.catalogue", "workload catalogue")
+    specs: dict[str, WorkloadSpec] = catalogue.load_catalogue()
+    return specs
+
+
 def _variant_catalogue() -> list[VariantInfo]:
     variants = _need("harness.variants", "variants")
     return [VariantInfo(v.name, v.kind, v.concern, list(v.flagged_by), v.equivalent)
@@ -281,5 +317,6 @@ def _apply_revision(tree: Path, base: str | None, revision: Any, progress: Calla
 def real_stages() -> Stages:
     """The stages backed by the other kwb modules (imported when first called)."""
     return Stages(load_family=_load_family, concern_statuses=_concern_statuses,
-                  variant_catalogue=_variant_catalogue, build_kernel=_build_kernel,
+                  variant_catalogue=_variant_catalogue, workload_catalogue=_workload_catalogue,
+                  build_kernel=_build_kernel,
                   run_variant=_run_variant, apply_revision=_apply_revision)

@@ -14,11 +14,22 @@ from test_report_results import VARIANTS, synthetic_concerns, synthetic_jobs
 
 from harness.cli import main
 from harness.errors import InfraError, UserError
-from harness.pipeline import Options, Stages, real_stages, run_pipeline
+from harness.pipeline import Options, Stages, real_stages, run_pipeline, workloads_for
 from harness.progress import Progress
 from harness.report import schema
 from harness.run import run
-from harness.workloads.model import JobResult
+from harness.verdict import VariantInfo
+from harness.workloads.model import JobResult, WorkloadSpec
+
+
+def _spec(name: str, kind: str, default: bool = True) -> WorkloadSpec:
+    return WorkloadSpec(name, kind, "", ["ext4", "xfs", "btrfs", "bdev"], 60.0, default=default)
+
+
+CATALOGUE = {s.name: s for s in (_spec("fio-iouring", "fio"), _spec("fio-iouring-forced-async", "fio"),
+                                 _spec("fio-psync", "fio"), _spec("probe-cqe-accounting", "probe"),
+                                 _spec("probe-kbuf-cancel", "probe"),
+                                 _spec("liburing-subset", "liburing", default=False))}
 
 
 @dataclass
@@ -66,7 +77,7 @@ class Recorder:
         progress(f"{name}: guest up")
         (out_dir / name).mkdir(parents=True, exist_ok=True)
         (out_dir / name / "summary.json").write_text(json.dumps({"accel": "tcg"}))
-        mine = [j for j in self.jobs if j.variant == name and j.fs in fss]
+        mine = [j for j in self.jobs if j.variant == name and j.fs in fss and j.workload in workloads]
         return [JobResult(**{**j.__dict__, "variant": ""}) for j in mine]  # runner leaves variant to us
 
     def apply(self, tree: Path, base: str | None, revision: Any, progress: Any) -> str:
@@ -78,7 +89,8 @@ class Recorder:
                       concern_statuses=lambda family: [*synthetic_concerns(),
                                                        {"concern_id": "x", "version": 1, "status": "present",
                                                         "evidence": "", "patch": None}],
-                      variant_catalogue=lambda: list(VARIANTS), build_kernel=self.build_kernel,
+                      variant_catalogue=lambda: list(VARIANTS), workload_catalogue=lambda: dict(CATALOGUE),
+                      build_kernel=self.build_kernel,
                       run_variant=self.run_variant, apply_revision=self.apply)
 
 
@@ -102,13 +114,21 @@ def test_default_tree_pipeline_passes(tmp_path: Path) -> None:
     assert code == 0
     data = _latest(tmp_path)
     assert schema.errors(data) == []
-    assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS]
+    ran = [v.name for v in VARIANTS if not v.equivalent]  # equivalent mutants are not booted
+    assert [r[0] for r in rec.runs] == ran
     assert all(r[1] == ["ext4", "xfs", "btrfs", "bdev"] for r in rec.runs)
+    workloads = {r[0]: r[2] for r in rec.runs}
+    assert workloads["series"] == ["fio-iouring", "fio-iouring-forced-async", "fio-psync",
+                                   "probe-cqe-accounting", "probe-kbuf-cancel", "liburing-subset"]
+    assert workloads["baseline"] == ["fio-iouring"]
+    assert workloads["mutant-lost-cqe"] == ["probe-cqe-accounting"]
+    assert data["variants"]["mutant-hipri-wait"]["verdict"] == "equivalent"
+    assert {"name": "variant mutant-hipri-wait", "status": "skipped", "seconds": 0.0} in data["run"]["steps"]
     assert {c["version"] for c in data["concerns"]} == {3, 4, 5, 7}  # v1 dropped: not a real posting
     assert data["run"]["status"] == "complete" and data["accel"] == "tcg"
     assert data["kernel"]["release"] == "6.12.117"
-    assert set(data["kernel"]["variants"]) == {v.name for v in VARIANTS}
-    assert set(data["timings"]["build"]) == set(data["timings"]["boot"]) == {v.name for v in VARIANTS}
+    assert set(data["kernel"]["variants"]) == set(ran)
+    assert set(data["timings"]["build"]) == set(data["timings"]["boot"]) == set(ran)
     assert all(j["variant"] for j in data["jobs"])
     for name in ("junit.xml", "report.md", "report.html"):
         assert (tmp_path / "out" / "latest" / name).is_file()
@@ -129,12 +149,24 @@ def test_a_broken_variant_build_does_not_stop_the_others(tmp_path: Path) -> None
     with pytest.raises(InfraError, match=r"build of mutant-lost-cqe failed.*partial results in"):
         run_pipeline(_opts(tmp_path), rec.stages(), _quiet())
     data = _latest(tmp_path)
-    assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS]  # later variants still ran
+    assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS if not v.equivalent]  # later ones ran
     assert data["run"]["status"] == "failed" and "mutant-lost-cqe" in data["run"]["error"]
     assert data["verdict"]["exit_code"] == 2
     err = [j for j in data["jobs"] if j["status"] == "error"]
     assert err and err[0]["variant"] == "mutant-lost-cqe" and err[0]["workload"] == "build-boot"
     assert any(s["status"] == "failed" for s in data["run"]["steps"])
+
+
+def test_workloads_for_each_variant_kind() -> None:
+    assert workloads_for(VariantInfo("m", "mutant", flagged_by=["health", "fio-iouring"]), CATALOGUE) == \
+        ["fio-iouring"]  # fio only when nothing lighter is listed
+    assert workloads_for(VariantInfo("m", "mutant", flagged_by=["fio-iouring", "probe-kbuf-cancel",
+                                                                 "liburing-subset"]), CATALOGUE) == \
+        ["probe-kbuf-cancel", "liburing-subset"]
+    assert workloads_for(VariantInfo("m", "mutant"), CATALOGUE) == ["probe-cqe-accounting",
+                                                                    "probe-kbuf-cancel"]
+    assert workloads_for(VariantInfo("m", "mutant", equivalent="unreachable"), CATALOGUE) == []
+    assert workloads_for(VariantInfo("c", "coverage"), CATALOGUE)[-1] == "liburing-subset"
 
 
 def test_variant_and_fs_selection(tmp_path: Path) -> None:
