@@ -2,8 +2,8 @@
 
 The run passes when the series variant passes every job, the baseline shows the io-wq punt path on
 every filesystem it ran on, and every mutant (bar documented equivalents) is flagged by at least one
-check that passes on the series variant. Works on JobResult dicts (results.json ``jobs``) so merged
-and re-loaded runs get the same verdict as live ones.
+check that does not also fail on the series variant. Works on JobResult dicts (results.json
+``jobs``) so merged and re-loaded runs get the same verdict as live ones.
 """
 
 from __future__ import annotations
@@ -128,9 +128,10 @@ def _baseline_verdict(info: VariantInfo, jobs: list[Mapping[str, Any]]) -> Varia
 
 
 def _mutant_entry(info: VariantInfo, jobs: list[Mapping[str, Any]],
-                  series_passing: set[str] | None) -> dict[str, Any]:
+                  series_failing: set[str]) -> dict[str, Any]:
+    # A check that fails on the unmodified kernel too says nothing about the mutant.
     by = sorted({check_name(j) for j in jobs if j["status"] in KILL_STATUSES
-                 and (series_passing is None or check_name(j) in series_passing)})
+                 and check_name(j) not in series_failing})
     infra = sorted({check_name(j) for j in jobs if j["status"] in INFRA_STATUSES})
     return {"concern": info.concern, "flagged": bool(by), "by": by, "expected": list(info.flagged_by),
             "equivalent": info.equivalent, "ran": bool(jobs), "infra_errors": infra}
@@ -167,8 +168,7 @@ def decide(jobs: Iterable[Mapping[str, Any]], variants: Iterable[VariantInfo]) -
     for name in by_variant:  # jobs of undeclared variants still get a verdict
         infos.setdefault(name, VariantInfo(name, _guess_kind(name)))
     series_jobs = [j for n, i in infos.items() if i.kind == "series" for j in by_variant.get(n, [])]
-    series_passing = ({check_name(j) for j in series_jobs if j["status"] in OK_STATUSES}
-                      if series_jobs else None)
+    series_failing = {check_name(j) for j in series_jobs if j["status"] not in OK_STATUSES}
     verdicts: dict[str, VariantVerdict] = {}
     mutants: dict[str, dict[str, Any]] = {}
     for name, info in infos.items():
@@ -178,7 +178,7 @@ def decide(jobs: Iterable[Mapping[str, Any]], variants: Iterable[VariantInfo]) -
         elif info.kind == "baseline":
             verdicts[name] = _baseline_verdict(info, vjobs)
         elif info.kind == "mutant":
-            mutants[name] = _mutant_entry(info, vjobs, series_passing)
+            mutants[name] = _mutant_entry(info, vjobs, series_failing)
             verdicts[name] = _mutant_verdict(info, mutants[name], vjobs)
         else:
             verdicts[name] = _other_verdict(info, vjobs)

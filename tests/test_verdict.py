@@ -68,7 +68,7 @@ def test_baseline_crash_is_not_a_pass() -> None:
     assert decide(jobs, VARIANTS).variants["baseline"].verdict == "punt-missing"
 
 
-def test_mutant_only_killed_by_checks_that_pass_on_series() -> None:
+def test_mutant_not_killed_by_a_check_failing_on_series_too() -> None:
     jobs = _jobs()
     # The series itself fails the check that "kills" the mutant: that is no kill.
     _set(jobs, "series", "ext4", "probe-kbuf-cancel", status="fail", reason="flaky")
