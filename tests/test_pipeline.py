@@ -277,3 +277,26 @@ def test_user_tree_path_on_a_synthetic_tree(tmp_path: Path) -> None:
                                                                                   "hello: say hi"]
     assert _git(tree, "status", "--porcelain") == ""  # the user's checkout is untouched
     assert (tree / "hello.c").read_text() == "hello\n"
+
+
+# ---- the real thing: built kernels, a TCG boot, fio with kprobes ---------------------------------
+
+@pytest.mark.real
+def test_real_series_vs_baseline_on_ext4(built_kernel: Any, lore_mbox: Path, tmp_path: Path) -> None:
+    """The pipeline on the real stages, cut to one fs and one workload: async path vs punt path."""
+    opts = Options(source=str(lore_mbox), out_root=tmp_path / "out", variants=["series", "baseline"],
+                   filesystems=["ext4"], workloads=["fio-iouring"])
+    log = io.StringIO()
+    code = run_pipeline(opts, real_stages(), Progress(stream=log))
+    data = _latest(tmp_path)
+    assert schema.errors(data) == []
+    assert code == 0, (data["verdict"], log.getvalue()[-3000:])
+    assert data["variants"]["series"]["paths"]["ext4"]["path"] == "async"
+    assert data["variants"]["baseline"]["paths"]["ext4"]["path"] == "io-wq"
+    assert data["kernel"]["release"] == built_kernel.release
+    assert data["accel"] in ("tcg", "kvm") and set(data["timings"]["boot"]) == {"series", "baseline"}
+    assert {c["version"] for c in data["concerns"]} == {3, 4, 5, 7}
+    md = (tmp_path / "out" / "latest" / "report.md").read_text()
+    assert "| fio-iouring | baseline |" in md and "| fio-iouring | series |" in md
+    for job in data["jobs"]:
+        assert (Path(job["job_dir"]) / "command").is_file() and job["reproducer"]
