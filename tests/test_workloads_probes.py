@@ -114,7 +114,8 @@ def test_watchdog_fires_inside_the_outer_timeout() -> None:
 def test_every_catalogued_probe_has_a_source() -> None:
     names = probes.available()
     for expected in ("probe-completion-accounting", "probe-data-integrity", "probe-kbuf-cancel",
-                     "probe-iopoll-buffered", "probe-ring-exit-inflight", "probe-short-read"):
+                     "probe-iopoll-buffered", "probe-ring-exit-inflight", "probe-short-read",
+                     "probe-lock-page-async"):
         assert expected in names
 
 
@@ -143,16 +144,31 @@ def test_build_failure_is_one_line_naming_the_probe(tmp_path: Path, monkeypatch:
 
 @dataclass
 class _Guest:
+    """Answers the probe command with recorded output, and the kprobe scripts like a 6.12 kernel."""
+
     stdout: str = PASS_LINE + "\n"
     rc: int = 0
     timed_out: bool = False
+    tracing: bool = True
     commands: list[str] = field(default_factory=list)
     timeouts: list[float] = field(default_factory=list)
 
     def run(self, command: str, timeout: float) -> Result:
         self.commands.append(command)
-        self.timeouts.append(timeout)
-        return Result(["ssh"], -1 if self.timed_out else self.rc, self.stdout, "", 0.1, self.timed_out)
+        if "--timeout" in command:
+            self.timeouts.append(timeout)
+            return Result(["ssh"], -1 if self.timed_out else self.rc, self.stdout, "", 0.1, self.timed_out)
+        if "available_filter_functions" in command and "kprobe_events ] ||" in command:
+            out = ("KWB-SOURCE available_filter_functions\n__folio_lock_async\nio_async_buf_func\n"
+                   "io_wq_enqueue\n") if self.tracing else "KWB-NOTRACE\n"
+            return Result(["ssh"], 0, out, "", 0.1)
+        if command.startswith("cat /sys/kernel/tracing/kprobe_profile"):
+            return Result(["ssh"], 0, "  kwb/callback 120 0\n  kwb/async_lock 64 0\n  kwb/iowq_enqueue 0 0\n"
+                          "  kwb/fn_filemap_read_folio 7 0\n", "", 0.1)
+        return Result(["ssh"], 0, "", "", 0.1)
+
+    def probe_command(self) -> str:
+        return next(c for c in self.commands if "--timeout" in c)
 
     def console_text(self) -> str:
         return ""
@@ -181,7 +197,11 @@ def test_run_job_pass_records_counters_and_files(tmp_path: Path, fake_build: lis
     assert res.evidence["checks"] == [{"name": "probe-ok", "ok": True, "reason": res.reason}]
     assert fake_build == ["probe-kbuf-cancel"]
     assert guest.timeouts == [120]
-    assert f"cd {EXT4.scratch} && /cache/probes/h/probe-kbuf-cancel --timeout 100 --dir" in guest.commands[0]
+    want = f"cd {EXT4.scratch} && /cache/probes/h/probe-kbuf-cancel --timeout 100 --dir"
+    assert want in guest.probe_command()
+    assert res.evidence["counts"]["callback"] == 120 and res.evidence["counts"]["iowq_enqueue"] == 0
+    assert res.evidence["counts"]["wake_match"] is None, "an unprobeable role is None, with its reason"
+    assert "not probeable" in res.evidence["probes"]["points"]["wake_match"]["reason"]
     assert (tmp_path / "exitcode").read_text() == "0\n"
     assert json.loads((tmp_path / "probe-result.json").read_text())["ok"] is True
     assert (tmp_path / "stdout").read_text().startswith("KWB-RESULT")
@@ -200,7 +220,22 @@ def test_run_job_uses_params_probe_and_self_test(tmp_path: Path, fake_build: lis
     spec = _spec("my-workload", probe="probe-kbuf-cancel", self_test_fail=True)
     probes.run_job(guest, spec, BDEV, tmp_path)
     assert fake_build == ["probe-kbuf-cancel"]
-    assert guest.commands[0].endswith("--file /dev/vdb --self-test-fail")
+    assert guest.probe_command().endswith("--file /dev/vdb --self-test-fail")
+
+
+def test_kprobes_extra_functions_disabled_and_absent(tmp_path: Path, fake_build: list[str]) -> None:
+    guest = _Guest()
+    res = probes.run_job(guest, _spec("probe-lock-page-async", phase="contended"), EXT4, tmp_path / "a")
+    assert guest.probe_command().endswith("--phase contended")
+    armed = next(c for c in guest.commands if "p:kwb/" in c)
+    assert "p:kwb/fn_filemap_read_folio filemap_read_folio" in armed
+    assert res.evidence["counts"]["fn_filemap_read_folio"] == 7
+    off = _Guest()
+    res = probes.run_job(off, _spec(kprobes=False), EXT4, tmp_path / "b")
+    assert res.evidence["kprobes"] == "disabled by params.kprobes" and len(off.commands) == 1
+    bare = _Guest(tracing=False)
+    res = probes.run_job(bare, _spec(), EXT4, tmp_path / "c")
+    assert res.status is JobStatus.PASS and "CONFIG_KPROBE_EVENTS" in res.evidence["probes"]["reason"]
 
 
 def test_run_job_build_error_is_an_error_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,6 +260,7 @@ def test_run_job_unknown_check_fails_the_job(tmp_path: Path, fake_build: list[st
 # --- real: compile and run on the host --------------------------------------------------------------
 
 QUICK = {"probe-completion-accounting": ["--iterations", "4"], "probe-data-integrity": ["--seconds", "2"],
+         "probe-lock-page-async": ["--iterations", "8"],
          "probe-kbuf-cancel": ["--iterations", "2"], "probe-iopoll-buffered": ["--iterations", "2"],
          "probe-ring-exit-inflight": ["--iterations", "8", "--size-mb", "32"],
          "probe-short-read": ["--iterations", "1"]}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import evidence
 from harness.atomic import write_json
 from harness.errors import InfraError, UserError
 from harness.paths import cache_dir
@@ -40,7 +41,14 @@ EXIT_PASS, EXIT_FAIL, EXIT_SETUP, EXIT_SKIP = 0, 1, 2, 77
 # by the probe (with its counters) rather than by the outer kill.
 WATCHDOG_MARGIN = 20.0
 INT_PARAMS = ("size_mb", "iterations", "threads", "seconds", "probe_timeout")
-KNOWN_PARAMS = (*INT_PARAMS, "probe", "self_test_fail")
+KNOWN_PARAMS = (*INT_PARAMS, "probe", "self_test_fail", "phase", "kprobes", "extra_kprobes")
+# Functions worth counting for a probe beyond harness.evidence's roles: for the lock_page_async()
+# probe, the branches Linus asked about (lock the page and read it ourselves vs wait for someone
+# else's read). A function the kernel can't probe is recorded with the reason, never dropped.
+EXTRA_KPROBES: dict[str, tuple[str, ...]] = {
+    "probe-lock-page-async": ("filemap_read_folio", "folio_wait_bit_common", "filemap_update_page",
+                              "page_cache_sync_ra", "page_cache_async_ra", "filemap_create_folio"),
+}
 
 
 def available() -> list[str]:
@@ -119,6 +127,9 @@ class ProbeParams:
     seconds: int | None = None
     probe_timeout: int | None = None
     self_test_fail: bool = False    # run against a deliberately wrong expectation (must fail)
+    phase: str = ""                 # probes with phases: run only this one
+    kprobes: bool = True            # count path markers (harness.evidence) while the probe runs
+    extra_kprobes: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, params: dict[str, Any], where: str = "probe params") -> ProbeParams:
@@ -131,9 +142,15 @@ class ProbeParams:
                                 f"got {value!r}")
             if key == "probe" and not isinstance(value, str):
                 raise UserError(f"{where}: field 'params.probe' must be a string")
-            if key == "self_test_fail" and not isinstance(value, bool):
-                raise UserError(f"{where}: field 'params.self_test_fail' must be true or false")
-        return cls(**params)
+            if key in ("self_test_fail", "kprobes") and not isinstance(value, bool):
+                raise UserError(f"{where}: field 'params.{key}' must be true or false")
+            if key == "phase" and not isinstance(value, str):
+                raise UserError(f"{where}: field 'params.phase' must be a string")
+            if key == "extra_kprobes" and not (isinstance(value, list)
+                                               and all(isinstance(v, str) for v in value)):
+                raise UserError(f"{where}: field 'params.extra_kprobes' must be a list of function names")
+        fields: dict[str, Any] = {k: tuple(v) if k == "extra_kprobes" else v for k, v in params.items()}
+        return cls(**fields)
 
 
 def validate_params(params: dict[str, Any], where: str) -> None:
@@ -166,6 +183,8 @@ def probe_argv(binary: Path, target: Target | None, p: ProbeParams, watchdog: in
         value = getattr(p, key)
         if value is not None:
             argv += [f"--{key.replace('_', '-')}", str(value)]
+    if p.phase:
+        argv += ["--phase", p.phase]
     if p.self_test_fail:
         argv.append("--self-test-fail")
     return argv
@@ -230,6 +249,51 @@ def _checks(spec: WorkloadSpec, outcome: ProbeOutcome) -> list[dict[str, Any]]:
     return checks
 
 
+class _PathCounters:
+    """Best-effort kprobe counters around one probe run; a kernel without kprobes yields reasons."""
+
+    def __init__(self, guest: GuestSession, name: str, p: ProbeParams) -> None:
+        self.guest = guest
+        self.info: dict[str, Any] = {}
+        self.kprobes: evidence.Kprobes | None = None
+        if not p.kprobes:
+            self.info["kprobes"] = "disabled by params.kprobes"
+            return
+        extra = list(dict.fromkeys([*EXTRA_KPROBES.get(name, ()), *p.extra_kprobes]))
+        try:
+            self.probe_set = evidence.discover(guest)
+            if not self.probe_set.source:
+                self.info["probes"] = self.probe_set.to_dict()
+                return
+            for fn in extra:
+                self.probe_set.points.append(evidence.ProbePoint(_role(fn), fn))
+            self.kprobes = evidence.Kprobes(guest, self.probe_set)
+            self.kprobes.arm()
+        except InfraError as exc:
+            self.info["kprobes_error"] = str(exc)
+            self.kprobes = None
+
+    def collect(self) -> None:
+        """Read the counters into ``info`` and disarm (only when the guest still answers)."""
+        if self.kprobes is None:
+            return
+        try:
+            if self.guest.alive():
+                hits = {role: h for role, (h, _m) in self.kprobes.read().items()}
+                self.info["counts"] = evidence.counts_for(self.probe_set, hits)
+        except InfraError as exc:
+            self.info["kprobes_error"] = str(exc)
+        finally:
+            self.info["probes"] = self.probe_set.to_dict()
+            if self.guest.alive():
+                self.kprobes.disarm()
+
+
+def _role(function: str) -> str:
+    # kprobe event names are C identifiers; compiler clone suffixes (.isra.0) are not
+    return "fn_" + "".join(c if c.isalnum() or c == "_" else "_" for c in function)
+
+
 def _error(spec: WorkloadSpec, target: Target, job_dir: Path, reason: str, command: str,
            start: float) -> JobResult:
     write_job_files(job_dir, command or f"# not run: {reason}", "", reason + "\n", None)
@@ -250,7 +314,11 @@ def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Pa
     argv = probe_argv(binary, target, p, watchdog_seconds(spec.timeout, p))
     command = f"mkdir -p {shlex.quote(target.scratch)} && cd {shlex.quote(target.scratch)} && " \
               + shlex.join(argv)
-    res = guest.run(command, timeout=spec.timeout)
+    path = _PathCounters(guest, name, p)
+    try:
+        res = guest.run(command, timeout=spec.timeout)
+    finally:
+        path.collect()
     outcome = interpret(name, res.returncode, res.timed_out, res.stdout, spec.timeout)
     checks = _checks(spec, outcome)
     status, reason = outcome.status, outcome.reason
@@ -264,7 +332,7 @@ def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Pa
                      command=command, exitcode=None if res.timed_out else res.returncode,
                      duration=round(time.monotonic() - start, 2), metrics=outcome.counters,
                      evidence={"probe": name, "binary": str(binary), "concerns": list(spec.concerns),
-                               "self_test_fail": p.self_test_fail, "checks": checks},
+                               "self_test_fail": p.self_test_fail, "checks": checks, **path.info},
                      job_dir=str(job_dir))
 
 
