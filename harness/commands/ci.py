@@ -117,9 +117,15 @@ def _run_shard(args: argparse.Namespace) -> int:
     return worst
 
 
+def _kwb() -> str:
+    # The kwb beside this interpreter (the project's venv), else whatever PATH finds.
+    beside = Path(sys.executable).parent / "kwb"
+    return str(beside) if beside.is_file() else "kwb"
+
+
 def _start_run(args: argparse.Namespace) -> ci.StartRun:
     def start(family: Any, revision: Any) -> dict[str, Any]:
-        argv = ["kwb", "-q", "test-series", "--source", args.source, "--revision", str(revision.version)]
+        argv = [_kwb(), "-q", "test-series", "--source", args.source, "--revision", str(revision.version)]
         if args.tree:
             argv += ["--tree", str(args.tree)] + (["--base", args.base] if args.base else [])
         log = cache_dir() / "watch" / "logs" / f"v{revision.version}-{int(time.time())}.log"
