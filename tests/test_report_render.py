@@ -90,6 +90,8 @@ def test_html_embeds_three_png_plots_and_the_tables() -> None:
         assert f"<h3>{label} per variant and filesystem</h3>" in page
     assert "<table>" in page and "<b>flagged</b>" in page and "<code>iocb-private-reuse</code>" in page
     assert "<script" not in page
+    assert page.count("<tr class='") == len(stored("run-a")["jobs"])
+    assert "<code>kwb run --variant series</code>" in page
 
 
 def test_html_series_per_metric() -> None:

@@ -102,9 +102,24 @@ def md_to_html(md: str) -> str:
     return "\n".join(out)
 
 
+def jobs_table(data: Mapping[str, Any]) -> str:
+    """Every job with its status, reason, directory (command/stdout/stderr/exitcode) and reproducer."""
+    rows = []
+    for j in data.get("jobs", []):
+        cells = [j["variant"], j["fs"], j["workload"], j["status"], f"{float(j.get('duration') or 0):.1f}s",
+                 j.get("reason", ""), j.get("job_dir", "")]
+        row = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+        rows.append(f"<tr class='{html.escape(str(j['status']))}'>{row}"
+                    f"<td><code>{html.escape(str(j.get('reproducer', '')))}</code></td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("variant", "fs", "workload", "status", "time", "reason",
+                                             "job directory", "reproducer"))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
 _STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:1em auto;}"
           "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;"
-          "font-size:90%}code{background:#f2f2f2}img{max-width:100%}")
+          "font-size:90%}code{background:#f2f2f2}img{max-width:100%}"
+          "tr.fail,tr.crash,tr.timeout{background:#fde2e2}tr.error{background:#fff1c9}")
 
 
 def render(data: Mapping[str, Any]) -> str:
@@ -121,4 +136,5 @@ def render(data: Mapping[str, Any]) -> str:
     title = html.escape(f"kwb run {data['run']['id']}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{_STYLE}</style></head><body>\n{md_to_html(markdown.render(data))}\n"
-            f"<h2>Plots</h2>\n" + "\n".join(plots) + "\n</body></html>\n")
+            f"<h2>Plots</h2>\n" + "\n".join(plots) + "\n<h2>All jobs</h2>\n" + jobs_table(data)
+            + "\n</body></html>\n")
