@@ -254,14 +254,33 @@ static inline unsigned char kwb_pattern_byte(uint64_t off)
 
 static KWB_UNUSED void kwb_pattern_fill(unsigned char *buf, uint64_t off, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
+	size_t i = 0;
+
+	/* byte by byte up to a word boundary of the file offset, then whole words (TCG is slow) */
+	for (; i < len && ((off + i) & 7); i++)
+		buf[i] = kwb_pattern_byte(off + i);
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w = kwb_mix(off + i);
+		memcpy(buf + i, &w, 8);
+	}
+	for (; i < len; i++)
 		buf[i] = kwb_pattern_byte(off + i);
 }
 
 /* Returns the index of the first wrong byte, or -1 when buf holds the pattern for [off, off+len). */
 static KWB_UNUSED long kwb_pattern_check(const unsigned char *buf, uint64_t off, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
+	size_t i = 0;
+
+	for (; i < len && ((off + i) & 7); i++)
+		if (buf[i] != kwb_pattern_byte(off + i))
+			return (long)i;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w = kwb_mix(off + i);
+		if (memcmp(buf + i, &w, 8))
+			break;
+	}
+	for (; i < len; i++)
 		if (buf[i] != kwb_pattern_byte(off + i))
 			return (long)i;
 	return -1;
