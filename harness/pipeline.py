@@ -122,6 +122,7 @@ def _step(record: RunRecord, progress: Progress, name: str) -> Iterator[None]:
 
 def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
            progress: Progress) -> KwbError | None:
+    _check_options(opts)
     with _step(record, progress, "series"):
         family = stages.load_family(opts.source)
         statuses = stages.concern_statuses(family)
@@ -146,11 +147,21 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
     return first
 
 
+def _check_options(opts: Options) -> None:
+    # Usage errors first, before minutes of parsing and building.
+    if opts.tree is not None and opts.revision is None:
+        raise UserError("--tree needs --revision N (which revision of the series to apply)")
+    if opts.tree is None and opts.base is not None:
+        raise UserError("--base needs --tree")
+    if opts.tree is not None and opts.variants:
+        raise UserError("--variants is for the default tree; a user tree runs the revision and its base")
+    if not opts.filesystems:
+        raise UserError("no filesystem selected (--fs)")
+
+
 def _plan(opts: Options, stages: Stages, record: RunRecord, family: Any,
           progress: Progress) -> list[_Planned]:
     if opts.tree is not None:
-        if opts.revision is None:
-            raise UserError("--tree needs --revision N (which revision of the series to apply)")
         with _step(record, progress, f"apply v{opts.revision}"):
             revision = family.revision(opts.revision)
             ref = stages.apply_revision(opts.tree, opts.base, revision, progress)
@@ -158,8 +169,6 @@ def _plan(opts: Options, stages: Stages, record: RunRecord, family: Any,
         # On a user's tree the baseline is the base itself: mainline before the series.
         return [_Planned(VariantInfo("series", "series"), opts.tree, ref, "series"),
                 _Planned(VariantInfo("baseline", "baseline"), opts.tree, opts.base, "series")]
-    if opts.base is not None:
-        raise UserError("--base needs --tree")
     catalogue = stages.variant_catalogue()
     known = {v.name: v for v in catalogue}
     names = list(opts.matrix) if opts.matrix else opts.variants
