@@ -125,12 +125,13 @@ def write_outputs(out: Path, cov: CoverageReport, source: coverage.SourceFn) -> 
 def run_coverage(out_dir: Path, *, filesystems: list[str], workloads: list[str], variant: str = "coverage",
                  progress: Progress | None = None, build: Callable[..., Any] | None = None,
                  guest_factory: GuestFactory | None = None,
-                 run_variant: Callable[..., list[JobResult]] | None = None) -> CoverageReport:
+                 run_variant: Callable[..., list[JobResult]] | None = None,
+                 series: list[coverage.SeriesLine] | None = None) -> CoverageReport:
     """Build + run the coverage variant, collect gcov from each boot, write ``<out>/<variant>/coverage/``.
 
     ``build`` is the pipeline's build callback (``build(variant, progress=...)``); the returned report
     carries the jobs and the timings (``build`` s, ``run`` s = workloads incl. boots and gcov copying,
-    ``process`` s = host gcov + mapping).
+    ``process`` s = host gcov + mapping). ``series``: the lines to map (default: the default tree's).
     """
     from harness.workloads import runner
 
@@ -159,7 +160,7 @@ def run_coverage(out_dir: Path, *, filesystems: list[str], workloads: list[str],
     if kernel is None:
         raise InfraError(f"coverage variant {variant}: no kernel was built")
     t_process = time.monotonic()
-    cov = process(variant_dir, kernel)
+    cov = process(variant_dir, kernel, series)
     cov.jobs = jobs
     cov.timings = {"build": round(float(getattr(kernel, "duration", 0.0) or box.get("build", 0.0)), 1),
                    "run": round(run_seconds, 1), "process": round(time.monotonic() - t_process, 1)}

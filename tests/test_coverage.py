@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from harness import coverage
+from harness import coverage, coverage_run
 from harness.coverage import CoverageReport, GcovFile, SeriesLine
 from harness.errors import UserError
 from harness.report import coverage_html
+from harness.run import Result
 
 DATA = Path(__file__).parent / "data" / "coverage"
 SRC = DATA / "lib" / "demo.c"
@@ -167,3 +173,106 @@ def test_blame_lines_on_a_user_tree(tmp_path: Path) -> None:
     lines = coverage.blame_series_lines(repo, base, "HEAD")
     assert [(s.line, s.text, s.origin) for s in lines] == [(2, "new1", "mm: first patch"),
                                                            (4, "changed", "io_uring: second patch")]
+
+
+# ---- coverage_run: collection from the guest and the run wrapper ---------------------------------
+
+class _GcovGuest:
+    """Answers the reset and the copy script; the copy lays real gcov data out like debugfs would."""
+
+    def __init__(self, data_root: Path, alive: bool = True) -> None:
+        self.data_root = data_root
+        self.commands: list[str] = []
+        self.live = alive
+
+    def run(self, command: str, timeout: float) -> Result:
+        self.commands.append(command)
+        if "KWB-GCDA" in command:
+            dest = Path(re.search(r'cat "\$f" > "([^"]+)/\$f"', command).group(1))  # type: ignore[union-attr]
+            shutil.copytree(self.data_root, dest, dirs_exist_ok=True)
+            return Result(["sh"], 0, "KWB-GCDA 1\n", "", 0.1)
+        return Result(["sh"], 0, "", "", 0.1)
+
+    def console_text(self) -> str:
+        return ""
+
+    def alive(self) -> bool:
+        return self.live
+
+
+def _kernel_for(tmp_path: Path, objtree: Path) -> Any:
+    """A 'kernel' whose build dir is the synthetic objtree and whose source link is a git tree."""
+    tree = tmp_path / "tree"
+    (tree / "lib").mkdir(parents=True)
+    shutil.copy(SRC, tree / "lib" / "demo.c")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "base"]):
+        subprocess.run(["git", "-C", str(tree), *args], check=True, capture_output=True)
+    commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    (objtree / "source").symlink_to(tree)
+    return SimpleNamespace(build_dir=objtree, commit=commit, duration=12.5, bzimage=tmp_path / "bz")
+
+
+def test_collecting_factory_resets_and_copies(tmp_path: Path) -> None:
+    data_root, _objtree = _real_gcov(tmp_path)
+    guest = _GcovGuest(data_root)
+
+    @contextmanager
+    def inner(_k: Path, _d: list[Path], _r: Path) -> Iterator[_GcovGuest]:
+        yield guest
+    results = tmp_path / "out" / "coverage" / "guest-1"
+    results.mkdir(parents=True)
+    disk = tmp_path / "out" / "coverage" / "fake-ext4.img"
+    with coverage_run.collecting_factory(inner, disk_mb=8)(tmp_path / "bz", [disk], results) as g:
+        assert g is guest and disk.stat().st_size == 8 << 20
+    assert "echo 0 > /sys/kernel/debug/gcov/reset" in guest.commands[0]
+    assert list((results / "gcov").rglob("demo.gcda"))
+    assert (results / "gcov-collect.txt").read_text().startswith("exit 0")
+
+
+def test_dead_guest_loses_its_data_with_a_note(tmp_path: Path) -> None:
+    data_root, objtree = _real_gcov(tmp_path)
+    guest = _GcovGuest(data_root, alive=False)
+
+    @contextmanager
+    def inner(_k: Path, _d: list[Path], _r: Path) -> Iterator[_GcovGuest]:
+        yield guest
+    vdir = tmp_path / "out" / "coverage"
+    (vdir / "guest-1").mkdir(parents=True)
+    with coverage_run.collecting_factory(inner, make_disks=False)(tmp_path / "bz", [], vdir / "guest-1"):
+        pass
+    assert "lost" in (vdir / "guest-1" / "gcov-collect.txt").read_text()
+    series = coverage.default_series_lines(_source, DATA / "coverage.toml")
+    cov = coverage_run.process(vdir, _kernel_for(tmp_path, objtree), series)
+    assert "no gcov data was copied out of any guest" in cov.notes
+    assert "guest-1: gcov copy: guest not alive: this boot's gcov data is lost" in cov.notes
+
+
+def test_run_coverage_end_to_end_on_fakes(tmp_path: Path) -> None:
+    data_root, objtree = _real_gcov(tmp_path)
+    kernel = _kernel_for(tmp_path, objtree)
+    out = tmp_path / "run"
+
+    def run_variant(variant: str, fss: list[str], workloads: list[str], out_dir: Path, progress: Any,
+                    guest_factory: Any, build: Any) -> list[Any]:
+        built = build(variant, progress=progress)
+        for boot in (1, 2):  # a reboot: both boots' data count
+            rdir = out_dir / variant / f"guest-{boot}"
+            rdir.mkdir(parents=True)
+
+            @contextmanager
+            def inner(_k: Path, _d: list[Path], _r: Path) -> Iterator[_GcovGuest]:
+                yield _GcovGuest(data_root)
+            with coverage_run.collecting_factory(inner, make_disks=False)(built.bzimage, [], rdir):
+                pass
+        return ["job"]
+
+    series = coverage.default_series_lines(_source, DATA / "coverage.toml")
+    cov = coverage_run.run_coverage(out, filesystems=["ext4"], workloads=["fio-iouring"], series=series,
+                                    build=lambda *_a, **_k: kernel, run_variant=run_variant)
+    assert cov.jobs == ["job"] and cov.timings["build"] == 12.5
+    assert {ln.line: ln.count for ln in cov.lines}[27] == 12  # 6 calls per boot, two boots
+    written = coverage_run.load_report(out)
+    assert written is not None and written.total().total == cov.total().total
+    assert (out / "coverage" / "coverage" / "coverage.html").is_file()
+    assert "## Patch coverage" in (out / "coverage" / "coverage" / "coverage.md").read_text()
