@@ -276,3 +276,17 @@ def test_run_coverage_end_to_end_on_fakes(tmp_path: Path) -> None:
     assert written is not None and written.total().total == cov.total().total
     assert (out / "coverage" / "coverage" / "coverage.html").is_file()
     assert "## Patch coverage" in (out / "coverage" / "coverage" / "coverage.md").read_text()
+
+
+@pytest.mark.real
+def test_real_coverage_run_on_ext4(tmp_path: Path) -> None:
+    """Real gcov kernel: the page-unlock callback's lines run under the lock_page_async probe."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 not installed")
+    cov = coverage_run.run_coverage(tmp_path, filesystems=["ext4"], workloads=["probe-lock-page-async"])
+    assert not cov.missing_files, cov.notes
+    functions = {r.name: r for r in cov.per_function()}
+    assert functions["io_uring/rw.c:io_async_buf_func"].executed > 0
+    assert functions["mm/filemap.c:__folio_lock_async"].executed > 0
+    assert 0 < cov.total().executed < cov.total().total
+    assert (tmp_path / "coverage" / "coverage" / "coverage.html").is_file()
