@@ -63,6 +63,8 @@ class Stages:
     build_kernel: BuildFn                                    # ensure_kernel(variant, tree=, base=, progress=)
     run_variant: Callable[..., list[JobResult]]  # (name, fss, workloads, out_dir, progress, build=)
     apply_revision: Callable[[Path, str | None, Any, Callable[[str], None]], str]  # -> applied ref
+    # The gcov variant: (name, fss, workloads, out_dir, progress, build=) -> (jobs, coverage summary)
+    run_coverage: Callable[..., tuple[list[JobResult], dict[str, Any]]]
 
 
 @dataclass
@@ -200,7 +202,11 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
 
     fss = (opts.matrix or {}).get(name, opts.filesystems)
     workloads = opts.workloads or workloads_for(planned.info, stages.workload_catalogue())
-    jobs = stages.run_variant(name, list(fss), list(workloads), run_dir, boot, build=build)
+    if planned.info.kind == "coverage":
+        jobs, record.coverage = stages.run_coverage(name, list(fss), list(workloads), run_dir, boot,
+                                                    build=build)
+    else:
+        jobs = stages.run_variant(name, list(fss), list(workloads), run_dir, boot, build=build)
     for job in jobs:
         job.variant = job.variant or name
     record.add_jobs([j.to_dict() for j in jobs])
@@ -312,6 +318,19 @@ def _run_variant(name: str, filesystems: list[str], workloads: list[str], out_di
     return jobs
 
 
+def _run_coverage(name: str, filesystems: list[str], workloads: list[str], out_dir: Path,
+                  progress: Callable[[str], None], build: BuildFn) -> tuple[list[JobResult], dict[str, Any]]:
+    coverage_run = _need("harness.coverage_run", "coverage")
+    coverage = _need("harness.coverage", "coverage")
+    cov = coverage_run.run_coverage(out_dir, filesystems=filesystems, workloads=workloads, variant=name,
+                                    progress=progress, build=build)
+    total = cov.total()
+    summary = {"variant": name, "executed": total.executed, "total": total.total,
+               "html": f"{name}/coverage/coverage.html", "timings": dict(cov.timings),
+               "markdown": coverage.coverage_markdown(cov)}
+    return list(cov.jobs), summary
+
+
 def _apply_revision(tree: Path, base: str | None, revision: Any, progress: Callable[[str], None]) -> str:
     export = _need("harness.series.export", "series export")
     apply = _need("harness.apply", "apply")
@@ -328,4 +347,4 @@ def real_stages() -> Stages:
     return Stages(load_family=_load_family, concern_statuses=_concern_statuses,
                   variant_catalogue=_variant_catalogue, workload_catalogue=_workload_catalogue,
                   build_kernel=_build_kernel,
-                  run_variant=_run_variant, apply_revision=_apply_revision)
+                  run_variant=_run_variant, apply_revision=_apply_revision, run_coverage=_run_coverage)

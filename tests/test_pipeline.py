@@ -80,6 +80,15 @@ class Recorder:
         mine = [j for j in self.jobs if j.variant == name and j.fs in fss and j.workload in workloads]
         return [JobResult(**{**j.__dict__, "variant": ""}) for j in mine]  # runner leaves variant to us
 
+    def run_coverage(self, name: str, fss: list[str], workloads: list[str], out_dir: Path, progress: Any,
+                     build: Any) -> tuple[list[JobResult], dict[str, Any]]:
+        jobs = self.run_variant("series", fss, workloads, out_dir, progress, build)
+        md = ("## Patch coverage\n\n7 of 9 executable series lines executed (77%).\n\n"
+              "| | executed | lines | % |\n|---|---:|---:|---:|\n| io_uring/rw.c | 7 | 9 | 77 |\n")
+        return [JobResult(**{**j.__dict__, "variant": name}) for j in jobs], \
+            {"variant": name, "executed": 7, "total": 9, "html": f"{name}/coverage/coverage.html",
+             "timings": {"build": 400.0}, "markdown": md}
+
     def apply(self, tree: Path, base: str | None, revision: Any, progress: Any) -> str:
         self.applied.append((tree, base, revision))
         return "kwb/series/v5"
@@ -91,7 +100,8 @@ class Recorder:
                                                         "evidence": "", "patch": None}],
                       variant_catalogue=lambda: list(VARIANTS), workload_catalogue=lambda: dict(CATALOGUE),
                       build_kernel=self.build_kernel,
-                      run_variant=self.run_variant, apply_revision=self.apply)
+                      run_variant=self.run_variant, apply_revision=self.apply,
+                      run_coverage=self.run_coverage)
 
 
 def _quiet() -> Progress:
@@ -155,6 +165,22 @@ def test_a_broken_variant_build_does_not_stop_the_others(tmp_path: Path) -> None
     err = [j for j in data["jobs"] if j["status"] == "error"]
     assert err and err[0]["variant"] == "mutant-lost-cqe" and err[0]["workload"] == "build-boot"
     assert any(s["status"] == "failed" for s in data["run"]["steps"])
+
+
+def test_coverage_variant_only_on_request(tmp_path: Path) -> None:
+    rec = Recorder()
+    stages = rec.stages()
+    stages.variant_catalogue = lambda: [*VARIANTS, VariantInfo("coverage", "coverage")]
+    assert run_pipeline(_opts(tmp_path), stages, _quiet()) == 0
+    assert "coverage" not in [r[0] for r in rec.runs] and "coverage" not in _latest(tmp_path)
+    assert run_pipeline(_opts(tmp_path, coverage=True), stages, _quiet()) == 0
+    data = _latest(tmp_path)
+    assert data["coverage"]["executed"] == 7 and data["variants"]["coverage"]["verdict"] == "pass"
+    assert schema.errors(data) == []
+    md = (tmp_path / "out" / "latest" / "report.md").read_text()
+    assert "## Patch coverage" in md and "Annotated source: `coverage/coverage/coverage.html`" in md
+    page = (tmp_path / "out" / "latest" / "report.html").read_text()
+    assert "<td>io_uring/rw.c</td><td>7</td>" in page and "---:" not in page
 
 
 def test_workloads_for_each_variant_kind() -> None:

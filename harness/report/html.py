@@ -82,7 +82,7 @@ def md_to_html(md: str) -> str:
         if line.startswith("|"):
             rows = []
             while i < len(lines) and lines[i].startswith("|"):
-                if not re.fullmatch(r"\|(-+\|)+", lines[i]):
+                if not re.fullmatch(r"\|(:?-+:?\|)+", lines[i]):
                     rows.append([c.strip().replace("\\|", "|") for c in
                                  re.split(r"(?<!\\)\|", lines[i].strip())[1:-1]])
                 i += 1

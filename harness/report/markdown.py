@@ -197,6 +197,10 @@ def render(data: Mapping[str, Any]) -> str:
               *_path_section(data)]
     lines += ["## Mutants: each re-introduces a defect a reviewer caught", "", *_mutant_section(data)]
     lines += ["## Review concerns: static status per revision", "", *_concern_section(data)]
+    coverage = data.get("coverage")
+    if coverage:
+        section = str(coverage["markdown"]).rstrip().splitlines()
+        lines += [*section, "", f"Annotated source: `{coverage.get('html', '')}`", ""]
     lines += ["## Failures", "", *_failures(data)]
     lines += ["## Timings", "", *_timings(data)]
     return "\n".join(lines).rstrip() + "\n"

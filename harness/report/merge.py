@@ -97,6 +97,8 @@ def merge_runs(dirs: list[Path], out_root: Path, command: str) -> tuple[RunRecor
         _merge_timings(record, data, rename, shard_id)
         if data.get("accel") and data["accel"] != "unknown":
             accels.add(str(data["accel"]))
+        if data.get("coverage") and record.coverage is None:
+            record.coverage = data["coverage"]
         if data["run"]["status"] != "complete":
             why = data["run"].get("error", "")
             errors.append(f"shard {shard_id} {data['run']['status']}" + (f": {why}" if why else ""))

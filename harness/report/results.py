@@ -55,6 +55,7 @@ class RunRecord:
     timings: dict[str, Any] = field(default_factory=lambda: {"steps": {}, "build": {}, "boot": {},
                                                               "variants": {}, "jobs": {}})
     shards: list[str] = field(default_factory=list)
+    coverage: dict[str, Any] | None = None  # the coverage variant's summary (harness.coverage_run)
 
     def add_jobs(self, jobs: list[dict[str, Any]]) -> None:
         """Record job results and their durations."""
@@ -81,9 +82,12 @@ class RunRecord:
             run["shards"] = self.shards
         timings = dict(self.timings)
         timings["total"] = _elapsed(self.started, self.finished)
-        return {"schema": SCHEMA_VERSION, "run": run, "kernel": self.kernel, "accel": self.accel,
+        data = {"schema": SCHEMA_VERSION, "run": run, "kernel": self.kernel, "accel": self.accel,
                 "jobs": self.jobs, "variants": verdict["variants"], "mutants": verdict["mutants"],
                 "concerns": self.concerns, "timings": timings, "verdict": verdict["verdict"]}
+        if self.coverage is not None:
+            data["coverage"] = self.coverage
+        return data
 
 
 def _elapsed(started: str, finished: str | None) -> float:
