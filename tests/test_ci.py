@@ -74,6 +74,7 @@ def test_kwb_ci_plan_default_tree_uses_variants_toml(capsys: pytest.CaptureFixtu
     data = json.loads(capsys.readouterr().out)
     variants = {item["variant"] for item in data["items"]}
     assert "series" in variants and "coverage" not in variants
+    assert "mutant-hipri-guard-only" not in variants  # documented equivalent: never booted
     assert {item["fs"] for item in data["items"]} == {"ext4", "xfs", "btrfs", "bdev"}
 
 
