@@ -250,8 +250,11 @@ def command_for(test_dir: Path, name: str, target: Target, workdir: str, per_tes
         args = [target.device]
     binary = shlex.quote(str(test_dir / f"{name}.t"))
     tail = " ".join(shlex.quote(a) for a in args)
-    return (f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && "
-            f"timeout -k 5 {per_test} {binary} {tail}".rstrip())
+    w = shlex.quote(workdir)
+    # timeout.t execs ./exec-target.t from its working directory
+    helper = f"ln -sf {shlex.quote(str(test_dir / 'exec-target.t'))} exec-target.t; " \
+        if name == "timeout" else ""
+    return f"mkdir -p {w} && cd {w} && {helper}timeout -k 5 {per_test} {binary} {tail}".rstrip()
 
 
 def _kernel_release(guest: GuestSession) -> str:
