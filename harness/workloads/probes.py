@@ -3,7 +3,9 @@
 Each probe is tied to concern ids in ``patches/async-buffered-reads/concerns.toml``. It prints a last line
 ``KWB-RESULT {json}`` (probe, ok, skip, reason, counters) and exits 0 pass, 1 check failed, 77 skip,
 2 could not set itself up. Probes carry their own alarm() watchdog; the guest command has an outer
-timeout as well, so a hang is a failed (or timed-out) job, never a stuck run.
+timeout as well, so a hang is a failed (or timed-out) job, never a stuck run. While a probe runs, the
+path markers of harness.evidence (plus per-probe extra functions) are counted with kprobes, best effort:
+a kernel that can't probe a function says why in the job's evidence.
 
 Binaries go to ``cache_dir()/probes/<hash>/``, where the hash covers the sources, the compiler flags and
 the liburing header, so an unchanged tree never recompiles. The guest sees the host's root read-only,
