@@ -33,7 +33,11 @@ _TARGET_LINE = re.compile(r"^\s+(CC|LD|AR|AS|CHK|GEN|HOSTCC|HOSTLD|OBJCOPY|UPD|B
 
 @dataclass
 class KernelBuild:
-    """A built kernel, ready to boot."""
+    """A built kernel, ready to boot.
+
+    ``bzimage`` and ``config`` (and ``System.map`` beside them) belong to this kernel; ``build_dir`` is
+    shared by every variant of the tree, so after another build it holds that variant's objects.
+    """
 
     variant: str
     commit: str
@@ -164,6 +168,9 @@ def _store(variant: str, commit: str, cfg_hash: str, build_dir: Path, duration: 
     shutil.copy2(image, dest / "bzImage.tmp")
     os.replace(dest / "bzImage.tmp", dest / "bzImage")
     atomic.write_text(dest / "config", (build_dir / ".config").read_text())
+    # The build dir is shared by all variants; keep this kernel's symbol map beside its image.
+    if (build_dir / "System.map").is_file():
+        shutil.copy2(build_dir / "System.map", dest / "System.map")
     build = KernelBuild(variant=variant, commit=commit, bzimage=dest / "bzImage", build_dir=build_dir,
                         config=dest / "config", release=kernel_release(build_dir), duration=duration,
                         log=log)
