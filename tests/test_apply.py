@@ -205,3 +205,17 @@ def test_apply_cli_per_patch_build_on_fake_tree(cache: Path, upstream: Path, ser
             "--per-patch-build", "--json"]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["built"] == [1, 2, 3]
+
+
+def test_apply_cli_real_revision_onto_wrong_tree_names_patch_one(cache: Path, upstream: Path, lore_mbox: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The real v5 from the io-uring archive, exported via the series layer, onto the fake tree."""
+    from harness.cli import main
+
+    rc = main(["-q", "apply", "--source", str(lore_mbox), "--revision", "5", "--tree", str(upstream),
+               "--base", "base"])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert err.startswith('kwb: error: patch 1/12 "block: read-ahead submission should imply no-wait as well" '
+                          "does not apply: files include/linux/blk_types.h; failed hunks: "
+                          "include/linux/blk_types.h: @@ -374,7 +374,8 @@")
