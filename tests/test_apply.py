@@ -217,5 +217,5 @@ def test_apply_cli_real_revision_onto_wrong_tree_names_patch_one(cache: Path, up
     err = capsys.readouterr().err
     assert rc == 3, err
     assert err.startswith('kwb: error: patch 1/12 "block: read-ahead submission should imply no-wait as '
-                          'well" does not apply: files include/linux/blk_types.h; failed hunks: "
+                          'well" does not apply: files include/linux/blk_types.h; failed hunks: '
                           "include/linux/blk_types.h: @@ -374,7 +374,8 @@")
