@@ -46,7 +46,8 @@ def test_absent_without_device(tmp_path: Path, kernel: Path) -> None:
     assert state == "absent" and "does not exist" in reason
 
 
-def test_unverified_without_a_kernel(device: Path) -> None:
+def test_unverified_without_a_kernel(device: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accel, "find_probe_kernel", lambda: None)  # as before the first build
     state, reason = accel.probe_kvm(None, device=device)
     assert state == "unverified" and "no kernel" in reason
 

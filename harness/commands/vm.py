@@ -169,6 +169,7 @@ def _boot_and_run(guest: Guest, specs: list[disks.DiskSpec], args: argparse.Name
             outcome = "error"
         result.update(outcome=outcome, guest=guest.name, accel=guest.accel, kvm=guest.kvm,
                       boot_to_ssh_seconds=guest.boot_seconds,
+                      boot_milestones=guest.milestones,
                       findings=[f.to_dict() for f in guest.findings],
                       console_excerpt=guest.excerpt() if outcome != "ok" else "",
                       findings_summary=console.summary(guest.findings))

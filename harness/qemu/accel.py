@@ -74,7 +74,10 @@ def probe_kvm(kernel: Path | None = None, *, timeout: float = PROBE_TIMEOUT,
     output = res.stdout + res.stderr
     if _MARK in output:
         return "working", f"KVM test boot printed {_MARK!r} in {res.duration:.1f}s"
-    last = next((ln.strip() for ln in reversed(output.splitlines()) if ln.strip()), "no output")
+    # QEMU's own "terminating on signal" line says nothing about how far the guest got.
+    guest_lines = [ln.strip() for ln in output.splitlines()
+                   if ln.strip() and "terminating on signal" not in ln]
+    last = guest_lines[-1] if guest_lines else "no output"
     if res.timed_out:
         return "broken", f"KVM test boot printed no {_MARK!r} within {timeout:.0f}s (last: {last[:80]})"
     return "broken", f"KVM test boot failed (exit {res.returncode}): {last[:80]}"

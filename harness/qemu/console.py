@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 
 # Order matters: the first pattern that matches a line names its kind (lockdep before warning, kasan
@@ -33,6 +34,16 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 KINDS = tuple(kind for kind, _ in _PATTERNS)
 # Kinds after which the guest kernel can no longer be trusted: the run is a crash.
 FATAL_KINDS = frozenset({"panic", "oops", "bug", "kasan"})
+
+# Boot milestones worth timing (first line containing the text), for the boot-time breakdown.
+MILESTONES = {
+    "kernel": "Linux version",
+    "init": "as init process",
+    "udev": "virtme-ng-init: triggering udev coldplug",
+    "dhcp": "udhcpc: lease of",
+    "init_done": "virtme-ng-init: initialization done",
+    "guest_ready": "KWB-GUEST-READY",
+}
 
 _TIMESTAMP = re.compile(r"^\s*\[\s*\d+\.\d+\]\s?")
 _END_MARK = re.compile(r"---\[ end (trace|Kernel panic)")
@@ -115,11 +126,16 @@ class ConsoleWatch:
         self._lock = threading.Lock()
         self.fatal = threading.Event()
         self.panicked = threading.Event()
+        self.started = time.monotonic()
+        self.milestones: dict[str, float] = {}
 
     def feed(self, line: str) -> None:
         """Take one line of guest console output."""
         with self._lock:
             self._lines.append(line.rstrip("\n"))
+        for name, needle in MILESTONES.items():
+            if name not in self.milestones and needle in line:
+                self.milestones[name] = round(time.monotonic() - self.started, 2)
         kind = classify(line)
         if kind in FATAL_KINDS:
             self.fatal.set()

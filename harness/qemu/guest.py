@@ -155,6 +155,7 @@ class Guest:
         self.console_log.unlink(missing_ok=True)  # one console log per boot
         self._ssh = SshSession(self.port, key, key.parent / "etc" / "ssh" / "ssh_host_ed25519_key.pub")
         self._t0 = time.monotonic()
+        self._watch.started = self._t0
         self._thread = threading.Thread(target=self._run_vng, args=(vng.vng_env(home),),
                                         name=f"qemu-{self.name}", daemon=True)
         self._thread.start()
@@ -181,10 +182,11 @@ class Guest:
                 self._boot_timed_out = True
                 raise BootError(f"guest not reachable over SSH within {self.cfg.boot_timeout:.0f}s "
                                 f"(console: {self.console_log})", "timeout")
-            if self._try_connect(min(10.0, remaining)):
+            # Until the guest init script reports in, sshd is not up: don't burn CPU on attempts.
+            if "guest_ready" in self._watch.milestones and self._try_connect(min(10.0, remaining)):
                 self.boot_seconds = time.monotonic() - self._t0
                 return
-            time.sleep(0.3)
+            time.sleep(0.2)
 
     def _try_connect(self, timeout: float) -> bool:
         assert self._ssh is not None
@@ -271,8 +273,9 @@ class Guest:
             return Result(argv, -1, "", f"kwb: guest is not running ({dead or 'not booted'})\n", 0.0)
         if self._hung:
             return Result(argv, -1, "", "kwb: guest stopped answering\n", 0.0, timed_out=True)
-        res = self._ssh.exec(command, timeout, self._dead_reason)
-        if res.timed_out and not self._ssh.ping(self.cfg.ping_timeout):
+        res = self._ssh.exec(command, timeout, self._dead_reason, kill_timeout=self.cfg.ping_timeout)
+        # The kill request after a timeout doubles as the "does the guest still answer" probe.
+        if res.timed_out and not self._ssh.last_kill_answered:
             self._hung = True
         return res
 
@@ -314,6 +317,11 @@ class Guest:
             raise InfraError("guest not booted")
         return self._ssh
 
+    @property
+    def milestones(self) -> dict[str, float]:
+        """Seconds from launch to each boot milestone seen on the console (kernel, init, dhcp, ...)."""
+        return dict(self._watch.milestones)
+
     def qemu_pid(self) -> int | None:
         """QEMU's pid while it runs."""
         return self._qemu_pid()
@@ -326,7 +334,8 @@ class Guest:
         """What to record about this boot."""
         return {"name": self.name, "kernel": str(self.cfg.kernel), "accel": self.accel, "kvm": self.kvm,
                 "accel_reason": self.accel_reason, "ssh_port": self.port,
-                "boot_to_ssh_seconds": self.boot_seconds, "outcome": self.outcome,
+                "boot_to_ssh_seconds": self.boot_seconds, "boot_milestones": self.milestones,
+                "outcome": self.outcome,
                 "infra_failure": self._infra_failure,
                 "findings": [f.to_dict() for f in self.findings], "console_log": str(self.console_log),
                 "vng_argv": self.argv}

@@ -49,11 +49,16 @@ class SshSession:
         self.user = user
         self._client: paramiko.SSHClient | None = None
         self._seq = 0
+        # After a timeout: did the guest answer the kill request? (None: no timeout yet.)
+        self.last_kill_answered: bool | None = None
 
     def connect(self, timeout: float) -> None:
         """Open the connection (raises paramiko/socket errors; callers retry while the guest boots)."""
         client = paramiko.SSHClient()
-        if self.host_key is not None and self.host_key.is_file():
+        if self.host_key is not None:
+            if not self.host_key.is_file():
+                # vng writes the guest's host keys before QEMU starts; no key yet means no sshd yet.
+                raise InfraError(f"guest host key not generated yet: {self.host_key}")
             kind, blob = self.host_key.read_text().split()[:2]
             client.get_host_keys().add(f"[{HOST}]:{self.port}", kind,
                                        paramiko.PKey.from_type_string(kind, _b64(blob)))
@@ -90,8 +95,13 @@ class SshSession:
             raise InfraError("SSH connection to the guest is closed")
         return t
 
-    def exec(self, command: str, timeout: float, abort: Abort = _never) -> Result:
-        """Run ``command`` under the guest's shell; never blocks past ``timeout`` (or ``abort()``)."""
+    def exec(self, command: str, timeout: float, abort: Abort = _never,
+             kill_timeout: float = KILL_TIMEOUT) -> Result:
+        """Run ``command`` under the guest's shell; never blocks past ``timeout`` (or ``abort()``).
+
+        On timeout the command's process group is killed (bounded by ``kill_timeout``) and
+        :attr:`last_kill_answered` records whether the guest still responded.
+        """
         self._seq += 1
         pidfile = f"/tmp/kwb-cmd/{self._seq}.pid"
         # $$ becomes the command's pid and, as sshd made the session leader, its process group.
@@ -111,7 +121,7 @@ class SshSession:
         stderr = err.decode("utf-8", "replace")
         if state == "timeout":
             chan.close()
-            self.kill(pidfile)
+            self.last_kill_answered = self.kill(pidfile, kill_timeout)
             return Result(argv, -1, stdout, stderr + f"kwb: command timed out after {timeout:.0f}s\n",
                           duration, timed_out=True)
         if state != "done":
@@ -121,16 +131,16 @@ class SshSession:
         chan.close()
         return Result(argv, code, stdout, stderr, duration)
 
-    def kill(self, pidfile: str) -> bool:
+    def kill(self, pidfile: str, timeout: float = KILL_TIMEOUT) -> bool:
         """Kill a timed-out command's process group; False when the guest does not answer."""
         script = (f"p=$(cat {pidfile} 2>/dev/null) && [ -n \"$p\" ] && "
                   "{ kill -TERM -- -$p 2>/dev/null; sleep 1; kill -KILL -- -$p 2>/dev/null; }; true")
         try:
-            chan = self._transport().open_session(timeout=KILL_TIMEOUT)
+            chan = self._transport().open_session(timeout=timeout)
             chan.exec_command(script)
         except (OSError, EOFError, paramiko.SSHException, InfraError):
             return False
-        _, _, state = _pump(chan, time.monotonic() + KILL_TIMEOUT, _never)
+        _, _, state = _pump(chan, time.monotonic() + timeout, _never)
         chan.close()
         return state == "done"
 

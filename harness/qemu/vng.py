@@ -14,6 +14,10 @@ Why each flag (checked against virtme-ng 1.42's source):
 - ``--disable-microvm``: q35 gives PCI virtio devices, so our ``virtio-blk-pci`` disks always fit.
 - ``--verbose``: without it the guest boots with ``quiet`` and panics would not reach the console.
 - ``--rwdir``: the results directory is the only host directory the guest may write.
+- ``--exec GUEST_INIT`` (vng's script mode, which keeps sshd): the guest root is the host's filesystem,
+  so bash would run the host user's ~/.bashrc for every command sshd starts — slow under TCG (seconds
+  per command with pyenv-style rc files) and noisy. The init script hides it (a bind mount inside the
+  guest only), prints :data:`READY_MARKER` and sleeps; SSH attempts start once the marker is seen.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from harness.errors import InfraError, UserError
 
 # Guest kernel options kwb always wants: a panic reboots at once and -no-reboot turns that into exit.
 BASE_CMDLINE = ("panic=-1",)
+READY_MARKER = "KWB-GUEST-READY"
+GUEST_INIT = ('[ -f "$HOME/.bashrc" ] && mount --bind /dev/null "$HOME/.bashrc"; '
+              f"echo {READY_MARKER}; exec sleep infinity")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+@%-]+$")
 
 
@@ -98,6 +105,7 @@ def build_argv(spec: VngSpec, vng: Path | None = None) -> list[str]:
         "--memory", f"{spec.memory_mb}M", "--cpus", str(spec.cpus),
         "--ssh", str(spec.ssh_port), "--ssh-tcp",
         "--cwd", spec.cwd,
+        "--exec", GUEST_INIT,
     ]
     if spec.accel == "tcg":
         argv.append("--disable-kvm")
