@@ -33,7 +33,7 @@ DOC = ROOT / "docs" / "mutants.md"
 KNOWN_CHECKS = {
     "fio-iouring", "fio-iouring-forced-async", "fio-psync", "fio-pvsync2",
     "probe-completion-accounting", "probe-data-integrity", "probe-kbuf-cancel", "probe-iopoll-buffered",
-    "probe-ring-exit-inflight", "probe-short-read", "liburing-subset", "health",
+    "probe-ring-exit-inflight", "probe-short-read", "probe-lock-page-async", "liburing-subset", "health",
 }
 # The series' 6.12 files a variant may touch (io_uring, the page cache, the filesystems' fops flags).
 ALLOWED_PATHS = re.compile(r"^(io_uring/|mm/filemap\.c$|include/linux/(pagemap|fs)\.h$|fs/(ext4|xfs|btrfs)/"
@@ -121,12 +121,12 @@ def test_flagged_by_names_known_checks() -> None:
 
 
 def test_flagged_by_checks_exist_in_the_harness() -> None:
-    """Each named fio job / probe has its catalogue entry / C source (skips names not written yet)."""
-    fio = {tomllib.loads(p.read_text(encoding="utf-8")).get("name") for p in CATALOGUE.glob("*.toml")}
+    """Each named workload has a catalogue entry (probes also their C source); skips names not written yet."""
+    catalogue = {tomllib.loads(p.read_text(encoding="utf-8")).get("name") for p in CATALOGUE.glob("*.toml")}
     probes = {p.stem for p in PROBES.glob("probe-*.c")}
     named = {str(c) for e in _mutants() for c in e["flagged_by"]}  # type: ignore[attr-defined]
-    missing = sorted(c for c in named if (c.startswith("fio-") and c not in fio)
-                     or (c.startswith("probe-") and c not in probes))
+    missing = sorted(c for c in named - {"health"}
+                     if c not in catalogue or (c.startswith("probe-") and c not in probes))
     if missing:
         pytest.skip(f"checks named by mutants but not in the harness yet: {', '.join(missing)}")
 
