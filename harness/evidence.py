@@ -42,7 +42,9 @@ ROLES: tuple[Role, ...] = (
     Role("wake_function", ("wake_page_function",), "page wait-queue wake function"),
     Role("should_retry", ("io_rw_should_retry",), "io_uring arms the page-unlock retry"),
 )
-ERA_MARKERS = (("2020", "__lock_page_async"), ("6.x-folio", "__folio_lock_async"))
+# Names only one era has (io_queue_async_work became io_queue_iowq in 6.0; page → folio locking).
+ERA_MARKERS = (("2020", ("__lock_page_async", "io_queue_async_work")),
+               ("6.x-folio", ("__folio_lock_async", "io_queue_iowq")))
 
 
 @dataclass
@@ -109,7 +111,7 @@ def resolve(available: Iterable[str], source: str = "available_filter_functions"
             points.append(ProbePoint(role.name, None, reason))
         else:
             points.append(ProbePoint(role.name, found))
-    era = next((label for label, marker in ERA_MARKERS if marker in exact), "unknown")
+    era = next((label for label, markers in ERA_MARKERS if exact & set(markers)), "unknown")
     return ProbeSet(era=era, source=source, points=points)
 
 
@@ -287,8 +289,10 @@ def with_iowq_sampler(command: str, samples_file: str, interval: float = 0.5) ->
 
     The samples follow the command's output after a marker line; the command's exit code is kept.
     """
-    loop = (f"while :; do cat /proc/[0-9]*/task/*/comm 2>/dev/null | grep -c '^iou-wrk-'; "
-            f"sleep {interval}; done")
+    # Shell builtins only (read, case): under TCG every fork+exec per sample would cost the job CPU.
+    loop = ("while :; do n=0; for f in /proc/[0-9]*/task/*/comm; do "
+            "read -r c < $f 2>/dev/null && case $c in iou-wrk-*) n=$((n+1));; esac; done; "
+            f"echo $n; sleep {interval}; done")
     return "\n".join([
         f"( {loop} ) > {samples_file} 2>/dev/null < /dev/null &",
         "KWB_SP=$!",

@@ -120,8 +120,9 @@ class FakeGuest:
         ios = int(re.search(r'"total_ios" : (\d+)', text).group(1))  # type: ignore[union-attr]
         self._count(engine, forced, ios)
         workers = "4\n5\n" if engine == "io_uring" and (forced or self.mode == "baseline") else "0\n0\n"
-        out = ("KWB-STAT-BEFORE cpu  100 0 100 800 0 0 0 0 0 0\n" + text
-               + "\nKWB-FIO-END\nKWB-STAT-AFTER cpu  200 0 400 900 0 0 0 0 0 0\nKWB-IOWQ-SAMPLES\n" + workers)
+        out = ("KWB-STAT-BEFORE 10.00 cpu  100 0 100 800 0 0 0 0 0 0\n" + text
+               + "\nKWB-FIO-END\nKWB-STAT-AFTER 12.50 cpu  200 0 400 900 0 0 0 0 0 0\nKWB-IOWQ-SAMPLES\n"
+               + workers)
         return _ok(out)
 
     def _count(self, engine: str, forced: bool, ios: int) -> None:

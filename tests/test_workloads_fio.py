@@ -74,6 +74,7 @@ def test_plain_io_uring_shows_async_path(tmp_path: Path) -> None:
     assert r.evidence["probes"]["points"]["should_retry"]["reason"].startswith("not probeable")
     assert r.evidence["iowq_workers_max"] == 0 and r.evidence["path"] == "async"
     assert r.metrics["guest_busy_pct"]["median"] == pytest.approx(100 * 400 / 500)
+    assert r.metrics["fio_wall_s"]["median"] == pytest.approx(2.5)
     for name in ("command", "stdout", "stderr", "exitcode", "fio-1.json", "fio-3.json"):
         assert (tmp_path / name).is_file(), name
     assert "--ioengine=io_uring" in (tmp_path / "command").read_text()

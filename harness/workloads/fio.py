@@ -28,10 +28,13 @@ CHECKS = tuple(evidence.CHECKS)
 LAYOUT_MB_PER_S_FLOOR = 20.0   # TCG writes far faster than this; it only bounds the layout step
 REPEAT_SLACK = 60.0            # fio start-up, cache invalidation and JSON output under TCG
 STAT_BEFORE, STAT_AFTER, FIO_END = "KWB-STAT-BEFORE", "KWB-STAT-AFTER", "KWB-FIO-END"
+# CPU counters and uptime around fio, read with shell builtins (no fork under TCG).
+_SNAPSHOT = ("read -r KWB_S < /proc/stat; read -r KWB_U KWB_X < /proc/uptime; "
+             "echo \"{tag} $KWB_U $KWB_S\"")
 PERCENTILES = {"p50": "50.000000", "p90": "90.000000", "p99": "99.000000", "p99.9": "99.900000"}
 SUMMARY_KEYS = ("iops", "bw_kib", "clat_mean_us", "clat_p50_us", "clat_p99_us", "clat_p99.9_us",
                 "usr_cpu", "sys_cpu", "ctx", "cpu_per_io_us", "guest_busy_pct", "guest_cpu_per_io_us",
-                "wall_s")
+                "wall_s", "fio_wall_s")
 
 
 @dataclass(frozen=True)
@@ -206,8 +209,8 @@ class _Job:
     def one_repeat(self, n: int, argv: list[str], kprobes: evidence.Kprobes) -> None:
         before = kprobes.read()
         drop = "sync; echo 3 > /proc/sys/vm/drop_caches; " if self.p.drop_caches else ""
-        inner = (f"{drop}echo {STAT_BEFORE} $(head -1 /proc/stat)\n{shlex.join(argv)}\nKWB_FIO_RC=$?\n"
-                 f"echo; echo {FIO_END}; echo {STAT_AFTER} $(head -1 /proc/stat)\n(exit $KWB_FIO_RC)")
+        inner = (f"{drop}{_SNAPSHOT.format(tag=STAT_BEFORE)}\n{shlex.join(argv)}\nKWB_FIO_RC=$?\n"
+                 f"echo; echo {FIO_END}; {_SNAPSHOT.format(tag=STAT_AFTER)}\n(exit $KWB_FIO_RC)")
         script = evidence.with_iowq_sampler(inner, f"/tmp/kwb-iowq-{self.spec.name}-{n}.txt")
         res = self.guest_run(f"repeat {n}", script, self.p.runtime + REPEAT_SLACK)
         out, samples = evidence.split_samples(res.stdout)
@@ -311,13 +314,16 @@ def _guest_cpu(out: str, ios: int) -> dict[str, Any]:
     lines = {ln.split(None, 1)[0]: ln.split(None, 1)[1] for ln in out.splitlines()
              if ln.startswith((STAT_BEFORE, STAT_AFTER)) and len(ln.split(None, 1)) == 2}
     if STAT_BEFORE not in lines or STAT_AFTER not in lines:
-        return {"guest_busy_pct": None, "guest_cpu_per_io_us": None}
-    b0, t0 = parse_stat(lines[STAT_BEFORE])
-    b1, t1 = parse_stat(lines[STAT_AFTER])
+        return {"guest_busy_pct": None, "guest_cpu_per_io_us": None, "fio_wall_s": None}
+    up0, stat0 = lines[STAT_BEFORE].split(None, 1)
+    up1, stat1 = lines[STAT_AFTER].split(None, 1)
+    b0, t0 = parse_stat(stat0)
+    b1, t1 = parse_stat(stat1)
     busy, total = b1 - b0, t1 - t0
     user_hz = 100  # USER_HZ is 100 on x86 regardless of CONFIG_HZ
     return {"guest_busy_pct": round(100.0 * busy / total, 2) if total else None,
-            "guest_cpu_per_io_us": round(busy / user_hz / ios * 1e6, 3) if ios else None}
+            "guest_cpu_per_io_us": round(busy / user_hz / ios * 1e6, 3) if ios else None,
+            "fio_wall_s": round(float(up1) - float(up0), 2)}
 
 
 def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path) -> JobResult:
