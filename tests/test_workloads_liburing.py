@@ -112,6 +112,10 @@ def test_commands_run_in_the_scratch_dir_or_on_the_device() -> None:
     bcmd = liburing.command_for(Path("/c/t"), "read-write", BDEV, "/tmp/x", 60)
     assert bcmd is not None and bcmd.endswith("/c/t/read-write.t /dev/vdb")
     assert liburing.command_for(Path("/c/t"), "nop", BDEV, "/tmp/x", 60) is None
+    # timeout.t execs ./exec-target.t from its working directory
+    tcmd = liburing.command_for(Path("/c/t"), "timeout", EXT4, "/w", 60)
+    assert tcmd is not None
+    assert "ln -sf /c/t/exec-target.t exec-target.t; timeout -k 5 60 /c/t/timeout.t" in tcmd
 
 
 # --- run_job with a fake guest ------------------------------------------------------------------
