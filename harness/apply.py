@@ -224,9 +224,13 @@ def _am_failure(tree: Tree, infos: Sequence[PatchInfo], offset: int, output: str
     if not next_file.is_absolute():
         next_file = tree.path / next_file
     index = int(next_file.read_text().strip()) if next_file.is_file() else 1
-    abort_am(tree)
     info = infos[min(offset + index - 1, len(infos) - 1)]
-    return _patch_error(tree, info, output)
+    # Judge the failing patch against the tree with its predecessors applied (HEAD), not the base:
+    # drop the conflicted 3-way state first, then let `git am --abort` restore the original HEAD.
+    git(tree.path, "read-tree", "--reset", "-u", "HEAD", check=False, timeout=300)
+    error = _patch_error(tree, info, output)
+    abort_am(tree)
+    return error
 
 
 def _patch_error(tree: Tree, info: PatchInfo, output: str) -> ApplyError:

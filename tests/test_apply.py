@@ -219,3 +219,16 @@ def test_apply_cli_real_revision_onto_wrong_tree_names_patch_one(cache: Path, up
     assert err.startswith('kwb: error: patch 1/12 "block: read-ahead submission should imply no-wait as '
                           'well" does not apply: files include/linux/blk_types.h; failed hunks: '
                           "include/linux/blk_types.h: @@ -374,7 +374,8 @@")
+
+
+def test_conflict_hunks_are_judged_after_earlier_patches(cache: Path, upstream: Path,
+                                                         series: list[Path]) -> None:
+    # patch 1 and 3 touch io_uring.c; only patch 3's hunk conflicts with the diverged base
+    _commit_change(upstream, "src/io_uring.c", "static int io_write(int x)\n{\n\tint ret = x;",
+                   "static int io_write(int x)\n{\n\tint ret = ~x;", "diverge")
+    tree = _tree(upstream, "main")
+    with pytest.raises(apply.ApplyError) as err:
+        apply.apply_patch_files(tree, series, "kwb/apply/t")
+    hunks = err.value.details["failed_hunks"]
+    assert isinstance(hunks, list) and len(hunks) == 1 and str(hunks[0]).startswith("src/io_uring.c: @@ -8")
+    assert _git(tree.path, "rev-parse", "HEAD") == tree.base
