@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,18 @@ DISK_MB = 1536  # sparse; room for the probes' scratch files and fs metadata
 PHASES: dict[str, tuple[str, ...]] = {"probe-lock-page-async": ("contended", "uptodate", "cold", "random")}
 # 2020 spellings worth a kprobe beside harness.evidence's roles; absent on 6.12 (listed with the reason).
 EXTRA_2020 = ("__wait_on_page_locked_async", "generic_file_buffered_read")
+# Return-value probes (kretprobes) around a probe's run, counted per return value. __folio_lock_async
+# (6.12) and its caller filemap_update_page are static and inlined into filemap_get_pages, so no kprobe
+# can sit on them; filemap_get_pages returns their result unchanged, so its -EIOCBQUEUED returns count
+# the reads whose async folio lock failed and were queued on the wait queue (Linus's case), -EAGAIN the
+# non-blocking attempts. 2020: generic_file_buffered_read returns lock_page_async()'s -EIOCBQUEUED.
+RETPROBES: dict[str, tuple[str, ...]] = {
+    "probe-lock-page-async": ("filemap_get_pages", "generic_file_buffered_read"),
+}
+RET_LABELS = {-529: "eiocbqueued", -11: "eagain", 0: "0"}
+TRACEFS = "/sys/kernel/tracing"
+RET_GROUP = "kwbret"
+RET_INSTANCE = f"{TRACEFS}/instances/{RET_GROUP}"
 
 
 @dataclass
@@ -57,13 +70,15 @@ class Case:
 CASES: dict[str, tuple[Case, ...]] = {
     "lock-page-async-failure-path": (
         Case("locked-by-another-reader", "probe-lock-page-async@contended",
-             ("async_lock", "callback", "fn_folio_wait_bit_common"),
+             ("contended_other_reader_busy_at_submit",
+              "ret_filemap_get_pages_eiocbqueued|ret_generic_file_buffered_read_eiocbqueued", "callback"),
              "a second reader holds the folio lock for its read; the io_uring read's async lock fails "
              "and queues on the folio wait queue (__folio_lock_async / __lock_page_async), the other "
-             "reader sleeps on the same queue (folio_wait_bit_common), the unlock wakes the io_uring "
-             "entry (io_async_buf_func) and task_work retries"),
+             "reader sleeps on the same queue, the unlock wakes the io_uring entry (io_async_buf_func) "
+             "and task_work retries"),
         Case("waits-for-uptodate", "probe-lock-page-async@uptodate",
-             ("async_lock", "callback"),
+             ("uptodate_io_in_flight_at_submit",
+              "ret_filemap_get_pages_eiocbqueued|ret_generic_file_buffered_read_eiocbqueued", "callback"),
              "readahead I/O holds the folio lock and nobody else waits; the io_uring read is queued "
              "only until the I/O completes and the folio is uptodate"),
     ),
@@ -121,13 +136,29 @@ def plan(concern: Any, catalogue: dict[str, WorkloadSpec], workloads: list[str] 
 class RecordingGuest:
     """Wraps a guest: every command and its output goes to ``commands.log`` / ``commands.jsonl``."""
 
-    def __init__(self, guest: GuestSession, log_dir: Path) -> None:
+    def __init__(self, guest: GuestSession, log_dir: Path,
+                 retcounts: dict[str, dict[str, int | None]] | None = None) -> None:
         self._guest = guest
         self._dir = log_dir
         self._n = 0
+        self.retcounts = retcounts if retcounts is not None else {}
 
     def run(self, command: str, timeout: float) -> Result:
-        """Run in the wrapped guest and append the exchange to the logs."""
+        """Run in the wrapped guest (return-value probes around a probe run) and log the exchange."""
+        m = _PROBE_RUN.search(command)
+        functions = RETPROBES.get(m.group(1), ()) if m else ()
+        if not functions:
+            return self._run(command, timeout)
+        armed = self._run(_ret_arm_script(functions), timeout=60)
+        try:
+            return self._run(command, timeout)
+        finally:
+            tally = self._run(_ret_read_script(functions), timeout=60)
+            key = _job_key(command)
+            if key and tally.ok:
+                self.retcounts[key] = parse_ret_tally(armed.stdout + tally.stdout, functions)
+
+    def _run(self, command: str, timeout: float) -> Result:
         start = time.time()
         res = self._guest.run(command, timeout)
         self._n += 1
@@ -155,7 +186,70 @@ class RecordingGuest:
         return getattr(self._guest, name)
 
 
-def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB) -> GuestFactory:
+_PROBE_RUN = re.compile(r"/(probe-[\w-]+) --timeout ")
+
+
+def _job_key(command: str) -> str:
+    """``<fs>/<probe>@<phase>`` (or ``<fs>/<probe>``) of a probe command line."""
+    m = _PROBE_RUN.search(command)
+    fs = re.search(r"--dir \S*/mnt/(\w+)/", command) or re.search(r"--file (\S+)", command)
+    if not m or not fs:
+        return ""
+    phase = re.search(r"--phase (\w+)", command)
+    name = f"{m.group(1)}@{phase.group(1)}" if phase else m.group(1)
+    return f"{fs.group(1) if '/mnt/' in fs.group(0) else 'bdev'}/{name}"
+
+
+def _ret_arm_script(functions: tuple[str, ...]) -> str:
+    lines = [f"mkdir -p {RET_INSTANCE} 2>/dev/null; echo 0 > {RET_INSTANCE}/tracing_on"]
+    for fn in functions:
+        lines.append(f"if echo 'r:{RET_GROUP}/ret_{fn} {fn} ret=$retval:s32' >> {TRACEFS}/kprobe_events "
+                     f"2>/dev/null && echo 1 > {RET_INSTANCE}/events/{RET_GROUP}/ret_{fn}/enable; "
+                     f"then echo 'KWB-RET {fn}'; else echo 'KWB-RET-REFUSED {fn}'; fi")
+    lines += [f"echo > {RET_INSTANCE}/trace; echo 1 > {RET_INSTANCE}/tracing_on", "exit 0"]
+    return "\n".join(lines)
+
+
+def _ret_read_script(functions: tuple[str, ...]) -> str:
+    # Disarm before harness.evidence's own disarm clears kprobe_events (EBUSY while ours are enabled).
+    events = f"{RET_INSTANCE}/events/{RET_GROUP}"
+    hit = r"s/.* \(ret_[A-Za-z0-9_]*\): .* ret=\(-\{0,1\}[0-9]*\)$/KWB-RETHIT \1: ret=\2/p"
+    lines = [f"echo 0 > {RET_INSTANCE}/tracing_on 2>/dev/null",
+             f"[ -d {events} ] && echo 0 > {events}/enable",
+             f"echo KWB-OVERRUN $(grep -h '^overrun' {RET_INSTANCE}/per_cpu/cpu*/stats 2>/dev/null "
+             "| awk '{o += $2} END {print o + 0}')",
+             f"sed -n '{hit}' {RET_INSTANCE}/trace | sort | uniq -c"]
+    lines += [f"echo '-:{RET_GROUP}/ret_{fn}' >> {TRACEFS}/kprobe_events 2>/dev/null" for fn in functions]
+    lines += [f"rmdir {RET_INSTANCE} 2>/dev/null", "exit 0"]
+    return "\n".join(lines)
+
+
+def parse_ret_tally(text: str, functions: tuple[str, ...]) -> dict[str, int | None]:
+    """``uniq -c`` of ``KWB-RETHIT ret_<fn>: ret=<n>`` → ``ret_<fn>_<label>`` counts (None: not probed).
+
+    Every function gets ``_eiocbqueued`` and ``_eagain`` keys (0 when probed and never seen); a trace
+    buffer overrun is reported as ``ret_overrun`` (counts are then lower bounds).
+    """
+    counts: dict[str, int | None] = {}
+    probed = set(re.findall(r"^KWB-RET (\S+)$", text, re.M))
+    for line in text.splitlines():
+        m = re.match(r"\s*(\d+) KWB-RETHIT ret_(\w+): ret=(-?\d+)$", line)
+        if m:
+            probed.add(m.group(2))
+            label = RET_LABELS.get(int(m.group(3)), m.group(3).replace("-", "neg"))
+            key = f"ret_{m.group(2)}_{label}"
+            counts[key] = (counts.get(key) or 0) + int(m.group(1))
+    for fn in functions:
+        for label in ("eiocbqueued", "eagain"):
+            counts.setdefault(f"ret_{fn}_{label}", 0 if fn in probed else None)
+    overrun = re.search(r"^KWB-OVERRUN (\d+)$", text, re.M)
+    if overrun and int(overrun.group(1)):
+        counts["ret_overrun"] = int(overrun.group(1))
+    return counts
+
+
+def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB,
+                      retcounts: dict[str, dict[str, int | None]] | None = None) -> GuestFactory:
     """A guest factory that creates the (sparse) disks it is handed and records every command.
 
     The runner hands factories it did not make paths it does not create, so the disks are made here.
@@ -167,7 +261,7 @@ def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB
             disk.unlink(missing_ok=True)
             make_disk(disk, disk_mb)
         with inner(kernel, disks, results_dir) as guest:
-            rec = RecordingGuest(guest, log_dir)
+            rec = RecordingGuest(guest, log_dir, retcounts)
             cmdline = rec.run("cat /proc/cmdline; uname -a", timeout=30)
             write_text(results_dir / "guest-cmdline.txt", cmdline.stdout)
             yield rec
@@ -191,11 +285,15 @@ def shape(counts: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def outcome(jobs: list[JobResult]) -> dict[str, Any]:
-    """Per job (``fs/workload``): status, evidence shape and counts."""
+def outcome(jobs: list[JobResult],
+            retcounts: dict[str, dict[str, int | None]] | None = None) -> dict[str, Any]:
+    """Per job (``fs/workload``): status, evidence shape, counts (kprobes, return values, probe's own)."""
     out: dict[str, Any] = {}
     for job in jobs:
         counts = dict(job.evidence.get("counts", {}) or {})
+        counts.update((retcounts or {}).get(f"{job.fs}/{job.workload}", {}))
+        counts.update({k: v for k, v in job.metrics.items()
+                       if isinstance(v, int) and k.endswith("_at_submit")})
         out[f"{job.fs}/{job.workload}"] = {"status": job.status.value, "reason": job.reason,
                                           "shape": shape(counts), "counts": counts}
     return out
@@ -209,11 +307,18 @@ def cases(concern_id: str, result: dict[str, Any]) -> list[dict[str, Any]]:
             fs, workload = key.split("/", 1)
             if workload != case.job:
                 continue
-            counts = {c: job["counts"].get(c) for c in case.counters}
+            counts = {c: _first(job["counts"], c) for c in case.counters}
             shown = job["status"] == "pass" and all(isinstance(v, int) and v > 0 for v in counts.values())
             rows.append({"case": case.name, "fs": fs, "job": workload, "counts": counts, "shown": shown,
                          "status": job["status"], "means": case.means})
     return rows
+
+
+def _first(counts: dict[str, Any], spec: str) -> Any:
+    """``a|b``: the first alternative that was counted (kernel eras spell functions differently)."""
+    values = [counts.get(alt) for alt in spec.split("|")]
+    counted = [v for v in values if v is not None]
+    return next((v for v in counted if isinstance(v, int) and v > 0), counted[0] if counted else None)
 
 
 def compare(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -279,16 +384,18 @@ def reproduce(req: ReproRequest, *, progress: Progress | None = None,
                             "jobs_planned": list(specs), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                    time.gmtime())}
     jobs: list[JobResult] = []
+    retcounts: dict[str, dict[str, int | None]] = {}
     start = time.monotonic()
     try:
-        factory = recording_factory(guest_factory or default_guest_factory(), bundle)
+        factory = recording_factory(guest_factory or default_guest_factory(), bundle,
+                                    retcounts=retcounts)
         jobs = (run_variant or runner.run_variant)(req.variant, req.filesystems, list(specs),
                                                    bundle / "run", say, guest_factory=factory,
                                                    build=capture, catalogue=specs)
     finally:
         meta["run_seconds"] = round(time.monotonic() - start, 2)
         meta.update(_kernel_meta(req.variant, kernel_box))
-        result = outcome(jobs)
+        result = outcome(jobs, retcounts)
         meta["outcome"] = result
         meta["cases"] = cases(concern.id, result)
         _finish_bundle(bundle, meta, kernel_box.get("kernel"))

@@ -30,21 +30,36 @@ class ProbeGuest(FakeGuest):
     """FakeGuest that also runs probes: each phase moves the counters its case moves in the kernel."""
 
     lose: str = ""  # a phase whose queued reads never get their callback (a re-run that differs)
+    last: str = ""
 
     def run(self, command: str, timeout: float) -> Result:
         m = re.search(r"/(probe-[\w-]+) --timeout", command)
+        if "KWB-RET-REFUSED" in command:  # the kretprobe arm script
+            self.commands.append(command)
+            armed = "KWB-RET filemap_get_pages\nKWB-RET-REFUSED generic_file_buffered_read\n"
+            return Result(["ssh"], 0, armed, "", 0.1)
+        if "KWB-RETHIT" in command:
+            self.commands.append(command)
+            queued = {"contended": 40, "uptodate": 30}.get(self.last, 0)
+            hits = (f"     {queued + 1} KWB-RETHIT ret_filemap_get_pages: ret=-11\n"
+                    f"     {queued} KWB-RETHIT ret_filemap_get_pages: ret=-529\n"
+                    "    900 KWB-RETHIT ret_filemap_get_pages: ret=0\n") if queued else ""
+            return Result(["ssh"], 0, "KWB-OVERRUN 0\n" + hits, "", 0.1)
         if not m:
             return super().run(command, timeout)
         self.commands.append(command)
         phase = (re.search(r"--phase (\w+)", command) or re.search("(x)", "x"))
         name = phase.group(1) if phase else ""
+        self.last = name
         bumps = {"contended": {"async_lock": 40, "callback": 40, "fn_folio_wait_bit_common": 12},
                  "uptodate": {"async_lock": 30, "callback": 30},
                  "random": {"iowq_enqueue": 17, "fn_filemap_read_folio": 17}}.get(name, {})
         for role, n in bumps.items():
             if role in self.hits and not (role == "callback" and name == self.lose):
                 self.hits[role] += n
-        payload = {"probe": m.group(1), "ok": True, "reason": f"phase {name} ok", "counters": {"rounds": 4}}
+        counters = {"rounds": 4, f"{name}_other_reader_busy_at_submit": 3,
+                    f"{name}_io_in_flight_at_submit": 2}
+        payload = {"probe": m.group(1), "ok": True, "reason": f"phase {name} ok", "counters": counters}
         return Result(["ssh"], 0, f"ran {name}\nKWB-RESULT {json.dumps(payload)}\n", "", 0.1)
 
 
@@ -138,8 +153,23 @@ def test_both_cases_shown_per_filesystem(tmp_path: Path, kernel: Kernel) -> None
                          for fs in ("ext4", "xfs")}
     assert all(r["shown"] for r in rows.values()) and result.ok
     assert rows[("locked-by-another-reader", "xfs")]["counts"] == {
-        "async_lock": 40, "callback": 40, "fn_folio_wait_bit_common": 12}
-    assert result.outcome["ext4/probe-lock-page-async@random"]["shape"]["iowq_enqueue"] == ">0"
+        "contended_other_reader_busy_at_submit": 3,
+        "ret_filemap_get_pages_eiocbqueued|ret_generic_file_buffered_read_eiocbqueued": 40, "callback": 40}
+    random = result.outcome["ext4/probe-lock-page-async@random"]
+    assert random["shape"]["iowq_enqueue"] == ">0"
+    assert random["counts"]["ret_filemap_get_pages_eiocbqueued"] == 0
+    # the 2020 name was refused on this kernel: recorded as not probed, not as zero
+    assert random["counts"]["ret_generic_file_buffered_read_eiocbqueued"] is None
+
+
+def test_parse_ret_tally() -> None:
+    text = ("KWB-RET filemap_get_pages\nKWB-OVERRUN 3\n"
+            "      7 KWB-RETHIT ret_filemap_get_pages: ret=-529\n"
+            "     2 KWB-RETHIT ret_filemap_get_pages: ret=-5\n")
+    got = concern_repro.parse_ret_tally(text, ("filemap_get_pages", "generic_file_buffered_read"))
+    assert got == {"ret_filemap_get_pages_eiocbqueued": 7, "ret_filemap_get_pages_neg5": 2,
+                   "ret_filemap_get_pages_eagain": 0, "ret_generic_file_buffered_read_eiocbqueued": None,
+                   "ret_generic_file_buffered_read_eagain": None, "ret_overrun": 3}
 
 
 def test_a_case_without_counts_is_not_shown(tmp_path: Path, kernel: Kernel) -> None:
