@@ -14,7 +14,7 @@ from typing import Any
 from harness import apply, build, kconfig
 from harness.errors import ExitCode, UserError
 from harness.paths import cache_dir
-from harness.tree import locked, prepare_tree
+from harness.tree import Tree, locked, prepare_tree, rev_parse
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
@@ -85,29 +85,37 @@ def cmd_apply(args: argparse.Namespace) -> int:
     """kwb apply."""
     say = _progress(args)
     frags = build.parse_fragment_args(args.fragment)
-    with tempfile.TemporaryDirectory(prefix="kwb-apply-") as tmp, locked("kernel"):
+    with tempfile.TemporaryDirectory(prefix="kwb-apply-") as tmp:
         patches, label = _revision_mbox(args, Path(tmp))
-        tree = prepare_tree(args.tree, args.base, say)
-        per_patch = None
-        if args.per_patch_build:
-            fragments = kconfig.load_fragments(frags)
-            per_patch = _per_patch_builder(tree, fragments, say)
-        branch = f"kwb/apply/{_slug(label)}"
-        result = apply.apply_patch_files(tree, patches, branch, progress=say, build=per_patch,
-                                         check_applied_in=None if tree.kind == "debian" else
-                                         _user_head(tree))
+        missing = [str(p) for p in patches if not p.is_file()]
+        if missing:
+            raise UserError(f"patch file not found: {', '.join(missing)}")
+        with locked("kernel", progress=say):
+            result, tree = _apply_locked(args, patches, label, frags, say)
     data = {**result.to_dict(), "tree": str(tree.path)}
     return _done(args, data, result.message)
 
 
-def _user_head(tree: Any) -> str | None:
-    """The user's own HEAD commit (their checkout's branch), to spot a series they already applied."""
-    from harness.tree import rev_parse
+def _apply_locked(args: argparse.Namespace, patches: list[Path], label: str, frags: list[str],
+                  say: Callable[[str], None] | None) -> tuple[apply.ApplyResult, Tree]:
+    """Prepare the tree and apply (the caller holds the kernel lock: trees are shared)."""
+    tree = prepare_tree(args.tree, args.base, say)
+    per_patch = None
+    if args.per_patch_build:
+        per_patch = _per_patch_builder(tree, kconfig.load_fragments(frags), say)
+    branch = f"kwb/apply/{_slug(label)}"
+    user_head = None if tree.kind == "debian" else _user_head(tree)
+    result = apply.apply_patch_files(tree, patches, branch, progress=say, build=per_patch,
+                                     check_applied_in=user_head)
+    return result, tree
 
+
+def _user_head(tree: Tree) -> str | None:
+    """The user's own HEAD commit (their checkout's branch), to spot a series they already applied."""
     return rev_parse(Path(tree.origin), "HEAD") if tree.kind in ("local", "url") else None
 
 
-def _per_patch_builder(tree: Any, fragments: list[kconfig.Fragment],
+def _per_patch_builder(tree: Tree, fragments: list[kconfig.Fragment],
                        say: Callable[[str], None] | None) -> apply.PatchBuild:
     cfg_hash = kconfig.config_hash(fragments)
 
@@ -130,7 +138,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         kb = build.ensure_kernel(args.variant, tree=args.tree, base=args.base, fragments=frags,
                                  progress=say)
     return _done(args, kb.to_dict(), f"{kb.variant}: {kb.bzimage} ({kb.release}, commit {kb.commit[:12]}, "
-                 f"{kb.duration:.0f}s)")
+                 f"{kb.duration:.0f}s, log {kb.log})")
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
