@@ -212,3 +212,15 @@ def test_patch_applies_to_default_tree(default_tree: Tree, patch: str, tmp_path:
     res = run(["git", "-C", repo, "apply", "--check", "--cached", str(PATCH_DIR / patch)],
               timeout=GIT_TIMEOUT, env=env)
     assert res.ok, f"{patch} does not apply to the default tree: {res.tail(5)}"
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("name", [n for n in _names() if n != "series"])
+def test_variant_builds(name: str) -> None:
+    """Each variant compiles and links (incremental build, reused from the kernel cache when present)."""
+    from harness.build import ensure_kernel
+
+    build = ensure_kernel(name)
+    assert build.variant == name
+    assert build.bzimage.is_file() and build.bzimage.stat().st_size > 1_000_000
+    assert build.release.startswith("6.12")
