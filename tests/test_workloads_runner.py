@@ -4,8 +4,10 @@ hang, kernel warning, missing fio, guest that won't boot) — each a named failu
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_workloads_fakeguest import FakeFactory
@@ -195,3 +197,57 @@ def test_real_plain_io_uring_on_ext4_shows_async_path(tmp_path: Path, built_kern
     assert r.evidence["probes"]["era"] == "6.x-folio"
     assert r.metrics["iops"]["median"] > 0 and r.findings == []
     assert (Path(r.job_dir) / "reproduce.sh").is_file()
+
+
+class _PanicOnFirstFio:
+    """Wraps a real Guest: the first fio repeat is replaced by a real kernel panic (sysrq-c)."""
+
+    def __init__(self, guest: Any) -> None:
+        self.guest = guest
+        self.accel = getattr(guest, "accel", "")
+        self.fired = False
+
+    def run(self, command: str, timeout: float) -> Any:
+        if not self.fired and "fio --name=fio-iouring" in command:
+            self.fired = True
+            command = "echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger"
+        return self.guest.run(command, timeout)
+
+    def console_text(self) -> str:
+        return str(self.guest.console_text())
+
+    def alive(self) -> bool:
+        return bool(self.guest.alive())
+
+
+@pytest.mark.real
+def test_real_panic_mid_workload_crashes_that_job_and_the_run_continues(tmp_path: Path,
+                                                                        built_kernel: object) -> None:
+    """A real kernel panic (sysrq-c) during a job: that job is "crash" with the console excerpt, the guest
+    is re-booted and the next job passes."""
+    from contextlib import contextmanager
+    from dataclasses import replace
+
+    from harness.workloads.catalogue import load_catalogue
+
+    boots: list[Any] = []
+
+    @contextmanager
+    def factory(kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[Any]:
+        with runner.default_guest_factory(kernel, disks, results_dir) as guest:
+            boots.append(guest)
+            yield _PanicOnFirstFio(guest) if len(boots) == 1 else guest
+
+    cat = load_catalogue()
+    small = {"size_mb": 64, "runtime": 2, "repeats": 1}
+    specs = {n: replace(cat[n], params={**cat[n].params, **small}) for n in ("fio-iouring", "fio-psync")}
+    results = runner.run_variant("series", ["bdev"], ["fio-iouring", "fio-psync"], tmp_path,
+                                 build=lambda variant, progress=None: built_kernel, guest_factory=factory,
+                                 catalogue=specs)
+    by = _by(results)
+    crash = by[("bdev", "fio-iouring")]
+    assert crash.status is JobStatus.CRASH, crash.reason
+    assert "panic" in crash.reason.lower() or "sysrq" in crash.reason.lower()
+    assert "sysrq" in (Path(crash.job_dir) / "health.txt").read_text().lower()
+    assert len(boots) == 2
+    assert by[("bdev", "fio-psync")].status is JobStatus.PASS, by[("bdev", "fio-psync")].reason

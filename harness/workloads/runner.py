@@ -7,6 +7,7 @@ the run. Results are written as the run goes and again in ``finally``.
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from collections.abc import Callable, Iterator
@@ -183,6 +184,8 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
             result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR,
                                f"workload runner failed: {type(exc).__name__}: {exc}")
         result.variant, result.job_dir = run.variant, str(job_dir)
+        # TCG timings depend on what else the host runs: keep the host load next to the numbers.
+        result.evidence["host_loadavg"] = [round(x, 2) for x in os.getloadavg()]
         result.duration = result.duration or round(time.monotonic() - start, 2)
         alive = guest.alive() and guest.run("true", timeout=ALIVE_TIMEOUT).ok
         health = monitor.collect()
