@@ -163,6 +163,13 @@ def prepare_debian(say: Progress, tarball: Path = DEBIAN_TARBALL) -> Tree:
     dest = trees_dir() / DEBIAN_TREE_NAME
     with locked(f"tree-{DEBIAN_TREE_NAME}"):
         commit = rev_parse(dest, BASE_BRANCH) if (dest / ".git").exists() else None
+        if commit is not None and tarball.is_file():
+            recorded = _recorded_source(dest)
+            if not recorded:  # prepared before kwb recorded the tarball's identity
+                git(dest, "config", "kwb.source", _source_id(tarball), timeout=30)
+            elif recorded != _source_id(tarball):
+                say(f"{tarball} changed since {dest} was prepared: preparing it again")
+                commit = None
         if commit is None:
             if not tarball.is_file():
                 raise InfraError(f"default tree source missing: {tarball} (install linux-source-6.12: "
@@ -170,7 +177,21 @@ def prepare_debian(say: Progress, tarball: Path = DEBIAN_TARBALL) -> Tree:
             if dest.exists():
                 shutil.rmtree(dest)  # a half-prepared tree from an interrupted run
             commit = _unpack_and_commit(tarball, dest, say)
+            git(dest, "config", "kwb.source", _source_id(tarball), timeout=30)
     return Tree(path=dest, name=DEBIAN_TREE_NAME, base=commit, kind="debian", origin=str(tarball))
+
+
+def _source_id(tarball: Path) -> str:
+    """Cheap identity of the tarball (a package upgrade changes size or mtime)."""
+    if not tarball.is_file():
+        return ""
+    st = tarball.stat()
+    return f"{tarball.name}:{st.st_size}:{int(st.st_mtime)}"
+
+
+def _recorded_source(dest: Path) -> str:
+    res = git(dest, "config", "--get", "kwb.source", check=False, timeout=30)
+    return res.stdout.strip() if res.ok else ""
 
 
 def _unpack_and_commit(tarball: Path, dest: Path, say: Progress) -> str:

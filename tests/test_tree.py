@@ -55,8 +55,21 @@ def test_debian_tree_base_commit_is_reproducible(tmp_path: Path, monkeypatch: py
         assert "/*" not in (tree.path / ".gitignore").read_text().splitlines()
         time.sleep(1.1)  # a different wall-clock second must not change the commit id
     assert bases[0] == bases[1]
-    again = treemod.prepare_debian(lambda _m: None, tarball)  # reused, not re-unpacked
-    assert again.base == bases[1]
+    said: list[str] = []
+    again = treemod.prepare_debian(said.append, tarball)  # reused, not re-unpacked
+    assert again.base == bases[1] and said == []
+
+
+def test_debian_tree_is_prepared_again_when_the_tarball_changes(cache: Path, tmp_path: Path) -> None:
+    tarball = _debian_like_tarball(tmp_path)
+    first = treemod.prepare_debian(lambda _m: None, tarball)
+    (tmp_path / "src" / "linux-source-6.12" / "NEWFILE").write_text("upgrade\n")
+    with tarfile.open(tarball, "w:xz") as tar:
+        tar.add(tmp_path / "src" / "linux-source-6.12", arcname="linux-source-6.12")
+    said: list[str] = []
+    second = treemod.prepare_debian(said.append, tarball)
+    assert second.base != first.base and (second.path / "NEWFILE").is_file()
+    assert any("changed since" in m for m in said)
 
 
 def test_debian_tarball_missing_is_a_clear_error(cache: Path, tmp_path: Path) -> None:
