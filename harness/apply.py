@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness.errors import InfraError, UserError
 from harness.run import run
-from harness.tree import Tree, git, rev_parse
+from harness.tree import Tree, git, locked, rev_parse
 
 Progress = Callable[[str], None]
 PatchBuild = Callable[[int], None]  # called after patch N (1-based) is applied; raises on failure
@@ -312,10 +312,17 @@ def apply_patch_files(tree: Tree, patches: Sequence[Path], branch: str, *,
 
     ``check_applied_in``: a ref whose ``base..ref`` range is searched for the same patch-ids first.
     """
-    say = progress or (lambda _m: None)
     for path in patches:
         if not Path(path).is_file():
             raise UserError(f"patch file not found: {path}")
+    # Trees are shared by every kwb process; builds hold the same lock (re-entrant here).
+    with locked("kernel", progress=progress):
+        return _apply_patch_files(tree, patches, branch, progress, build, check_applied_in)
+
+
+def _apply_patch_files(tree: Tree, patches: Sequence[Path], branch: str, progress: Progress | None,
+                       build: PatchBuild | None, check_applied_in: str | None) -> ApplyResult:
+    say = progress or (lambda _m: None)
     key = apply_key(tree.base, patches)
     abort_am(tree)
     head = rev_parse(tree.path, branch)

@@ -12,11 +12,13 @@ import hashlib
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from harness.errors import InfraError, OfflineError, UserError
 from harness.paths import cache_dir
@@ -81,33 +83,51 @@ def trees_dir() -> Path:
     return path
 
 
+_HELD: dict[tuple[str, int], int] = {}  # (lock name, thread id) -> depth, for re-entrant use
+
+
 @contextmanager
 def locked(name: str, timeout: float = LOCK_TIMEOUT, progress: Progress | None = None) -> Iterator[None]:
     """An exclusive inter-process lock under the cache (several kwb processes may share it).
 
-    Waits at most ``timeout`` seconds (a build holding it is itself bounded), then InfraError.
+    Re-entrant within a thread (ensure_kernel holds it while apply takes it again). Waits at most
+    ``timeout`` seconds (a build holding it is itself bounded), then InfraError.
     """
-    lock_dir = cache_dir() / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{name}.lock", "w") as fh:
-        deadline = time.monotonic() + timeout
-        told = False
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise InfraError(f"another kwb process held the {name!r} lock for more than "
-                                     f"{timeout:.0f}s ({lock_dir / name}.lock)") from None
-                if progress is not None and not told:
-                    progress(f"waiting for another kwb process (lock {name!r})")
-                    told = True
-                time.sleep(1.0)
+    key = (name, threading.get_ident())
+    if _HELD.get(key):
+        _HELD[key] += 1
         try:
             yield
         finally:
+            _HELD[key] -= 1
+        return
+    lock_dir = cache_dir() / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "w") as fh:
+        _acquire(fh, name, lock_dir, timeout, progress)
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _acquire(fh: IO[str], name: str, lock_dir: Path, timeout: float, progress: Progress | None) -> None:
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise InfraError(f"another kwb process held the {name!r} lock for more than "
+                                 f"{timeout:.0f}s ({lock_dir / name}.lock)") from None
+            if progress is not None and not told:
+                progress(f"waiting for another kwb process (lock {name!r})")
+                told = True
+            time.sleep(1.0)
 
 
 def prepare_tree(tree: str | Path | None = None, base: str | None = None,
@@ -221,12 +241,16 @@ def _unpack_and_commit(tarball: Path, dest: Path, say: Progress) -> str:
     return commit
 
 
-def _tree_id(origin: str, base: str) -> str:
-    return hashlib.sha256(f"{origin}\0{base}".encode()).hexdigest()[:10]
+def _tree_id(origin: str) -> str:
+    return hashlib.sha256(origin.encode()).hexdigest()[:10]
 
 
 def prepare_local(repo: Path, base: str | None, say: Progress) -> Tree:
-    """A worktree of the user's repository at ``base``, under the cache, on branch ``kwb/base-<id>``."""
+    """A worktree of the user's repository under the cache (one per repository, whatever the base).
+
+    One worktree and so one build directory per repository: revisions, the base and variants are
+    branches checked out in it, and each switch rebuilds only what changed.
+    """
     repo = repo.expanduser().resolve()
     if not repo.is_dir():
         raise UserError(f"--tree: no such directory: {repo}")
@@ -237,8 +261,7 @@ def prepare_local(repo: Path, base: str | None, say: Progress) -> Tree:
     commit = rev_parse(repo, base)
     if commit is None:
         raise UserError(f"--base {base}: no such commit in {repo}")
-    tree_id = _tree_id(str(repo), commit)
-    name = f"local-{repo.name}-{tree_id}"
+    name = f"local-{repo.name}-{_tree_id(str(repo))}"
     dest = trees_dir() / name
     with locked(f"tree-{name}"):
         if rev_parse(dest, "HEAD") is None:
@@ -246,7 +269,7 @@ def prepare_local(repo: Path, base: str | None, say: Progress) -> Tree:
                 shutil.rmtree(dest)
             git(repo, "worktree", "prune")
             say(f"adding a worktree of {repo} at {commit[:12]}")
-            git(repo, "worktree", "add", "--force", "-B", f"kwb/base-{tree_id}", str(dest), commit)
+            git(repo, "worktree", "add", "--force", "--detach", str(dest), commit)
     return Tree(path=dest, name=name, base=commit, kind="local", origin=str(repo))
 
 

@@ -150,10 +150,26 @@ def test_real_default_tree_base_is_the_pinned_commit() -> None:
 
 
 def test_lock_wait_is_bounded(cache: Path) -> None:
+    import threading
+
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:  # another thread stands in for another kwb process
+        with treemod.locked("demo"):
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    holding.wait(10)
     said: list[str] = []
-    with (treemod.locked("demo"), pytest.raises(InfraError, match=r"held the 'demo' lock for more than 1s"),
-          treemod.locked("demo", timeout=1.0, progress=said.append)):
-        pass
+    try:
+        with (pytest.raises(InfraError, match=r"held the 'demo' lock for more than 1s"),
+              treemod.locked("demo", timeout=1.0, progress=said.append)):
+            pass
+    finally:
+        release.set()
+        thread.join(10)
     assert said == ["waiting for another kwb process (lock 'demo')"]
     with treemod.locked("demo", timeout=1.0):  # released again
         pass
@@ -169,3 +185,16 @@ def test_tree_prepare_cli_json(cache: Path, user_repo: Path, capsys: pytest.Capt
     assert data["kind"] == "local" and data["base"] == _git(user_repo, "rev-parse", "main")
     assert main(["tree", "prepare", "--tree", str(user_repo)]) == 3
     assert "needs --base REF" in capsys.readouterr().err
+
+
+def test_one_worktree_per_repository_whatever_the_base(cache: Path, user_repo: Path) -> None:
+    first = treemod.prepare_local(user_repo, "main", lambda _m: None)
+    _git(user_repo, "commit", "-q", "-am", "second")
+    second = treemod.prepare_local(user_repo, "main", lambda _m: None)
+    assert second.path == first.path and second.name == first.name and second.base != first.base
+    assert treemod.checkout(second, second.base) == second.base
+
+
+def test_lock_is_reentrant_within_a_thread(cache: Path) -> None:
+    with treemod.locked("demo", timeout=1.0), treemod.locked("demo", timeout=1.0):
+        pass
