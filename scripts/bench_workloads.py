@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from harness.atomic import write_json
@@ -78,8 +80,14 @@ def report(jobs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return ratios
 
 
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # As in the CLI: SIGTERM unwinds through `finally`, so the guest is powered off, never orphaned.
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     """Run (or re-read) the benchmark and print it."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", action="append", help="variant(s) to run (default: series)")
     ap.add_argument("--fs", default="ext4")
