@@ -85,6 +85,9 @@ def path_by_fs(jobs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
         if not is_plain_uring(str(job["workload"])):
             continue
         path, text = path_of(job.get("evidence") or {})
+        if job["status"] not in OK_STATUSES and path == "unknown":
+            # No counters because the job itself failed: say how, that is the useful part.
+            text = f"{job['workload']} {job['status']}: {job.get('reason') or 'no reason given'}"
         prev = out.get(str(job["fs"]))
         if prev is None or prev["path"] == "unknown":
             out[str(job["fs"])] = {"path": path, "evidence": text, "workload": str(job["workload"])}

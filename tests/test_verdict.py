@@ -62,6 +62,15 @@ def test_baseline_taking_the_async_path_is_caught() -> None:
     assert "punt path not shown on ext4 (callback=500 io-wq=0)" in v.variants["baseline"].reason
 
 
+def test_baseline_path_job_that_timed_out_says_so() -> None:
+    jobs = _jobs()
+    _set(jobs, "baseline", "ext4", "fio-iouring", status="timeout", evidence={},
+         reason="job exceeded its timeout of 300s")
+    v = decide(jobs, VARIANTS)
+    assert "punt path not shown on ext4 (fio-iouring timeout: job exceeded its timeout of 300s)" in \
+        v.variants["baseline"].reason
+
+
 def test_baseline_crash_is_not_a_pass() -> None:
     jobs = _jobs()
     _set(jobs, "baseline", "xfs", "probe-kbuf-cancel", status="crash")
