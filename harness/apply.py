@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness.errors import InfraError, UserError
 from harness.run import run
-from harness.tree import Tree, git, locked, rev_parse
+from harness.tree import Tree, branch_commit, git, locked, rev_parse
 
 Progress = Callable[[str], None]
 PatchBuild = Callable[[int], None]  # called after patch N (1-based) is applied; raises on failure
@@ -325,7 +325,7 @@ def _apply_patch_files(tree: Tree, patches: Sequence[Path], branch: str, progres
     say = progress or (lambda _m: None)
     key = apply_key(tree.base, patches)
     abort_am(tree)
-    head = rev_parse(tree.path, branch)
+    head = branch_commit(tree.path, branch)
     if head is not None and _stored_key(tree, branch) == key and build is None:
         git(tree.path, "checkout", "-q", "--force", branch)
         return ApplyResult(branch, tree.base, head, len(patches), reused=True,

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import git as gitpython
+from git.refs.symbolic import SymbolicReference
+
 from harness.errors import InfraError, OfflineError, UserError
 from harness.paths import cache_dir
 from harness.run import Result, run
@@ -74,6 +77,26 @@ def rev_parse(repo: Path, ref: str) -> str | None:
     """The full commit id of ``ref`` in ``repo``, or None when it does not resolve."""
     res = git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False, timeout=60)
     return res.stdout.strip() if res.ok else None
+
+
+def open_repo(path: Path) -> gitpython.Repo | None:
+    """GitPython's view of the repository (worktree) at ``path``, or None when it is not one."""
+    try:
+        return gitpython.Repo(path)
+    except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError):
+        return None
+
+
+def branch_commit(repo_path: Path, branch: str) -> str | None:
+    """The commit a local branch points at, read by GitPython from the refs (loose or packed, shared
+    with worktrees) without starting a process; None when there is no such branch or repository."""
+    repo = open_repo(repo_path)
+    if repo is None:
+        return None
+    try:
+        return str(SymbolicReference.dereference_recursive(repo, f"refs/heads/{branch}"))
+    except (ValueError, OSError):
+        return None
 
 
 def trees_dir() -> Path:
@@ -182,7 +205,7 @@ def prepare_debian(say: Progress, tarball: Path = DEBIAN_TARBALL) -> Tree:
     """Unpack Debian's linux-source into the cache and commit it once, reproducibly (reused after)."""
     dest = trees_dir() / DEBIAN_TREE_NAME
     with locked(f"tree-{DEBIAN_TREE_NAME}"):
-        commit = rev_parse(dest, BASE_BRANCH) if (dest / ".git").exists() else None
+        commit = branch_commit(dest, BASE_BRANCH)
         if commit is not None and tarball.is_file():
             recorded = _recorded_source(dest)
             if not recorded:  # prepared before kwb recorded the tarball's identity
@@ -254,8 +277,8 @@ def prepare_local(repo: Path, base: str | None, say: Progress) -> Tree:
     repo = repo.expanduser().resolve()
     if not repo.is_dir():
         raise UserError(f"--tree: no such directory: {repo}")
-    if git(repo, "rev-parse", "--git-dir", check=False, timeout=60).returncode != 0:
-        raise UserError(f"--tree: not a git repository: {repo}")
+    if open_repo(repo) is None:
+        raise UserError(f"--tree: not a git repository (top level of a clone or worktree): {repo}")
     if base is None:
         raise UserError(f"--tree {repo} needs --base REF (the commit the series applies to)")
     commit = rev_parse(repo, base)
