@@ -199,11 +199,21 @@ def _hunks(diff: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def _strip_signature(diff: str) -> str:
+    """Drop format-patch's trailing ``-- \n<git version>`` (with --recount it would read as a deletion)."""
+    marks = list(re.finditer(r"^-- \n", diff, re.M))
+    if marks:
+        tail = diff[marks[-1].end():]
+        if len([ln for ln in tail.splitlines() if ln.strip()]) <= 2 and "@@" not in tail:
+            return diff[: marks[-1].start()]
+    return diff
+
+
 def failed_hunks(tree: Tree, info: PatchInfo) -> list[str]:
     """``file: @@ header`` for every hunk of ``info`` that does not apply to the checked-out tree."""
     text = info.path.read_text(encoding="utf-8", errors="replace")
     diff = _parse_mail(info.path.read_bytes())[1] if info.is_mail else text
-    diff = diff[diff.find("diff --git"):] if "diff --git" in diff else diff
+    diff = _strip_signature(diff[diff.find("diff --git"):] if "diff --git" in diff else diff)
     failed = []
     for name, header, single in _hunks(diff):
         res = git(tree.path, "apply", "--check", "--recount", "-", input=single, check=False, timeout=60)

@@ -232,3 +232,35 @@ def test_conflict_hunks_are_judged_after_earlier_patches(cache: Path, upstream: 
     hunks = err.value.details["failed_hunks"]
     assert isinstance(hunks, list) and len(hunks) == 1 and str(hunks[0]).startswith("src/io_uring.c: @@ -8")
     assert _git(tree.path, "rev-parse", "HEAD") == tree.base
+
+
+def test_signature_is_not_read_as_a_hunk_line() -> None:
+    diff = ("diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n-- \n2.39.5\n\n")
+    hunks = apply._hunks(apply._strip_signature(diff))
+    assert len(hunks) == 1 and hunks[0][2].endswith("+c\n")
+    real_deletion = "@@ -1,2 +1,1 @@\n a\n-- \n@@ -9,1 +8,1 @@\n-x\n+y\n"
+    assert apply._strip_signature(real_deletion) == real_deletion
+
+
+def test_only_the_conflicting_hunk_of_a_two_hunk_patch_is_named(cache: Path, upstream: Path,
+                                                                tmp_path: Path) -> None:
+    _git(upstream, "checkout", "-q", "-b", "two")
+    src = upstream / "src" / "io_uring.c"
+    text = src.read_text()
+    src.write_text(text.replace("/* fake io_uring */", "/* fake io_uring: read */")
+                   .replace("static int io_write(int x)\n{\n\tint ret = x;",
+                            "static int io_write(int x)\n{\n\tint ret = x - 1;"))
+    # pad the file so the two changes land in separate hunks
+    src.write_text(src.read_text().replace("static int io_read", "\n" * 8 + "static int io_read"))
+    _git(upstream, "commit", "-q", "-am", "two hunks")
+    out = tmp_path / "two"
+    _git(upstream, "format-patch", "-q", "-o", str(out), "main..two")
+    _git(upstream, "checkout", "-q", "main")
+    assert next(out.glob("*.patch")).read_text().count("\n@@ -") == 2
+    src.write_text(text.replace("/* fake io_uring */", "/* diverged */"))
+    _git(upstream, "commit", "-q", "-am", "diverge first line")
+    tree = _tree(upstream, "main")
+    with pytest.raises(apply.ApplyError) as err:
+        apply.apply_patch_files(tree, sorted(out.glob("*.patch")), "kwb/apply/two")
+    hunks = err.value.details["failed_hunks"]
+    assert isinstance(hunks, list) and len(hunks) == 1 and str(hunks[0]).startswith("src/io_uring.c: @@ -1,")
