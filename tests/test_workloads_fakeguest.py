@@ -147,12 +147,15 @@ class FakeFactory:
     settings: dict[str, object] = field(default_factory=dict)
     guests: list[FakeGuest] = field(default_factory=list)
     fail_boot: bool = False
+    fail_first: int = 0  # this many boots fail before one succeeds
+    attempts: int = 0
 
     @contextmanager
     def __call__(self, kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[FakeGuest]:
         from harness.errors import InfraError
 
-        if self.fail_boot:
+        self.attempts += 1
+        if self.fail_boot or self.attempts <= self.fail_first:
             raise InfraError("guest did not boot within 120s (fake)")
         guest = FakeGuest(**self.settings)  # type: ignore[arg-type]
         if self.guests:  # only the first boot hits the scenario: a re-booted guest behaves

@@ -118,7 +118,14 @@ def test_guest_that_does_not_boot(tmp_path: Path) -> None:
     results = _run(tmp_path, FakeFactory(fail_boot=True), ["ext4", "bdev"], ["fio-iouring"])
     assert [r.status for r in results] == [JobStatus.ERROR, JobStatus.ERROR]
     assert all("guest unavailable" in r.reason for r in results)
+    assert (tmp_path / "series" / "guest-2").is_dir()  # one retry before giving up
     assert json.loads((tmp_path / "series" / "summary.json").read_text())["jobs"][0]["status"] == "error"
+
+
+def test_one_failed_boot_is_retried(tmp_path: Path) -> None:
+    factory = FakeFactory(fail_first=1)
+    results = _run(tmp_path, factory, ["ext4"], ["fio-psync"])
+    assert [r.status for r in results] == [JobStatus.PASS] and factory.attempts == 2
 
 
 def test_baseline_variant_must_show_the_reverse(tmp_path: Path) -> None:

@@ -43,6 +43,9 @@ GUEST_MEMORY_MB = 768        # small on purpose: the fio data file (1 GiB) must 
 DISK_HEADROOM_MB = 1024      # filesystem metadata, probe scratch files, liburing test files
 GUEST_BASE = "/tmp/kwb"      # the guest's /tmp is a rw overlay; its root is the host's, read-only
 PREPARE_TIMEOUT = 180.0
+# TCG boot to SSH takes ~10 s on an idle host and was measured at 114 s with the host at load 13.
+GUEST_BOOT_TIMEOUT = 300.0
+BOOT_ATTEMPTS = 2            # consecutive failed sessions before the remaining jobs are given up
 ALIVE_TIMEOUT = 20.0
 
 
@@ -79,7 +82,8 @@ def default_guest_factory(kernel: Path, disks: list[Path], results_dir: Path) ->
     """A real guest (harness.qemu.guest.Guest) with the disks attached in order (/dev/vda, vdb, ...)."""
     from harness.qemu.guest import Guest, GuestConfig
 
-    cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks, memory_mb=GUEST_MEMORY_MB)
+    cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks, memory_mb=GUEST_MEMORY_MB,
+                      boot_timeout=GUEST_BOOT_TIMEOUT)
     guest: AbstractContextManager[Any] = Guest(cfg)
     return guest
 
@@ -314,6 +318,7 @@ def _ensure_kernel(variant: str, progress: Progress) -> Any:
 
 
 def _drive(run: _Run, limit: int) -> None:
+    failures = 0
     while _pending(run):
         if run.boots >= limit:
             for fs, spec in _pending(run):
@@ -322,8 +327,12 @@ def _drive(run: _Run, limit: int) -> None:
         try:
             if _session(run):
                 return
+            failures = 0
         except KwbError as exc:
-            # The guest did not boot (or died while being prepared): the remaining jobs can't run.
-            for fs, spec in _pending(run):
-                run.results.append(_error_job(run, spec, fs, f"guest unavailable: {exc}"))
-            return
+            # The guest did not boot (or died while being prepared): try once more, then give up.
+            failures += 1
+            run.progress(f"{run.variant}: guest session failed ({failures}/{BOOT_ATTEMPTS}): {exc}")
+            if failures >= BOOT_ATTEMPTS:
+                for fs, spec in _pending(run):
+                    run.results.append(_error_job(run, spec, fs, f"guest unavailable: {exc}"))
+                return
