@@ -126,12 +126,14 @@ def run_coverage(out_dir: Path, *, filesystems: list[str], workloads: list[str],
                  progress: Progress | None = None, build: Callable[..., Any] | None = None,
                  guest_factory: GuestFactory | None = None,
                  run_variant: Callable[..., list[JobResult]] | None = None,
-                 series: list[coverage.SeriesLine] | None = None) -> CoverageReport:
+                 series: list[coverage.SeriesLine] | None = None,
+                 catalogue: dict[str, Any] | None = None) -> CoverageReport:
     """Build + run the coverage variant, collect gcov from each boot, write ``<out>/<variant>/coverage/``.
 
     ``build`` is the pipeline's build callback (``build(variant, progress=...)``); the returned report
     carries the jobs and the timings (``build`` s, ``run`` s = workloads incl. boots and gcov copying,
-    ``process`` s = host gcov + mapping). ``series``: the lines to map (default: the default tree's).
+    ``process`` s = host gcov + mapping). ``series``: the lines to map (default: the default tree's);
+    ``catalogue``: workload specs to use instead of the packaged catalogue (tests: smaller probes).
     """
     from harness.workloads import runner
 
@@ -150,8 +152,9 @@ def run_coverage(out_dir: Path, *, filesystems: list[str], workloads: list[str],
 
     start = time.monotonic()
     factory = collecting_factory(guest_factory or runner.default_guest_factory)
+    extra: dict[str, Any] = {"catalogue": catalogue} if catalogue is not None else {}
     jobs = (run_variant or runner.run_variant)(variant, filesystems, workloads, out_dir, progress,
-                                                guest_factory=factory, build=capture)
+                                                guest_factory=factory, build=capture, **extra)
     run_seconds = time.monotonic() - start - float(box.get("build", 0.0))
     kernel = box.get("kernel")
     variant_dir = out_dir / variant

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,7 @@ from harness.coverage import CoverageReport, GcovFile, SeriesLine
 from harness.errors import UserError
 from harness.report import coverage_html
 from harness.run import Result
+from harness.workloads.catalogue import load_catalogue
 
 DATA = Path(__file__).parent / "data" / "coverage"
 SRC = DATA / "lib" / "demo.c"
@@ -283,7 +285,10 @@ def test_real_coverage_run_on_ext4(tmp_path: Path) -> None:
     """Real gcov kernel: the page-unlock callback's lines run under the lock_page_async probe."""
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 not installed")
-    cov = coverage_run.run_coverage(tmp_path, filesystems=["ext4"], workloads=["probe-lock-page-async"])
+    spec = load_catalogue()["probe-lock-page-async"]
+    small = replace(spec, params={**spec.params, "size_mb": 8, "iterations": 8})  # seconds, not minutes
+    cov = coverage_run.run_coverage(tmp_path, filesystems=["ext4"], workloads=[spec.name],
+                                    catalogue={spec.name: small})
     assert not cov.missing_files, cov.notes
     functions = {r.name: r for r in cov.per_function()}
     assert functions["io_uring/rw.c:io_async_buf_func"].executed > 0
