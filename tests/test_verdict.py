@@ -131,6 +131,8 @@ def test_plain_uring_job_names() -> None:
     ({"counts": {"callback": None, "iowq_enqueue": None}}, "unknown"),    # not probeable on this kernel
     ({"kprobes": {"io_async_buf_func": 3, "io_wq_enqueue": 0}}, "async"),
     ({"path": "punt"}, "io-wq"),
+    # The real baseline: callback gone from the kernel, the runner undecided, io-wq doing the reads.
+    ({"path": "unknown", "counts": {"callback": None, "iowq_enqueue": 22748, "queue_async": 22748}}, "io-wq"),
     ({}, "unknown"),
 ])
 def test_path_of(evidence: dict[str, Any], path: str) -> None:

@@ -121,8 +121,10 @@ def counters(evidence: Mapping[str, Any]) -> dict[str, int]:
 def path_of(evidence: Mapping[str, Any]) -> tuple[str, str]:
     """Which path a job's reads took: ("async"|"io-wq"|"mixed"|"none"|"unknown", evidence text).
 
-    A runner's own conclusion (``evidence["path"]``) wins; otherwise the counters decide: callback
-    hits with io-wq enqueues under 1% of them is the async path, enqueues without callbacks the punt.
+    A runner's own conclusion (``evidence["path"]``) wins unless it is "unknown"; otherwise the counters
+    decide: callback hits with io-wq enqueues under 1% of them is the async path, enqueues without
+    callbacks the punt. A callback that can't be probed counts as 0 — on a baseline kernel the
+    compiler drops the unused static io_async_buf_func(), so there is nothing to probe.
     """
     c = counters(evidence)
     cb = next((c[n] for n in CALLBACK_PROBES if n in c), 0)
@@ -130,7 +132,7 @@ def path_of(evidence: Mapping[str, Any]) -> tuple[str, str]:
     have = any(n in c for n in CALLBACK_PROBES + PUNT_PROBES)
     text = f"callback={cb} io-wq={wq}" if have else "no path counters"
     declared = evidence.get("path")
-    if isinstance(declared, str) and declared:
+    if isinstance(declared, str) and declared and declared != "unknown":
         return _normalise_path(declared), text
     if not have:
         return "unknown", text
