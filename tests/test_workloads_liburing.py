@@ -196,6 +196,14 @@ def test_run_job_respects_the_time_budget(tmp_path: Path, fake_suite: Path) -> N
     assert res.metrics["not-run"] == len(liburing.SUBSET)
 
 
+def test_late_tests_get_what_is_left_of_the_budget(tmp_path: Path, fake_suite: Path) -> None:
+    guest = _Guest()
+    liburing.run_job(guest, _spec(timeout=100, tests=["nop"]), EXT4, tmp_path / "job")
+    (cmd,) = [c for c in guest.commands if "/nop.t" in c]
+    limit = int(cmd.split("timeout -k 5 ")[1].split()[0])
+    assert liburing.MIN_TEST_TIMEOUT <= limit <= 100 - liburing.GUEST_SLACK < liburing.PER_TEST_TIMEOUT
+
+
 def test_run_job_on_bdev_runs_only_path_tests(tmp_path: Path, fake_suite: Path) -> None:
     guest = _Guest()
     res = liburing.run_job(guest, _spec(), BDEV, tmp_path / "job")
