@@ -15,7 +15,8 @@ from typing import Any
 # Candidate keys per logical metric, first match wins (fio runner names first, then fallbacks).
 METRIC_KEYS: dict[str, tuple[str, ...]] = {
     "iops": ("iops", "read_iops"),
-    "time": ("runtime_s", "time_s", "elapsed_s", "runtime"),
+    # fio's own wall time per repeat first (the cover letter's "time"), then whole-job wall time.
+    "time": ("fio_wall_s", "runtime_s", "time_s", "elapsed_s", "wall_s", "runtime"),
     # Guest-wide busy % first: it covers io-wq workers and task_work, like the cover letter's CPU figure.
     "cpu": ("guest_busy_pct", "cpu_pct", "cpu", "cpu_total_pct"),
     "usr": ("usr_cpu", "cpu_usr", "usr_pct"),
