@@ -31,15 +31,19 @@ class Role:
     name: str                    # also the kprobe event name (kwb/<name>)
     candidates: tuple[str, ...]  # first present name wins; 2020 and 6.12 spellings
     marks: str
+    # Only ever called through a pointer (a wait-queue callback): it can't be inlined away, so when the
+    # kernel has no symbol at all the code was dropped as dead and cannot have run (count 0).
+    address_taken: bool = False
 
 
 ROLES: tuple[Role, ...] = (
-    Role("callback", ("io_async_buf_func",), "page-unlock callback: the async buffered read path"),
+    Role("callback", ("io_async_buf_func",), "page-unlock callback: the async buffered read path",
+         address_taken=True),
     Role("iowq_enqueue", ("io_wq_enqueue",), "io-wq enqueue: the worker-thread path"),
     Role("queue_async", ("io_queue_async_work", "io_queue_iowq"), "io_uring punts a request to io-wq"),
     Role("async_lock", ("__lock_page_async", "__folio_lock_async"), "async page lock armed a wait entry"),
     Role("wake_match", ("wake_page_match",), "wait entry matched on page unlock"),
-    Role("wake_function", ("wake_page_function",), "page wait-queue wake function"),
+    Role("wake_function", ("wake_page_function",), "page wait-queue wake function", address_taken=True),
     Role("should_retry", ("io_rw_should_retry",), "io_uring arms the page-unlock retry"),
 )
 # Names only one era has (io_queue_async_work became io_queue_iowq in 6.0; page → folio locking).
@@ -54,6 +58,7 @@ class ProbePoint:
     role: str
     function: str | None
     reason: str = ""
+    absent: bool = False  # no symbol in the kernel at all, for an address-taken role: counts as 0
 
     @property
     def probeable(self) -> bool:
@@ -77,7 +82,8 @@ class ProbeSet:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the job's evidence."""
         return {"era": self.era, "source": self.source, "reason": self.reason,
-                "points": {p.role: {"function": p.function, "reason": p.reason} for p in self.points}}
+                "points": {p.role: {"function": p.function, "reason": p.reason, "absent": p.absent}
+                           for p in self.points}}
 
 
 def _pattern(names: Iterable[str]) -> str:
@@ -91,26 +97,38 @@ def all_candidates() -> list[str]:
     return [c for r in ROLES for c in r.candidates]
 
 
-def resolve(available: Iterable[str], source: str = "available_filter_functions") -> ProbeSet:
-    """Resolve every role against the kernel's traceable function names (pure; unit-testable)."""
+def _find(role: Role, names: list[str], exact: set[str]) -> str | None:
+    for cand in role.candidates:
+        if cand in exact:
+            return cand
+        clones = sorted(n for n in names if re.match(_pattern([cand]), n))
+        if clones:
+            return clones[0]
+    return None
+
+
+def resolve(available: Iterable[str], source: str = "available_filter_functions",
+            kallsyms: Iterable[str] | None = None) -> ProbeSet:
+    """Resolve every role against the kernel's traceable function names (pure; unit-testable).
+
+    ``kallsyms`` (candidate names found in /proc/kallsyms) tells "inlined/notrace" apart from "not in
+    this kernel at all" for address-taken roles.
+    """
     names = [line.split()[0] for line in available if line.strip()]
     exact = set(names)
+    syms = [s.split()[0] for s in kallsyms if s.strip()] if kallsyms is not None else None
     points: list[ProbePoint] = []
     for role in ROLES:
-        found: str | None = None
-        for cand in role.candidates:
-            if cand in exact:
-                found = cand
-                break
-            clones = sorted(n for n in names if re.match(_pattern([cand]), n))
-            if clones:
-                found = clones[0]
-                break
-        if found is None:
+        found = _find(role, names, exact)
+        if found is not None:
+            points.append(ProbePoint(role.name, found))
+        elif role.address_taken and syms is not None and _find(role, syms, set(syms)) is None:
+            why = (f"absent from this kernel: {' / '.join(role.candidates)} not in /proc/kallsyms "
+                   "(dead code: cannot run; counted as 0)")
+            points.append(ProbePoint(role.name, None, why, absent=True))
+        else:
             reason = NOT_PROBEABLE.format(source=source) + f": {' / '.join(role.candidates)}"
             points.append(ProbePoint(role.name, None, reason))
-        else:
-            points.append(ProbePoint(role.name, found))
     era = next((label for label, markers in ERA_MARKERS if exact & set(markers)), "unknown")
     return ProbeSet(era=era, source=source, points=points)
 
@@ -127,6 +145,8 @@ def _discover_script() -> str:
         "  echo KWB-SOURCE kallsyms",
         "  awk '$2 ~ /^[tT]$/ {print $3}' /proc/kallsyms | grep -E '" + pat + "'",
         "fi",
+        "echo KWB-KALLSYMS",
+        "awk '{print $3}' /proc/kallsyms | grep -E '" + pat + "'",
         "exit 0",
     ])
 
@@ -142,7 +162,9 @@ def discover(guest: GuestSession) -> ProbeSet:
         why = f"kernel has no {TRACEFS}/kprobe_events (CONFIG_KPROBE_EVENTS off?)"
         return ProbeSet("unknown", "", [ProbePoint(r.name, None, why) for r in ROLES], reason=why)
     source = next((ln.split(None, 1)[1] for ln in lines if ln.startswith("KWB-SOURCE ")), "kallsyms")
-    return resolve([ln for ln in lines if not ln.startswith("KWB-")], source)
+    head, marker, syms = res.stdout.partition("KWB-KALLSYMS\n")
+    traceable = [ln for ln in head.splitlines() if not ln.startswith("KWB-")]
+    return resolve(traceable, source, syms.splitlines() if marker else None)
 
 
 def parse_profile(text: str) -> dict[str, tuple[int, int]]:
@@ -210,8 +232,9 @@ class Kprobes:
 
 
 def counts_for(probe_set: ProbeSet, hits: dict[str, int]) -> dict[str, int | None]:
-    """Hit counts for every role; None for roles that could not be probed."""
-    return {p.role: (hits.get(p.role, 0) if p.probeable else None) for p in probe_set.points}
+    """Hit counts for every role; None for roles that could not be probed (0 when absent from the kernel)."""
+    return {p.role: (hits.get(p.role, 0) if p.probeable else 0 if p.absent else None)
+            for p in probe_set.points}
 
 
 # ---- verdicts computed from counters ------------------------------------------------------------

@@ -40,6 +40,28 @@ def test_resolve_2020_names_and_compiler_clones() -> None:
     assert {p.role for p in ps.points} == {r.name for r in evidence.ROLES}
 
 
+def test_absent_callback_counts_zero_but_inlined_stays_unknown() -> None:
+    # baseline: io_rw_should_retry() returns early, io_async_buf_func is dead code and dropped
+    no_cb = [n for n in AVAILABLE_612 if n != "io_async_buf_func"]
+    ps = evidence.resolve(no_cb, kallsyms=no_cb)
+    cb = _point(ps, "callback")
+    assert cb.absent and "not in /proc/kallsyms" in cb.reason
+    counts = evidence.counts_for(ps, {})
+    assert counts["callback"] == 0 and evidence.check_no_callback(counts, 100).ok
+    # in kallsyms but not traceable (notrace/inlined copy): no number, no verdict
+    ps = evidence.resolve(no_cb, kallsyms=AVAILABLE_612)
+    assert not _point(ps, "callback").absent and evidence.counts_for(ps, {})["callback"] is None
+    # should_retry may be inlined: absence from kallsyms proves nothing, never counted as 0
+    ps = evidence.resolve(AVAILABLE_612, kallsyms=AVAILABLE_612)
+    assert evidence.counts_for(ps, {})["should_retry"] is None
+
+
+def test_discover_reads_kallsyms_section() -> None:
+    no_cb = [n for n in AVAILABLE_612 if n != "io_async_buf_func"]
+    ps = evidence.discover(FakeGuest(available=no_cb, kallsyms=no_cb))
+    assert _point(ps, "callback").absent and _point(ps, "iowq_enqueue").probeable
+
+
 def test_resolve_ignores_prefix_lookalikes() -> None:
     ps = evidence.resolve(["io_wq_enqueue_foo", "io_async_buf_func_x"])
     assert not _point(ps, "iowq_enqueue").probeable and not _point(ps, "callback").probeable

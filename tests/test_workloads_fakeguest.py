@@ -41,6 +41,7 @@ class FakeGuest:
     fio: bool = True
     available: list[str] = field(default_factory=lambda: list(AVAILABLE_612))
     tracefs: bool = True
+    kallsyms: list[str] | None = None  # default: every traceable name is also a symbol
     mkfs_fail: tuple[str, ...] = ()
     panic_on: str | None = None
     hang_on: str | None = None
@@ -83,7 +84,9 @@ class FakeGuest:
         if "KWB-SOURCE" in command:
             if not self.tracefs:
                 return _ok("KWB-NOTRACE\n")
-            return _ok("KWB-SOURCE available_filter_functions\n" + "\n".join(self.available) + "\n")
+            syms = self.available if self.kallsyms is None else self.kallsyms
+            return _ok("KWB-SOURCE available_filter_functions\n" + "\n".join(self.available)
+                       + "\nKWB-KALLSYMS\n" + "\n".join(syms) + "\n")
         if "p:kwb/" in command:
             self.armed = re.findall(r"p:kwb/(\w+) ", command)
             self.hits = dict.fromkeys(self.armed, 0)

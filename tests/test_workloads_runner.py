@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_workloads_fakeguest import FakeFactory
+from test_workloads_fakeguest import AVAILABLE_612, FakeFactory
 
 from harness.errors import UserError
 from harness.workloads import runner
@@ -132,6 +132,12 @@ def test_baseline_variant_must_show_the_reverse(tmp_path: Path) -> None:
     results = _run(tmp_path, FakeFactory({"mode": "baseline"}), ["ext4"], ["fio-iouring"], variant="baseline")
     assert results[0].status is JobStatus.PASS, results[0].reason
     assert results[0].evidence["counts"]["callback"] == 0
+    # as measured on the real baseline kernel: the callback is compiled out altogether
+    no_cb = [n for n in AVAILABLE_612 if n != "io_async_buf_func"]
+    factory = FakeFactory({"mode": "baseline", "available": no_cb, "kallsyms": no_cb})
+    results = _run(tmp_path / "gone", factory, ["ext4"], ["fio-iouring"], variant="baseline")
+    assert results[0].status is JobStatus.PASS, results[0].reason
+    assert results[0].evidence["probes"]["points"]["callback"]["absent"] is True
 
 
 def test_final_health_after_unmount(tmp_path: Path) -> None:
