@@ -16,8 +16,9 @@ from harness.paths import results_root
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Register `kwb report`."""
     p = sub.add_parser("report", help="re-render a run, compare two runs, or merge shard runs",
-                       description="Without options: re-write junit.xml, report.md and report.html of RUN "
-                                   "(default out/latest) from its results.json.")
+                       description="Without options: re-judge RUN (default out/latest) with the current "
+                                   "verdict rules and re-write its results.json, junit.xml, report.md and "
+                                   "report.html.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
                       help="which checks and metrics changed from RUN_A to RUN_B, and which patches "
@@ -66,12 +67,14 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _rerender(run: Path) -> int:
-    from harness.report.results import write_run
+    from harness.report.results import rejudge, write_run
     from harness.report.schema import load_results
 
     if not run.exists():
         raise UserError(f"no run at {run}")
-    data = load_results(run)
+    data = rejudge(load_results(run))
     problems = write_run(data, run.resolve() if run.is_dir() else run.resolve().parent)
-    print(f"re-rendered {run}", file=sys.stderr)
-    return 2 if problems else 0
+    verdict = data["verdict"]
+    print(f"re-rendered {run}: " + ("PASS" if verdict["ok"] else "FAIL: " + "; ".join(verdict["reasons"])),
+          file=sys.stderr)
+    return 2 if problems else int(verdict["exit_code"])

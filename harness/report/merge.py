@@ -8,11 +8,12 @@ revisions keep their variants apart as ``v<N>/<variant>``.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.report.results import RunRecord, new_run_id
+from harness.report.results import RunRecord, infos_of, new_run_id
 from harness.report.schema import load_results
 from harness.verdict import VariantInfo
 
@@ -20,12 +21,7 @@ _TOP_FILES = {"results.json", "junit.xml", "report.md", "report.html"}
 
 
 def _variant_infos(data: dict[str, Any], rename: dict[str, str]) -> list[VariantInfo]:
-    infos = []
-    for name, v in data.get("variants", {}).items():
-        m = data.get("mutants", {}).get(name, {})
-        infos.append(VariantInfo(rename.get(name, name), str(v.get("kind", "")), str(m.get("concern", "")),
-                                 list(m.get("expected") or []), str(m.get("equivalent", ""))))
-    return infos
+    return [replace(i, name=rename.get(i.name, i.name)) for i in infos_of(data)]
 
 
 def _copy_shard(src: Path, dest: Path) -> None:

@@ -66,12 +66,7 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """results.json content (see docs/results-schema.json); the verdict is recomputed each time."""
-        verdict = decide(self.jobs, self.variant_infos).to_dict()
-        if self.status != "complete":
-            # A run that didn't finish can't pass, whatever its jobs said.
-            why = f"run {self.status}" + (f": {self.error}" if self.error else "")
-            verdict["verdict"] = {"ok": False, "exit_code": 2 if self.status == "failed" else 1,
-                                  "reasons": [why, *verdict["verdict"]["reasons"]]}
+        verdict = judge(self.jobs, self.variant_infos, self.status, self.error)
         run: dict[str, Any] = {"id": self.run_id, "started": self.started, "finished": self.finished,
                                "command": self.command, "kwb_version": __version__,
                                "host": socket.gethostname(), "status": self.status, "steps": self.steps,
@@ -88,6 +83,34 @@ class RunRecord:
         if self.coverage is not None:
             data["coverage"] = self.coverage
         return data
+
+
+def judge(jobs: list[dict[str, Any]], infos: list[VariantInfo], status: str, error: str) -> dict[str, Any]:
+    """``variants``/``mutants``/``verdict`` for a run; a run that didn't complete can't pass."""
+    verdict = decide(jobs, infos).to_dict()
+    if status != "complete":
+        why = f"run {status}" + (f": {error}" if error else "")
+        verdict["verdict"] = {"ok": False, "exit_code": 2 if status == "failed" else 1,
+                              "reasons": [why, *verdict["verdict"]["reasons"]]}
+    return verdict
+
+
+def infos_of(data: dict[str, Any]) -> list[VariantInfo]:
+    """The variant declarations a results.json was judged with (kinds, mutant expectations)."""
+    infos = []
+    for name, v in data.get("variants", {}).items():
+        m = data.get("mutants", {}).get(name, {})
+        infos.append(VariantInfo(name, str(v.get("kind", "")), str(m.get("concern", "")),
+                                 list(m.get("expected") or []), str(m.get("equivalent", ""))))
+    return infos
+
+
+def rejudge(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its verdict recomputed by the current rules (for `kwb report RUN`)."""
+    run = data["run"]
+    verdict = judge(data["jobs"], infos_of(data), str(run["status"]), str(run.get("error", "")))
+    return {**data, "variants": verdict["variants"], "mutants": verdict["mutants"],
+            "verdict": verdict["verdict"]}
 
 
 def _elapsed(started: str, finished: str | None) -> float:
