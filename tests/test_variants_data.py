@@ -176,15 +176,15 @@ def test_patches_are_small_and_touch_only_series_files() -> None:
                 assert changed <= MAX_CHANGED_LINES, f"{rel}: {changed} changed lines is not 'a few'"
 
 
-def test_baseline_drops_rasync_everywhere_and_disarms_retry() -> None:
+def test_baseline_drops_rasync_everywhere_and_keeps_the_callback() -> None:
     text = (PATCH_DIR / "baseline.patch").read_text(encoding="utf-8")
     files = {path for _, _, path in _numstat(PATCH_DIR / "baseline.patch")}
-    assert files == {"io_uring/rw.c", "fs/ext4/file.c", "fs/xfs/xfs_file.c", "fs/btrfs/file.c",
-                     "block/fops.c"}
+    # io_uring/rw.c stays untouched: disarming io_rw_should_retry() there lets the compiler drop
+    # io_async_buf_func(), and the path evidence could no longer count its (zero) hits.
+    assert files == {"fs/ext4/file.c", "fs/xfs/xfs_file.c", "fs/btrfs/file.c", "block/fops.c"}
     removed = [ln for ln in text.splitlines() if ln.startswith("-") and "FOP_BUFFER_RASYNC" in ln]
     added = [ln for ln in text.splitlines() if ln.startswith("+") and "FOP_BUFFER_RASYNC" in ln]
     assert len(removed) == 4 and not added
-    assert re.search(r"^\+\s*return false;$", text, re.M)
 
 
 def test_doc_covers_every_variant() -> None:
