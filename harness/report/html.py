@@ -57,7 +57,7 @@ def _plot(name: str, label: str, table: dict[str, dict[str, dict[str, Value]]]) 
         ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(fss))], fss)
         ax.set_title(workload, fontsize=9)
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")  # "best" is slow and warns
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
