@@ -48,6 +48,7 @@ class SeriesLine:
     text: str
     origin: str   # the patch it comes from (subject or patch file)
     why: str      # removed | changed | disabled | function | added
+    function: str = ""  # when known from how the line was chosen (a listed function)
 
 
 @dataclass
@@ -170,7 +171,7 @@ def function_lines(source: str, file: str, name: str, origin: str) -> list[Serie
     if span is None:
         raise UserError(f"coverage: function {name} not found in {file}")
     lines = source.splitlines()
-    return [SeriesLine(file, n, lines[n - 1], origin, "function") for n in range(span[0], span[1] + 1)]
+    return [SeriesLine(file, n, lines[n - 1], origin, "function", name) for n in range(span[0], span[1] + 1)]
 
 
 def _unique(lines: Iterable[SeriesLine]) -> list[SeriesLine]:
@@ -411,12 +412,16 @@ class CoverageReport:
         return Rollup("all", sum(1 for ln in ex if ln.count), len(ex))
 
     def by(self, key: Callable[[LineCoverage], str]) -> list[Rollup]:
-        """Roll executable lines up by ``key`` (origin, function, file), in first-seen order."""
+        """Roll executable lines up by ``key`` (origin, function, file), in first-seen order.
+
+        A group whose lines carry no code (a flag in an initialiser) is kept, with 0 of 0 lines.
+        """
         rolls: dict[str, Rollup] = {}
-        for ln in self.executable():
+        for ln in self.lines:
             r = rolls.setdefault(key(ln), Rollup(key(ln)))
-            r.total += 1
-            r.executed += 1 if ln.count else 0
+            if ln.executable:
+                r.total += 1
+                r.executed += 1 if ln.count else 0
         return list(rolls.values())
 
     def per_patch(self) -> list[Rollup]:
@@ -425,7 +430,7 @@ class CoverageReport:
 
     def per_function(self) -> list[Rollup]:
         """Executed / total per function (``file:function``)."""
-        return self.by(lambda ln: f"{ln.file}:{ln.function or '?'}")
+        return self.by(lambda ln: f"{ln.file}:{ln.function or '(initialiser)'}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (coverage.json)."""
@@ -454,7 +459,8 @@ def map_coverage(series: list[SeriesLine], files: dict[str, GcovFile], source: S
         text = source(path) or ""
         for s in (x for x in series if x.file == path):
             count = gf.counts.get(s.line) if gf is not None else None
-            fn = (gf.functions.get(s.line) if gf is not None else None) or enclosing_function(text, s.line)
+            fn = ((gf.functions.get(s.line) if gf is not None else None) or s.function
+                  or enclosing_function(text, s.line))
             report.lines.append(LineCoverage(s.file, s.line, s.text, s.origin, s.why, fn, count))
     return report
 
@@ -469,7 +475,8 @@ def coverage_markdown(cov: CoverageReport) -> str:
         out += ["", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in cov.timings.items())]
     for title, rows in (("Per patch", cov.per_patch()), ("Per function", cov.per_function())):
         out += ["", f"### {title}", "", "| | executed | lines | % |", "|---|---:|---:|---:|"]
-        out += [f"| {_md(r.name)} | {r.executed} | {r.total} | {r.percent} |" for r in rows]
+        out += [f"| {_md(r.name)} | {r.executed} | {r.total} | {r.percent if r.total else 'no code'} |"
+                for r in rows]
     never = cov.never_executed()
     out += ["", f"### Never executed ({len(never)})", ""]
     out += [f"- `{ln.file}:{ln.line}` ({ln.function or '?'}, {_md(ln.origin)}): `{ln.text.strip()}`"

@@ -143,6 +143,7 @@ def test_markdown_lists_rollups_and_never_executed() -> None:
     assert "| p1 \\| pipe | 1 | 2 | 50.0 |" in md
     assert "| a.c:fn | 1 | 2 | 50.0 |" in md
     assert "- `a.c:4` (fn, p1 \\| pipe): `y = 2;`" in md
+    assert "| p2 | 0 | 0 | no code |" in md and "| a.c:(initialiser) | 0 | 0 | no code |" in md
 
 
 def test_report_round_trip_and_html(tmp_path: Path) -> None:

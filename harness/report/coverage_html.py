@@ -28,7 +28,7 @@ def render(cov: CoverageReport, source: Callable[[str], str | None], title: str 
         parts.append(f"<h2>{heading}</h2><table><tr><th>name</th><th>executed</th><th>lines</th>"
                      "<th>%</th></tr>")
         parts += [f"<tr><td class='n'>{escape(r.name)}</td><td>{r.executed}</td><td>{r.total}</td>"
-                  f"<td>{r.percent}%</td></tr>" for r in rows]
+                  f"<td>{f'{r.percent}%' if r.total else 'no code'}</td></tr>" for r in rows]
         parts.append("</table>")
     if cov.missing_files:
         parts.append("<p>No gcov data for: " + ", ".join(escape(f) for f in cov.missing_files) + "</p>")
