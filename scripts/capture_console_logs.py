@@ -37,7 +37,7 @@ def capture(name: str, kernel: Path, workdir: Path) -> Path:
     """Boot, run the scenario, save the console log; returns the saved file."""
     disk_specs, commands = SCENARIOS[name]
     images = [disks.make_disk(workdir / f"{name}-{i}.img", mb) for i, (_, mb) in enumerate(disk_specs)]
-    g = Guest(GuestConfig(kernel=kernel, results_dir=workdir / name, disks=images))
+    g = Guest(GuestConfig(kernel=kernel, results_dir=workdir / name, disks=images, boot_timeout=600))
     try:
         g.start()
         for command, timeout in commands:

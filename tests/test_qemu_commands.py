@@ -83,13 +83,15 @@ def _no_qemu_of(result: dict[str, Any]) -> bool:
 @pytest.mark.real
 def test_real_boot_exec_ok_and_failing_command(built_kernel: Any, tmp_path: Path) -> None:
     out = tmp_path / "ok"
-    res = _kwb("boot", "--kernel", str(built_kernel.bzimage), "--exec", "uname -r; exit 3",
-               "--out", str(out), "--json")
+    command = "uname -r; findmnt -no FSTYPE,SOURCE /tmp/kwb-mnt/vda; blockdev --getsize64 /dev/vdb; exit 3"
+    res = _kwb("boot", "--kernel", str(built_kernel.bzimage), "--disk", "64:ext4", "--disk", "16",
+               "--exec", command, "--out", str(out), "--json")
     assert res.returncode == 1, res.stderr  # the command failed, the guest was fine
     result = json.loads(res.stdout)
     assert result == json.loads((out / "result.json").read_text())
     assert result["outcome"] == "ok" and result["exit_code"] == 3
-    assert result["stdout"].strip() == "6.12.117"
+    assert result["stdout"].split() == ["6.12.117", "ext4", "/dev/vda", str(16 * 2**20)]
+    assert [d["fs"] for d in result["disks"]] == ["ext4", "raw"]
     assert result["accel"] in ("tcg", "kvm") and result["boot_to_ssh_seconds"] > 0
 
 

@@ -206,3 +206,26 @@ def test_real_hang_then_unresponsive_guest_is_a_timeout(kernel: Path, tmp_path: 
     assert time.monotonic() - close_start < 30
     assert g.outcome == "timeout"
     assert _our_qemu(g.name) == []
+
+
+@pytest.mark.real
+def test_real_interactive_shell_on_a_pty(kernel: Path, tmp_path: Path) -> None:
+    """What `kwb shell` runs, on a pty pair instead of the user's terminal."""
+    import os
+    import select
+
+    master, slave = os.openpty()
+    os.write(master, b"uname -r; echo shell-$((6*7)); exit 3\r")
+    with Guest(GuestConfig(kernel=kernel, results_dir=tmp_path, boot_timeout=BOOT_TIMEOUT)) as g:
+        code = g.ssh.interactive(in_fd=slave, out_fd=slave)
+    output = b""
+    while select.select([master], [], [], 0.5)[0]:
+        chunk = os.read(master, 65536)
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    os.close(slave)
+    text = output.decode(errors="replace")
+    assert code == 3 and "6.12.117" in text and "shell-42" in text, text
+    assert g.outcome == "ok"

@@ -151,21 +151,23 @@ class SshSession:
         res = self.exec("true", timeout)
         return res.ok
 
-    def interactive(self) -> int:
-        """An interactive shell on a pty, wired to this terminal; returns the shell's exit status."""
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    def interactive(self, in_fd: int | None = None, out_fd: int | None = None) -> int:
+        """An interactive shell on a pty, wired to a terminal (default: this process's stdin/stdout);
+        returns the shell's exit status."""
+        in_fd = sys.stdin.fileno() if in_fd is None else in_fd
+        out_fd = sys.stdout.fileno() if out_fd is None else out_fd
+        if not (os.isatty(in_fd) and os.isatty(out_fd)):
             raise InfraError("an interactive shell needs a terminal on stdin and stdout")
-        cols, rows = os.get_terminal_size()
+        cols, rows = os.get_terminal_size(out_fd)
         chan = self._transport().open_session(timeout=30)
-        chan.get_pty(term=os.environ.get("TERM", "xterm"), width=cols, height=rows)
+        chan.get_pty(term=os.environ.get("TERM", "xterm"), width=cols or 80, height=rows or 24)
         chan.invoke_shell()
-        fd = sys.stdin.fileno()
-        saved = termios.tcgetattr(fd)
+        saved = termios.tcgetattr(in_fd)
         try:
-            tty.setraw(fd)
-            _relay(chan, fd, sys.stdout.fileno())
+            tty.setraw(in_fd)
+            _relay(chan, in_fd, out_fd)
         finally:
-            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
         code = chan.exit_status if chan.exit_status_ready() else -1
         chan.close()
         return code
