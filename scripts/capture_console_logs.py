@@ -20,10 +20,17 @@ from harness.qemu.guest import BootError, Guest, GuestConfig
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "console"
 
+WARN_ON_EXT4_ERROR = (
+    "mkfs.ext4 -q -F /dev/vda && mkdir -p /tmp/kwb-mnt/vda && "
+    "mount -t ext4 -o warn_on_error,errors=continue /dev/vda /tmp/kwb-mnt/vda && "
+    "echo kwb-provoked-error > /sys/fs/ext4/vda/trigger_fs_error && sleep 1")
+
 # Scenario → (disks, guest commands with their timeouts). Commands may hang or kill the guest.
 SCENARIOS: dict[str, tuple[list[tuple[str, int]], list[tuple[str, float]]]] = {
     "clean-boot": ([], [("uname -r", 60)]),
     "panic-sysrq": ([], [("echo c > /proc/sysrq-trigger", 120)]),
+    # ext4's warn_on_error turns any ext4 error into a WARN_ON; trigger_fs_error raises one on demand.
+    "warning": ([("ext4", 64)], [(WARN_ON_EXT4_ERROR, 120)]),
     # A write to a frozen filesystem sleeps uninterruptibly: khungtaskd reports it after 5 s.
     "hung-task": ([("ext4", 64)], [
         (disks.prepare_command(0, "ext4"), 180),

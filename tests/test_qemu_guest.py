@@ -229,3 +229,20 @@ def test_real_interactive_shell_on_a_pty(kernel: Path, tmp_path: Path) -> None:
     text = output.decode(errors="replace")
     assert code == 3 and "6.12.117" in text and "shell-42" in text, text
     assert g.outcome == "ok"
+
+
+@pytest.mark.real
+def test_real_warning_is_a_finding_not_a_crash(kernel: Path, tmp_path: Path) -> None:
+    """A genuine kernel WARNING (ext4 warn_on_error + trigger_fs_error): reported, run goes on."""
+    image = disks.make_disk(tmp_path / "w.img", 64)
+    cfg = GuestConfig(kernel=kernel, results_dir=tmp_path / "res", disks=[image], boot_timeout=BOOT_TIMEOUT)
+    with Guest(cfg) as g:
+        res = g.run("mkfs.ext4 -q -F /dev/vda && mkdir -p /tmp/w && "
+                    "mount -t ext4 -o warn_on_error,errors=continue /dev/vda /tmp/w && "
+                    "echo kwb-provoked-error > /sys/fs/ext4/vda/trigger_fs_error && sleep 1", timeout=180)
+        assert res.ok, res.stderr
+        assert g.alive()
+    warnings = [f for f in g.findings if f.kind == "warning"]
+    assert warnings and "fs/ext4/super.c" in warnings[0].line, g.findings
+    assert "ext4_handle_error" in warnings[0].excerpt
+    assert g.outcome == "ok"
