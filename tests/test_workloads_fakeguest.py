@@ -152,12 +152,15 @@ class FakeFactory:
     fail_boot: bool = False
     fail_first: int = 0  # this many boots fail before one succeeds
     attempts: int = 0
+    disks: list[Path] = field(default_factory=list)
 
     @contextmanager
     def __call__(self, kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[FakeGuest]:
         from harness.errors import InfraError
 
         self.attempts += 1
+        self.disks = list(disks)
+        assert all(d.is_file() for d in disks), "disk images must exist when the guest boots"
         if self.fail_boot or self.attempts <= self.fail_first:
             raise InfraError("guest did not boot within 120s (fake)")
         guest = FakeGuest(**self.settings)  # type: ignore[arg-type]

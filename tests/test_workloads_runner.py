@@ -65,6 +65,8 @@ def test_all_pass_one_boot_and_job_files(tmp_path: Path) -> None:
     assert any("mkfs.ext4" in c and "/dev/vda" in c for c in g.commands)
     assert any("test -b /dev/vdb" in c for c in g.commands)
     assert any("[4/4]" in ln for ln in lines)
+    assert factory.disks and all(d.parent.name.startswith("series-") for d in factory.disks)
+    assert not any(d.exists() for d in factory.disks)  # the run's private images are removed
 
 
 def test_mkfs_failure_costs_that_fs_only(tmp_path: Path) -> None:

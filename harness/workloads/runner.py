@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -88,16 +89,11 @@ def default_guest_factory(kernel: Path, disks: list[Path], results_dir: Path) ->
     return guest
 
 
-def _make_disks(variant: str, filesystems: list[str], specs: list[WorkloadSpec]) -> list[Path]:
+def _make_disks(root: Path, filesystems: list[str], specs: list[WorkloadSpec]) -> list[Path]:
+    """Fresh sparse images, one per filesystem, in a directory private to this run."""
     size = max([int(s.params.get("size_mb", 0)) for s in specs] + [256]) + DISK_HEADROOM_MB
-    root = cache_dir() / "disks"
     root.mkdir(parents=True, exist_ok=True)
-    disks = []
-    for fs in filesystems:
-        img = root / f"{variant}-{fs}.img"
-        img.unlink(missing_ok=True)  # a fresh filesystem per run: no state carried between runs
-        disks.append(make_disk(img, size))
-    return disks
+    return [make_disk(root / f"{fs}.img", size) for fs in filesystems]
 
 
 def _prepare_fs(guest: GuestSession, fs: str, device: str, mkfs: bool) -> tuple[Target | None, str, str]:
@@ -299,8 +295,9 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
     specs = [replace(s, variant_kind=kind) for s in select(workloads or None, catalogue)]
     kernel = (build or _ensure_kernel)(variant, progress=say)
     fss = [fs for fs in filesystems if any(fs in s.filesystems for s in specs)]
-    disks = _make_disks(variant, fss, specs) if guest_factory is None else \
-        [out_dir / variant / f"fake-{fs}.img" for fs in fss]
+    # Private to this run (concurrent runs of the same variant must not share images); removed at the end.
+    disk_dir = cache_dir() / "disks" / f"{variant}-{os.getpid()}-{time.time_ns()}"
+    disks = _make_disks(disk_dir, fss, specs)
     run = _Run(variant, kind, out_dir, specs, fss, disks, kernel, say,
                guest_factory or default_guest_factory, scan)
     limit = max_boots or len(_pending(run)) + 1
@@ -308,6 +305,7 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
         _drive(run, limit)
     finally:
         write_json(run.variant_dir / "summary.json", _summary(run))
+        shutil.rmtree(disk_dir, ignore_errors=True)
     return run.results
 
 
