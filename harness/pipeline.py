@@ -140,8 +140,10 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
             progress(f"skipping {planned.info.name}: equivalent mutant ({planned.info.equivalent[:60]}…)")
             continue
         try:
-            with _step(record, progress, f"variant {planned.info.name}"):
+            step = f"variant {planned.info.name}"
+            with _step(record, progress, step):
                 _run_one(opts, stages, record, run_dir, planned, progress)
+            record.timings["variants"][planned.info.name] = record.timings["steps"][step]
         except KwbError as exc:
             # One variant failing (build broke, guest never booted) must not cost the others.
             record.add_jobs([_error_job(planned.info.name, str(exc))])

@@ -138,7 +138,8 @@ def test_default_tree_pipeline_passes(tmp_path: Path) -> None:
     assert data["run"]["status"] == "complete" and data["accel"] == "tcg"
     assert data["kernel"]["release"] == "6.12.117"
     assert set(data["kernel"]["variants"]) == set(ran)
-    assert set(data["timings"]["build"]) == set(data["timings"]["boot"]) == set(ran)
+    assert set(data["timings"]["build"]) == set(data["timings"]["boot"]) == set(data["timings"]["variants"]) \
+        == set(ran)
     assert all(j["variant"] for j in data["jobs"])
     for name in ("junit.xml", "report.md", "report.html"):
         assert (tmp_path / "out" / "latest" / name).is_file()
