@@ -209,6 +209,7 @@ def test_real_hang_then_unresponsive_guest_is_a_timeout(kernel: Path, tmp_path: 
 
 
 @pytest.mark.real
+@pytest.mark.timeout(900)  # an interactive relay that never ends must fail, not hang the suite
 def test_real_interactive_shell_on_a_pty(kernel: Path, tmp_path: Path) -> None:
     """What `kwb shell` runs, on a pty pair instead of the user's terminal."""
     import os

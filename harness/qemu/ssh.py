@@ -164,7 +164,7 @@ class SshSession:
         chan.invoke_shell()
         saved = termios.tcgetattr(in_fd)
         try:
-            tty.setraw(in_fd)
+            tty.setraw(in_fd, termios.TCSANOW)  # TCSANOW: keep what was typed while the guest booted
             _relay(chan, in_fd, out_fd)
         finally:
             termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
