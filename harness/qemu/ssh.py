@@ -168,6 +168,10 @@ class SshSession:
             _relay(chan, in_fd, out_fd)
         finally:
             termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        # The output EOF can arrive before the exit-status message: give it a moment.
+        deadline = time.monotonic() + 5
+        while not chan.exit_status_ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
         code = chan.exit_status if chan.exit_status_ready() else -1
         chan.close()
         return code
