@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -30,13 +31,14 @@ def _kernel(args: argparse.Namespace) -> Path:
     return ensure_kernel(args.variant).bzimage
 
 
-def one_boot(kernel: Path, accel: str, workdir: Path) -> dict[str, object]:
-    """Boot once; boot-to-SSH, uname, shutdown time."""
-    with Guest(GuestConfig(kernel=kernel, results_dir=workdir, accel=accel)) as g:
+def one_boot(kernel: Path, accel: str, workdir: Path, boot_timeout: float) -> dict[str, object]:
+    """Boot once; boot-to-SSH, uname, shutdown time, console milestones."""
+    with Guest(GuestConfig(kernel=kernel, results_dir=workdir, accel=accel, boot_timeout=boot_timeout)) as g:
         uname = g.run("uname -r", timeout=30).stdout.strip()
         stop = time.monotonic()
     return {"boot_to_ssh_s": round(g.boot_seconds or -1, 2), "shutdown_s": round(time.monotonic() - stop, 2),
-            "accel": g.accel, "release": uname, "outcome": g.outcome}
+            "accel": g.accel, "release": uname, "outcome": g.outcome, "milestones": g.milestones,
+            "host_load": round(os.getloadavg()[0], 1)}
 
 
 def main() -> int:
@@ -46,12 +48,13 @@ def main() -> int:
     p.add_argument("--variant", default="series")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    p.add_argument("--boot-timeout", type=float, default=600.0)
     args = p.parse_args()
     kernel = _kernel(args)
     runs = []
     with tempfile.TemporaryDirectory(prefix="kwb-bench-boot-") as tmp:
         for i in range(args.runs):
-            r = one_boot(kernel, args.accel, Path(tmp) / f"run{i}")
+            r = one_boot(kernel, args.accel, Path(tmp) / f"run{i}", args.boot_timeout)
             print(f"run {i + 1}: {r}", file=sys.stderr, flush=True)
             runs.append(r)
     times = [float(str(r["boot_to_ssh_s"])) for r in runs]
