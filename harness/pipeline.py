@@ -61,7 +61,8 @@ class Stages:
     variant_catalogue: Callable[[], list[VariantInfo]]
     workload_catalogue: Callable[[], dict[str, WorkloadSpec]]
     build_kernel: BuildFn                                    # ensure_kernel(variant, tree=, base=, progress=)
-    run_variant: Callable[..., list[JobResult]]  # (name, fss, workloads, out_dir, progress, build=)
+    # (name, fss, workloads, out_dir, progress, build=, stop_on_flag=)
+    run_variant: Callable[..., list[JobResult]]
     apply_revision: Callable[[Path, str | None, Any, Callable[[str], None]], str]  # -> applied ref
     # The gcov variant: (name, fss, workloads, out_dir, progress, build=) -> (jobs, coverage summary)
     run_coverage: Callable[..., tuple[list[JobResult], dict[str, Any]]]
@@ -208,7 +209,8 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
         jobs, record.coverage = stages.run_coverage(name, list(fss), list(workloads), run_dir, boot,
                                                     build=build)
     else:
-        jobs = stages.run_variant(name, list(fss), list(workloads), run_dir, boot, build=build)
+        jobs = stages.run_variant(name, list(fss), list(workloads), run_dir, boot, build=build,
+                                  stop_on_flag=planned.info.kind == "mutant")
     for job in jobs:
         job.variant = job.variant or name
     record.add_jobs([j.to_dict() for j in jobs])
@@ -314,9 +316,11 @@ def _build_kernel(variant: str, *, tree: Path | None, base: str | None,
 
 
 def _run_variant(name: str, filesystems: list[str], workloads: list[str], out_dir: Path,
-                 progress: Callable[[str], None], build: BuildFn) -> list[JobResult]:
+                 progress: Callable[[str], None], build: BuildFn,
+                 stop_on_flag: bool = False) -> list[JobResult]:
     runner = _need("harness.workloads.runner", "workloads")
-    jobs: list[JobResult] = runner.run_variant(name, filesystems, workloads, out_dir, progress, build=build)
+    jobs: list[JobResult] = runner.run_variant(name, filesystems, workloads, out_dir, progress, build=build,
+                                               stop_on_flag=stop_on_flag)
     return jobs
 
 

@@ -61,6 +61,7 @@ class Recorder:
     fail_build: set[str] = field(default_factory=set)
     builds: list[tuple[str, Path | None, str | None]] = field(default_factory=list)
     runs: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
+    stop_on_flag: dict[str, bool] = field(default_factory=dict)
     applied: list[tuple[Path, str | None, Any]] = field(default_factory=list)
 
     def build_kernel(self, variant: str, *, tree: Path | None, base: str | None, progress: Any) -> FakeKernel:
@@ -70,8 +71,9 @@ class Recorder:
         return FakeKernel(variant)
 
     def run_variant(self, name: str, fss: list[str], workloads: list[str], out_dir: Path, progress: Any,
-                    build: Any) -> list[JobResult]:
+                    build: Any, stop_on_flag: bool = False) -> list[JobResult]:
         self.runs.append((name, fss, workloads))
+        self.stop_on_flag[name] = stop_on_flag
         build(name, progress=progress)
         progress(f"{name}: booting guest #1")
         progress(f"{name}: guest up")
@@ -127,6 +129,8 @@ def test_default_tree_pipeline_passes(tmp_path: Path) -> None:
     ran = [v.name for v in VARIANTS if not v.equivalent]  # equivalent mutants are not booted
     assert [r[0] for r in rec.runs] == ran
     assert all(r[1] == ["ext4", "xfs", "btrfs", "bdev"] for r in rec.runs)
+    # Mutation testing stops at the first kill; the series and baseline run every job.
+    assert rec.stop_on_flag == {v.name: v.kind == "mutant" for v in VARIANTS if not v.equivalent}
     workloads = {r[0]: r[2] for r in rec.runs}
     assert workloads["series"] == ["fio-iouring", "fio-iouring-forced-async", "fio-psync",
                                    "probe-cqe-accounting", "probe-kbuf-cancel", "liburing-subset"]

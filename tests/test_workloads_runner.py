@@ -101,6 +101,18 @@ def test_hang_is_a_timeout_and_the_guest_reboots(tmp_path: Path) -> None:
     assert len(factory.guests) == 2
 
 
+def test_stop_on_flag_skips_the_rest_naming_the_flagging_job(tmp_path: Path) -> None:
+    factory = FakeFactory({"hang_on": "--name=fio-psync "})
+    results = runner.run_variant("series", ["ext4", "bdev"], ["fio-psync", "fio-iouring"], tmp_path,
+                                 guest_factory=factory, build=_build, stop_on_flag=True)
+    by = _by(results)
+    assert by[("ext4", "fio-psync")].status is JobStatus.TIMEOUT
+    for key in [("ext4", "fio-iouring"), ("bdev", "fio-psync"), ("bdev", "fio-iouring")]:
+        assert by[key].status is JobStatus.SKIP, key
+        assert by[key].reason == "not run: already flagged by fio-psync on ext4"
+    assert len(factory.guests) == 1  # no re-boot just to run checks that are no longer needed
+
+
 def test_kernel_warning_fails_the_job_with_excerpt(tmp_path: Path) -> None:
     factory = FakeFactory({"warn_on": "--name=fio-psync "})
     results = _by(_run(tmp_path, factory, ["ext4"], ["fio-psync", "fio-iouring"]))

@@ -66,6 +66,7 @@ class _Run:
     boots: int = 0
     accel: str = ""
     prepared: set[str] = field(default_factory=set)  # filesystems mkfs'ed in this run
+    stop_on_flag: bool = False                        # mutants: the first failing check is enough
 
     @property
     def variant_dir(self) -> Path:
@@ -234,7 +235,19 @@ def _prepare_all(run: _Run, guest: GuestSession) -> dict[str, Target | str]:
     return targets
 
 
+def _flagged_by(run: _Run) -> JobResult | None:
+    """The first job that failed a check (fail/crash/timeout), when the run stops at a flag."""
+    if not run.stop_on_flag:
+        return None
+    flagging = (JobStatus.FAIL, JobStatus.CRASH, JobStatus.TIMEOUT)
+    return next((r for r in run.results if r.status in flagging), None)
+
+
 def _pending(run: _Run) -> list[tuple[str, WorkloadSpec]]:
+    return [] if _flagged_by(run) else _remaining(run)
+
+
+def _remaining(run: _Run) -> list[tuple[str, WorkloadSpec]]:
     done = {(r.fs, r.workload) for r in run.results}
     return [(fs, s) for fs in run.filesystems for s in run.specs
             if fs in s.filesystems and (fs, s.name) not in done]
@@ -281,11 +294,13 @@ def _final_health(run: _Run, guest: GuestSession, monitor: HealthMonitor) -> Non
 def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_dir: Path,
                 progress: Progress | None = None, *, guest_factory: GuestFactory | None = None,
                 build: BuildFn | None = None, scan: ScanFn | None = None,
-                catalogue: dict[str, WorkloadSpec] | None = None, max_boots: int = 0) -> list[JobResult]:
+                catalogue: dict[str, WorkloadSpec] | None = None, max_boots: int = 0,
+                stop_on_flag: bool = False) -> list[JobResult]:
     """Build ``variant``, boot it once (re-boot after a crash/hang), run the workloads on each filesystem.
 
     ``guest_factory``, ``build``, ``scan`` and ``catalogue`` are for tests (fakes); ``max_boots`` bounds
-    re-boots (default: one more than the number of jobs).
+    re-boots (default: one more than the number of jobs). ``stop_on_flag`` (mutants) ends the run at the
+    first job that fails a check: the rest are recorded as skipped, naming the job that flagged it.
     """
     say = progress or (lambda _msg: None)
     unknown = [fs for fs in filesystems if fs not in FILESYSTEMS]
@@ -299,14 +314,24 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
     disk_dir = cache_dir() / "disks" / f"{variant}-{os.getpid()}-{time.time_ns()}"
     disks = _make_disks(disk_dir, fss, specs)
     run = _Run(variant, kind, out_dir, specs, fss, disks, kernel, say,
-               guest_factory or default_guest_factory, scan)
+               guest_factory or default_guest_factory, scan, stop_on_flag=stop_on_flag)
     limit = max_boots or len(_pending(run)) + 1
     try:
         _drive(run, limit)
+        _skip_after_flag(run)
     finally:
         write_json(run.variant_dir / "summary.json", _summary(run))
         shutil.rmtree(disk_dir, ignore_errors=True)
     return run.results
+
+
+def _skip_after_flag(run: _Run) -> None:
+    flag = _flagged_by(run)
+    if flag is None:
+        return
+    for fs, spec in _remaining(run):
+        run.results.append(JobResult(spec.name, fs, run.variant, JobStatus.SKIP,
+                                     f"not run: already flagged by {flag.workload} on {flag.fs}"))
 
 
 def _ensure_kernel(variant: str, progress: Progress) -> Any:
