@@ -250,16 +250,16 @@ def parse_ret_tally(text: str, functions: tuple[str, ...]) -> dict[str, int | No
 
 def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB,
                       retcounts: dict[str, dict[str, int | None]] | None = None) -> GuestFactory:
-    """A guest factory that creates the (sparse) disks it is handed and records every command.
+    """A guest factory that records every command (and makes any disk it is handed that is missing).
 
-    The runner hands factories it did not make paths it does not create, so the disks are made here.
+    The runner makes its disks itself; a disk that exists is never touched (a re-boot keeps its fs).
     """
     @contextmanager
     def factory(kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[Any]:
         for disk in disks:
-            disk.parent.mkdir(parents=True, exist_ok=True)
-            disk.unlink(missing_ok=True)
-            make_disk(disk, disk_mb)
+            if not disk.exists():
+                disk.parent.mkdir(parents=True, exist_ok=True)
+                make_disk(disk, disk_mb)
         with inner(kernel, disks, results_dir) as guest:
             rec = RecordingGuest(guest, log_dir, retcounts)
             cmdline = rec.run("cat /proc/cmdline; uname -a", timeout=30)
