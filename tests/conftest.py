@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,20 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     (home / "gitconfig").write_text("[user]\n\tname = kwb test\n\temail = kwb@example.invalid\n"
                                     "[init]\n\tdefaultBranch = main\n")
     return home
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private kwb cache for unit tests that must not touch the real one (fake trees, fake builds)."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("KWB_CACHE", str(path))
+    return path
+
+
+def git(repo: Path, *args: str) -> str:
+    """``git -C repo args…`` for test set-up; raises on failure, returns stripped stdout."""
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 @pytest.fixture

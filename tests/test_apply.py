@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git
 
 from harness import apply
 from harness.errors import InfraError, UserError
@@ -15,23 +16,10 @@ from harness.tree import Tree, prepare_local
 FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
 def _commit_change(repo: Path, path: str, old: str, new: str, subject: str) -> None:
     target = repo / path
     target.write_text(target.read_text().replace(old, new))
-    _git(repo, "commit", "-q", "-am", f"{subject}\n\nBody of {subject}.\n\nSigned-off-by: A <a@b.c>")
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private kwb cache (unit tests never touch the real one)."""
-    path = tmp_path / "cache"
-    monkeypatch.setenv("KWB_CACHE", str(path))
-    return path
+    git(repo, "commit", "-q", "-am", f"{subject}\n\nBody of {subject}.\n\nSigned-off-by: A <a@b.c>")
 
 
 @pytest.fixture
@@ -39,25 +27,25 @@ def upstream(tmp_path: Path) -> Path:
     """A git repo holding the fake kernel, one base commit tagged ``base``."""
     repo = tmp_path / "linux"
     shutil.copytree(FAKELINUX, repo)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "base")
-    _git(repo, "tag", "base")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    git(repo, "tag", "base")
     return repo
 
 
 @pytest.fixture
 def series(upstream: Path, tmp_path: Path) -> list[Path]:
     """Three patches on top of ``base`` exported with format-patch, then the repo reset to ``base``."""
-    _git(upstream, "checkout", "-q", "-b", "work")
+    git(upstream, "checkout", "-q", "-b", "work")
     _commit_change(upstream, "src/io_uring.c", "int ret = x;\n\n\treturn ret;\n}\n\nstatic int io_write",
                    "int ret = x + 1;\n\n\treturn ret;\n}\n\nstatic int io_write", "io_uring: read plus one")
     _commit_change(upstream, "src/main.c", "return 0;", "return 1;", "main: return one")
     _commit_change(upstream, "src/io_uring.c", "static int io_write(int x)\n{\n\tint ret = x;",
                    "static int io_write(int x)\n{\n\tint ret = x * 2;", "io_uring: write doubles")
     out = tmp_path / "patches"
-    _git(upstream, "format-patch", "-q", "-o", str(out), "base..work")
-    _git(upstream, "checkout", "-q", "main")
+    git(upstream, "format-patch", "-q", "-o", str(out), "base..work")
+    git(upstream, "checkout", "-q", "main")
     return sorted(out.glob("*.patch"))
 
 
@@ -72,16 +60,16 @@ def _tree(upstream: Path, base: str = "base") -> Tree:
 
 def test_clean_apply_makes_branch_and_leaves_user_repo_alone(cache: Path, upstream: Path,
                                                               series: list[Path], tmp_path: Path) -> None:
-    user_head = _git(upstream, "rev-parse", "HEAD")
+    user_head = git(upstream, "rev-parse", "HEAD")
     tree = _tree(upstream)
     result = apply.apply_patch_files(tree, [_mbox(series, tmp_path / "s.mbox")], "kwb/apply/t")
     assert result.patches == 3 and not result.reused
-    log = _git(tree.path, "log", "--format=%s", f"{tree.base}..kwb/apply/t").splitlines()
+    log = git(tree.path, "log", "--format=%s", f"{tree.base}..kwb/apply/t").splitlines()
     assert log == ["io_uring: write doubles", "main: return one", "io_uring: read plus one"]
     assert "x * 2" in (tree.path / "src/io_uring.c").read_text()
     # the user's checkout and branch did not move
-    assert _git(upstream, "rev-parse", "HEAD") == user_head
-    assert _git(upstream, "status", "--porcelain") == ""
+    assert git(upstream, "rev-parse", "HEAD") == user_head
+    assert git(upstream, "status", "--porcelain") == ""
     assert "x * 2" not in (upstream / "src/io_uring.c").read_text()
 
 
@@ -109,13 +97,13 @@ def test_conflict_names_patch_files_and_hunk_and_leaves_no_state(cache: Path, up
     assert err.value.details["failed_hunks"] == [h for h in err.value.details["failed_hunks"]
                                                  if str(h).startswith("src/io_uring.c: @@ -8")]
     assert err.value.exit_code == 3
-    assert _git(tree.path, "status", "--porcelain") == ""
+    assert git(tree.path, "status", "--porcelain") == ""
     assert not apply._am_in_progress(tree)
-    assert _git(tree.path, "branch", "--list", "kwb/apply/t") == ""
+    assert git(tree.path, "branch", "--list", "kwb/apply/t") == ""
 
 
 def test_series_already_in_base_is_said(cache: Path, upstream: Path, series: list[Path]) -> None:
-    _git(upstream, "merge", "-q", "--ff-only", "work")
+    git(upstream, "merge", "-q", "--ff-only", "work")
     tree = _tree(upstream, "main")
     result = apply.apply_patch_files(tree, series, "kwb/apply/t")
     assert result.already_applied
@@ -124,22 +112,22 @@ def test_series_already_in_base_is_said(cache: Path, upstream: Path, series: lis
 
 def test_series_already_applied_in_user_head_is_detected(cache: Path, upstream: Path,
                                                           series: list[Path]) -> None:
-    _git(upstream, "checkout", "-q", "work")
+    git(upstream, "checkout", "-q", "work")
     tree = _tree(upstream)
-    head = _git(upstream, "rev-parse", "work")
+    head = git(upstream, "rev-parse", "work")
     result = apply.apply_patch_files(tree, series, "kwb/apply/t", check_applied_in=head)
     assert result.already_applied and result.head == head
     assert "already applied" in result.message
 
 
 def test_per_patch_build_names_first_breaking_patch(cache: Path, upstream: Path, tmp_path: Path) -> None:
-    _git(upstream, "checkout", "-q", "-b", "broken")
+    git(upstream, "checkout", "-q", "-b", "broken")
     _commit_change(upstream, "src/main.c", "return 0;", "return 2;", "fine one")
     _commit_change(upstream, "src/main.c", "return 2;", "return 2 BUILD_BREAKER;", "breaks it")
     _commit_change(upstream, "src/io_uring.c", "fake io_uring", "fake io_uring v2", "after")
     out = tmp_path / "broken"
-    _git(upstream, "format-patch", "-q", "-o", str(out), "base..broken")
-    _git(upstream, "checkout", "-q", "main")
+    git(upstream, "format-patch", "-q", "-o", str(out), "base..broken")
+    git(upstream, "checkout", "-q", "main")
     tree = _tree(upstream)
     built: list[int] = []
 
@@ -153,7 +141,7 @@ def test_per_patch_build_names_first_breaking_patch(cache: Path, upstream: Path,
     with pytest.raises(apply.ApplyError, match=r'patch 2/\d "breaks it" breaks the build: .*error: expected'):
         apply.apply_patch_files(tree, sorted(out.glob("*.patch")), "kwb/apply/b", build=fake_build)
     assert built == [1]
-    assert _git(tree.path, "status", "--porcelain") == ""
+    assert git(tree.path, "status", "--porcelain") == ""
 
 
 def test_plain_diff_patches_are_committed(cache: Path, upstream: Path, tmp_path: Path) -> None:
@@ -164,7 +152,7 @@ def test_plain_diff_patches_are_committed(cache: Path, upstream: Path, tmp_path:
     tree = _tree(upstream)
     result = apply.apply_patch_files(tree, [diff], "kwb/variant/m")
     assert "return 3" in (tree.path / "src/main.c").read_text()
-    assert _git(tree.path, "log", "-1", "--format=%s", result.head) == "kwb: mutant.diff"
+    assert git(tree.path, "log", "-1", "--format=%s", result.head) == "kwb: mutant.diff"
 
 
 def test_missing_patch_file_is_a_user_error(cache: Path, upstream: Path, tmp_path: Path) -> None:
@@ -231,7 +219,7 @@ def test_conflict_hunks_are_judged_after_earlier_patches(cache: Path, upstream: 
         apply.apply_patch_files(tree, series, "kwb/apply/t")
     hunks = err.value.details["failed_hunks"]
     assert isinstance(hunks, list) and len(hunks) == 1 and str(hunks[0]).startswith("src/io_uring.c: @@ -8")
-    assert _git(tree.path, "rev-parse", "HEAD") == tree.base
+    assert git(tree.path, "rev-parse", "HEAD") == tree.base
 
 
 def test_signature_is_not_read_as_a_hunk_line() -> None:
@@ -244,7 +232,7 @@ def test_signature_is_not_read_as_a_hunk_line() -> None:
 
 def test_only_the_conflicting_hunk_of_a_two_hunk_patch_is_named(cache: Path, upstream: Path,
                                                                 tmp_path: Path) -> None:
-    _git(upstream, "checkout", "-q", "-b", "two")
+    git(upstream, "checkout", "-q", "-b", "two")
     src = upstream / "src" / "io_uring.c"
     text = src.read_text()
     src.write_text(text.replace("/* fake io_uring */", "/* fake io_uring: read */")
@@ -252,13 +240,13 @@ def test_only_the_conflicting_hunk_of_a_two_hunk_patch_is_named(cache: Path, ups
                             "static int io_write(int x)\n{\n\tint ret = x - 1;"))
     # pad the file so the two changes land in separate hunks
     src.write_text(src.read_text().replace("static int io_read", "\n" * 8 + "static int io_read"))
-    _git(upstream, "commit", "-q", "-am", "two hunks")
+    git(upstream, "commit", "-q", "-am", "two hunks")
     out = tmp_path / "two"
-    _git(upstream, "format-patch", "-q", "-o", str(out), "main..two")
-    _git(upstream, "checkout", "-q", "main")
+    git(upstream, "format-patch", "-q", "-o", str(out), "main..two")
+    git(upstream, "checkout", "-q", "main")
     assert next(out.glob("*.patch")).read_text().count("\n@@ -") == 2
     src.write_text(text.replace("/* fake io_uring */", "/* diverged */"))
-    _git(upstream, "commit", "-q", "-am", "diverge first line")
+    git(upstream, "commit", "-q", "-am", "diverge first line")
     tree = _tree(upstream, "main")
     with pytest.raises(apply.ApplyError) as err:
         apply.apply_patch_files(tree, sorted(out.glob("*.patch")), "kwb/apply/two")

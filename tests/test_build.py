@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git
 
 from harness import build, kconfig, variants
 from harness.build import KernelBuild
@@ -18,25 +18,13 @@ from harness.tree import prepare_local
 FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("KWB_CACHE", str(path))
-    return path
-
-
 @pytest.fixture
 def fake_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "linux"
     shutil.copytree(FAKELINUX, repo)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "base")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
     return repo
 
 
@@ -44,7 +32,7 @@ def test_ensure_kernel_builds_then_reuses(cache: Path, fake_repo: Path) -> None:
     lines: list[str] = []
     kb = build.ensure_kernel("series", tree=fake_repo, base="main", progress=lines.append)
     assert kb.variant == "series" and kb.release == "6.12.0-fake"
-    assert kb.commit == _git(fake_repo, "rev-parse", "main")
+    assert kb.commit == git(fake_repo, "rev-parse", "main")
     assert kb.bzimage.is_file() and kb.bzimage.is_relative_to(cache / "kernels")
     assert kb.bzimage.parent.parent.name == f"series-{kb.commit[:12]}"
     assert "CONFIG_IO_URING=y" in kb.config.read_text()
@@ -67,22 +55,22 @@ def test_other_fragments_get_another_build_dir(cache: Path, fake_repo: Path) -> 
 
 def test_build_failure_raises_with_the_compiler_error(cache: Path, fake_repo: Path) -> None:
     (fake_repo / "src" / "main.c").write_text("int main(void) { BUILD_BREAKER }\n")
-    _git(fake_repo, "commit", "-q", "-am", "break")
+    git(fake_repo, "commit", "-q", "-am", "break")
     with pytest.raises(InfraError, match=r"kernel build failed: src/main.c:3:1: error: expected .*log: "):
         build.ensure_kernel("series", tree=fake_repo, base="main")
 
 
 def test_build_ref_builds_an_applied_branch(cache: Path, fake_repo: Path) -> None:
-    _git(fake_repo, "checkout", "-q", "-b", "topic")
+    git(fake_repo, "checkout", "-q", "-b", "topic")
     (fake_repo / "src" / "extra.c").write_text("int extra;\n")
-    _git(fake_repo, "add", "-A")
-    _git(fake_repo, "commit", "-q", "-m", "topic")
-    _git(fake_repo, "checkout", "-q", "main")
+    git(fake_repo, "add", "-A")
+    git(fake_repo, "commit", "-q", "-m", "topic")
+    git(fake_repo, "checkout", "-q", "main")
     tree = prepare_local(fake_repo, "main", lambda _m: None)
     kb = build.build_ref("topic", "my-topic", tree=fake_repo, base="main")
     assert kb.variant == "my-topic" and b"int extra" in kb.bzimage.read_bytes()
-    assert kb.commit == _git(fake_repo, "rev-parse", "topic")
-    assert tree.base == _git(fake_repo, "rev-parse", "main")
+    assert kb.commit == git(fake_repo, "rev-parse", "topic")
+    assert tree.base == git(fake_repo, "rev-parse", "main")
 
 
 def test_kernel_build_json_cli(cache: Path, fake_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:

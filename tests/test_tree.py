@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import git
 
 from harness import tree as treemod
 from harness.errors import InfraError, OfflineError, UserError
@@ -17,18 +18,6 @@ FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
 # Base commit of Debian linux-source-6.12 6.12.117-1~deb12u1 as kwb commits it (fixed identity/dates).
 DEBIAN_PIN = "6.12.117-1~deb12u1"
 DEBIAN_BASE = "1168a642b4f0a6abf72348be2da1d60db4af997b"
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("KWB_CACHE", str(path))
-    return path
 
 
 def _debian_like_tarball(tmp_path: Path) -> Path:
@@ -51,7 +40,7 @@ def test_debian_tree_base_commit_is_reproducible(tmp_path: Path, monkeypatch: py
         tree = treemod.prepare_debian(lambda _m: None, tarball)
         bases.append(tree.base)
         assert (tree.path / "src" / "main.c").is_file()
-        assert _git(tree.path, "ls-files", "src/main.c") == "src/main.c"  # the /* block no longer hides it
+        assert git(tree.path, "ls-files", "src/main.c") == "src/main.c"  # the /* block no longer hides it
         assert "/*" not in (tree.path / ".gitignore").read_text().splitlines()
         time.sleep(1.1)  # a different wall-clock second must not change the commit id
     assert bases[0] == bases[1]
@@ -88,24 +77,24 @@ def test_drop_debian_ignore_all_keeps_other_rules(tmp_path: Path) -> None:
 def user_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "user"
     shutil.copytree(FAKELINUX, repo)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "base")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
     (repo / "src" / "main.c").write_text("/* the user's uncommitted work */\n")
     return repo
 
 
 def test_local_tree_uses_a_worktree_and_never_touches_the_user(cache: Path, user_repo: Path) -> None:
-    before_status = _git(user_repo, "status", "--porcelain")
-    before_branches = _git(user_repo, "branch", "--format=%(refname:short)")
+    before_status = git(user_repo, "status", "--porcelain")
+    before_branches = git(user_repo, "branch", "--format=%(refname:short)")
     tree = treemod.prepare_local(user_repo, "main", lambda _m: None)
     assert tree.path.is_relative_to(cache)
-    assert tree.kind == "local" and tree.base == _git(user_repo, "rev-parse", "main")
+    assert tree.kind == "local" and tree.base == git(user_repo, "rev-parse", "main")
     assert "return 0" in (tree.path / "src" / "main.c").read_text()
     treemod.checkout(tree, tree.base)
-    assert _git(user_repo, "status", "--porcelain") == before_status
+    assert git(user_repo, "status", "--porcelain") == before_status
     assert (user_repo / "src" / "main.c").read_text() == "/* the user's uncommitted work */\n"
-    new = set(_git(user_repo, "branch", "--format=%(refname:short)").splitlines()) - set(
+    new = set(git(user_repo, "branch", "--format=%(refname:short)").splitlines()) - set(
         before_branches.splitlines())
     assert all(b.startswith("kwb/") for b in new)
     assert treemod.prepare_local(user_repo, "main", lambda _m: None).path == tree.path  # reused
@@ -145,7 +134,7 @@ def test_real_default_tree_base_is_the_pinned_commit() -> None:
     tree = treemod.prepare_tree()
     assert tree.base == DEBIAN_BASE
     assert treemod.kernel_release_of(tree.path) == "6.12.117"
-    assert _git(tree.path, "log", "-1", "--format=%an <%ae> %ad", "--date=iso-strict", tree.base) == (
+    assert git(tree.path, "log", "-1", "--format=%an <%ae> %ad", "--date=iso-strict", tree.base) == (
         "kwb <kwb@localhost> 2025-01-01T00:00:00+00:00")
 
 
@@ -182,14 +171,14 @@ def test_tree_prepare_cli_json(cache: Path, user_repo: Path, capsys: pytest.Capt
 
     assert main(["-q", "tree", "prepare", "--tree", str(user_repo), "--base", "main", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["kind"] == "local" and data["base"] == _git(user_repo, "rev-parse", "main")
+    assert data["kind"] == "local" and data["base"] == git(user_repo, "rev-parse", "main")
     assert main(["tree", "prepare", "--tree", str(user_repo)]) == 3
     assert "needs --base REF" in capsys.readouterr().err
 
 
 def test_one_worktree_per_repository_whatever_the_base(cache: Path, user_repo: Path) -> None:
     first = treemod.prepare_local(user_repo, "main", lambda _m: None)
-    _git(user_repo, "commit", "-q", "-am", "second")
+    git(user_repo, "commit", "-q", "-am", "second")
     second = treemod.prepare_local(user_repo, "main", lambda _m: None)
     assert second.path == first.path and second.name == first.name and second.base != first.base
     assert treemod.checkout(second, second.base) == second.base

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.report.metrics import Value, cpu_per_io_us, metric
+from harness.report.metrics import job_value
 
 MIN_RELATIVE_CHANGE = 0.05
 # Files whose change can move any workload; filesystem-specific ones are added per job.
@@ -95,20 +95,12 @@ def _concern_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]
     return out
 
 
-def _value(job: Mapping[str, Any], name: str) -> Value | None:
-    m = job.get("metrics") or {}
-    if name == "cpu_per_io":
-        v = cpu_per_io_us(m)
-        return Value(v) if v is not None else None
-    return metric(m, name)
-
-
 def _metric_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:
     out = []
     ja, jb = _jobs(a), _jobs(b)
     for key in sorted(set(ja) & set(jb)):
         for name in ("iops", "cpu_per_io", "ctx"):
-            va, vb = _value(ja[key], name), _value(jb[key], name)
+            va, vb = job_value(ja[key], name), job_value(jb[key], name)
             if va is None or vb is None or va.median == 0:
                 continue
             rel = (vb.median - va.median) / va.median

@@ -11,25 +11,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.report import markdown
-from harness.report.metrics import Value, cpu_per_io_us, metric
+from harness.report.metrics import Value, job_value
 
 PLOTS: tuple[tuple[str, str], ...] = (("iops", "IOPS"), ("cpu_per_io", "CPU µs per IO"),
                                       ("ctx", "context switches"))
-
-
-def _value(job: Mapping[str, Any], name: str) -> Value | None:
-    m = job.get("metrics") or {}
-    if name == "cpu_per_io":
-        v = cpu_per_io_us(m)
-        return Value(v) if v is not None else None
-    return metric(m, name)
 
 
 def series_for(data: Mapping[str, Any], name: str) -> dict[str, dict[str, dict[str, Value]]]:
     """workload -> variant -> fs -> value for metric ``name`` (jobs without it are left out)."""
     out: dict[str, dict[str, dict[str, Value]]] = {}
     for job in data.get("jobs", []):
-        v = _value(job, name)
+        v = job_value(job, name)
         if v is not None:
             out.setdefault(str(job["workload"]), {}).setdefault(str(job["variant"]), {})[str(job["fs"])] = v
     return out

@@ -151,3 +151,12 @@ def _normalise_path(declared: str) -> str:
     if d in ("punt", "iowq", "io_wq", "io-wq", "worker", "workers"):
         return "io-wq"
     return d
+
+
+def job_value(job: Mapping[str, Any], name: str) -> Value | None:
+    """A job's metric by name; ``cpu_per_io`` is derived (µs of CPU per read) rather than stored."""
+    m = job.get("metrics") or {}
+    if name == "cpu_per_io":
+        v = cpu_per_io_us(m)
+        return Value(v) if v is not None else None
+    return metric(m, name)
