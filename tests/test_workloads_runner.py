@@ -113,6 +113,17 @@ def test_stop_on_flag_skips_the_rest_naming_the_flagging_job(tmp_path: Path) -> 
     assert len(factory.guests) == 1  # no re-boot just to run checks that are no longer needed
 
 
+def test_stop_on_flag_without_reboot_ends_the_session(tmp_path: Path) -> None:
+    factory = FakeFactory({"warn_on": "--name=fio-psync "})  # a plain failure: the guest stays up
+    results = runner.run_variant("series", ["ext4", "bdev"], ["fio-psync", "fio-iouring"], tmp_path,
+                                 guest_factory=factory, build=_build, stop_on_flag=True)
+    by = _by(results)
+    assert by[("ext4", "fio-psync")].status is JobStatus.FAIL
+    assert [by[k].status for k in [("ext4", "fio-iouring"), ("bdev", "fio-psync"), ("bdev", "fio-iouring")]] \
+        == [JobStatus.SKIP] * 3
+    assert not any("--name=fio-iouring " in c for c in factory.guests[0].commands)
+
+
 def test_kernel_warning_fails_the_job_with_excerpt(tmp_path: Path) -> None:
     factory = FakeFactory({"warn_on": "--name=fio-psync "})
     results = _by(_run(tmp_path, factory, ["ext4"], ["fio-psync", "fio-iouring"]))

@@ -259,6 +259,8 @@ def _session(run: _Run) -> bool:
         monitor = HealthMonitor(guest, run.scan)
         targets = _prepare_all(run, guest)
         for fs, spec in _pending(run):
+            if _flagged_by(run):  # the list was taken at boot; a flag since then ends the session
+                break
             target = targets[fs]
             if isinstance(target, str):
                 run.results.append(_error_job(run, spec, fs, f"filesystem unusable: {target}"))
