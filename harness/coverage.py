@@ -19,7 +19,6 @@ import gzip
 import json
 import re
 import shutil
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 from harness.errors import InfraError, UserError
 from harness.paths import project_root
 from harness.run import run
+from harness.tomlfile import load_toml
 
 GCOV = "gcov"
 GCOV_TIMEOUT = 120.0
@@ -189,10 +189,7 @@ def default_config() -> Path:
 def default_series_lines(source: SourceFn, config: Path | None = None) -> list[SeriesLine]:
     """The series' lines on the default tree (see the module docstring)."""
     path = config or default_config()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(f"{path}: cannot read coverage config: {exc}") from exc
+    data = load_toml(path, "coverage config")
     origins = {str(k): str(v) for k, v in data.get("origins", {}).items()}
     patch = path.parent / str(data.get("baseline", "baseline.patch"))
     if not patch.is_file():

@@ -10,7 +10,6 @@ import os
 import shutil
 import sys
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from harness.errors import InfraError
 from harness.paths import cache_dir
 from harness.qemu import accel
 from harness.run import run
+from harness.tomlfile import load_toml
 
 TOOLS_FILE = Path(__file__).with_name("doctor.toml")
 LOW_DISK_GB = 10.0
@@ -80,10 +80,7 @@ class Report:
 def load_tools(path: Path | None = None) -> list[Tool]:
     """The declared tools (``doctor.toml`` beside this module unless ``path`` is given)."""
     path = path or TOOLS_FILE
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InfraError(f"cannot read tool list {path}: {exc}") from exc
+    data = load_toml(path, "tool list", error=InfraError)  # packaged file: broken means broken install
     return [Tool(name=t["name"], binary=t.get("binary", t["name"]), version_argv=list(t.get("version", [])),
                  required=bool(t.get("required", True)), reason=str(t.get("reason", "")))
             for t in data.get("tool", [])]

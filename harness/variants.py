@@ -7,13 +7,13 @@ series' evolved form), ``baseline``, ``mutant-*`` (each re-introduces one review
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UserError
 from harness.paths import project_root
+from harness.tomlfile import load_toml
 from harness.tree import Tree
 
 KINDS = ("series", "baseline", "mutant", "coverage")
@@ -43,14 +43,7 @@ def variants_file() -> Path:
 def load_variants(path: Path | None = None) -> list[Variant]:
     """All variants, validated; without a variants.toml only ``series`` exists."""
     path = path or variants_file()
-    if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"{path}: invalid TOML: {exc}") from exc
-        entries = data.get("variant", [])
-    else:
-        entries = _FALLBACK
+    entries = load_toml(path, "variants file").get("variant", []) if path.is_file() else _FALLBACK
     result = [_variant(entry, path.parent, i) for i, entry in enumerate(entries)]
     names = [v.name for v in result]
     dupes = sorted({n for n in names if names.count(n) > 1})

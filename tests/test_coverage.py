@@ -65,6 +65,12 @@ def test_unknown_function_is_a_user_error(tmp_path: Path) -> None:
         coverage.default_series_lines(_source, cfg)
 
 
+def test_missing_config_is_a_user_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "coverage.toml"
+    with pytest.raises(UserError, match=r"^coverage config .*coverage\.toml: not found$"):
+        coverage.default_series_lines(_source, cfg)
+
+
 def _real_gcov(tmp_path: Path) -> tuple[Path, Path]:
     """Compile lib/demo.c with --coverage in an 'objtree', run it, and lay the .gcda out like debugfs."""
     if shutil.which("gcc") is None or shutil.which("gcov") is None:

@@ -67,6 +67,15 @@ def test_missing_required_tool_exits_2_with_the_list(no_probe: None, tmp_path: P
     assert captured.err.strip() == "kwb: error: required tools missing: frobnicate"
 
 
+def test_broken_tool_list_exits_2_naming_it(no_probe: None, monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = tmp_path / "tools.toml"
+    table.write_text("[[tool]\n")
+    monkeypatch.setattr(doctor, "TOOLS_FILE", table)
+    assert main(["doctor"]) == 2
+    assert capsys.readouterr().err.startswith(f"kwb: error: tool list {table}: invalid TOML: ")
+
+
 def test_bad_kernel_argument_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--kernel", "/nonexistent/bzImage"]) == 3
     assert "kernel image not found: /nonexistent/bzImage" in capsys.readouterr().err

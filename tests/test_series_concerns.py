@@ -583,7 +583,7 @@ def test_bad_catalogue_names_file_and_entry(tmp_path: Path, mutate: object, mess
 
 
 def test_missing_catalogue_is_user_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match=r"^concern catalogue .*nope\.toml: not found$"):
         load_catalogue(tmp_path / "nope.toml")
 
 

@@ -86,7 +86,7 @@ def test_bad_file_names_file_and_field(tmp_path: Path, text: str, field: str) ->
 
 def test_bad_toml_and_empty_dir(tmp_path: Path) -> None:
     path = _write(tmp_path, "name = \n")
-    with pytest.raises(UserError, match="not valid TOML"):
+    with pytest.raises(UserError, match=r"^workload file .*: invalid TOML: "):
         catalogue.load_file(path)
     with pytest.raises(UserError, match="empty"):
         catalogue.load_catalogue(_empty(tmp_path))

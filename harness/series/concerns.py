@@ -16,7 +16,6 @@ The evidence is the matching line as posted (``file: +line``), so a reader can c
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 from harness.errors import UserError
 from harness.paths import project_root
+from harness.tomlfile import load_toml
 
 __all__ = [
     "STATUSES", "Concern", "ConcernStatus", "DiffLine", "Matcher", "Rule", "added_lines", "catalogue_path",
@@ -302,14 +302,7 @@ def catalogue_path() -> Path:
 def load_catalogue(path: Path | None = None) -> list[Concern]:
     """Load and validate the concern catalogue; UserError naming the file and entry when it is bad."""
     path = path or catalogue_path()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: concern catalogue not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read concern catalogue: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: invalid TOML: {exc}") from None
+    data = load_toml(path, "concern catalogue")
     entries = data.get("concern")
     if not isinstance(entries, list) or not entries:
         raise UserError(f"{path}: no [[concern]] entries")

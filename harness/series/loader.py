@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from harness.series.model import Family, Message
 from harness.series.revisions import build_revision
 from harness.series.subjects import normalise_title
 from harness.sources.base import load_messages
+from harness.tomlfile import load_toml
 
 SERIES_TOML = Path("patches") / "async-buffered-reads" / "series.toml"
 
@@ -57,9 +57,9 @@ def default_family_name(root: Path | None = None) -> str | None:
     if not path.is_file():
         return None
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
+        data = load_toml(path, "series metadata")
+    except UserError:
+        return None  # the default family is a convenience: a broken series.toml falls back to the largest
     tables = [data, *(v for v in data.values() if isinstance(v, dict))]
     for table in tables:
         for key in ("title", "name", "subject", "cover_subject"):

@@ -6,11 +6,11 @@ catalogue file is reported before any kernel is built or booted.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.tomlfile import load_toml
 from harness.workloads import kinds
 from harness.workloads.model import Target, WorkloadSpec
 
@@ -91,13 +91,7 @@ def _spec_from_table(data: dict[str, Any], path: Path) -> WorkloadSpec:
 
 def load_file(path: Path) -> WorkloadSpec:
     """Load and validate one catalogue file."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read workload file: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML: {exc}") from exc
-    return _spec_from_table(data, path)
+    return _spec_from_table(load_toml(path, "workload file"), path)
 
 
 def load_catalogue(directory: Path | None = None) -> dict[str, WorkloadSpec]:

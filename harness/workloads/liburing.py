@@ -16,7 +16,6 @@ import platform
 import re
 import shlex
 import time
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from harness.atomic import write_json, write_text
 from harness.errors import InfraError, UserError
 from harness.paths import cache_dir
 from harness.run import Result, run
+from harness.tomlfile import load_toml
 from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
 
 KNOWN_FAILURES = Path(__file__).resolve().parent / "liburing-known-failures.toml"
@@ -143,12 +143,7 @@ class KnownFailure:
 def load_known_failures(path: Path | None = None) -> list[KnownFailure]:
     """Parse the known-failures TOML; UserError naming the file and entry when malformed."""
     path = path or KNOWN_FAILURES
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"known-failures file missing: {path}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML: {exc}") from exc
+    data = load_toml(path, "liburing known-failures file")
     out = []
     for i, entry in enumerate(data.get("failure", [])):
         where = f"{path.name}: failure #{i + 1}"
