@@ -6,7 +6,7 @@ import base64
 import re
 import xml.etree.ElementTree as ET
 
-from test_report_results import stored
+from test_report_results import default_tree_run, stored
 
 from harness.report import html, junit, markdown
 
@@ -79,6 +79,12 @@ def test_markdown_of_an_empty_run_does_not_crash() -> None:
 
     md = markdown.render(RunRecord(run_id="x", command="kwb test-series").to_dict())
     assert "_No performance jobs" in md and "_No mutants in this run._" in md
+
+
+def test_markdown_names_the_default_tree_base_commit() -> None:
+    md = markdown.render(default_tree_run("series", "baseline"))
+    assert "- kernel: debian-6.12 base 0123456789ab (Debian linux-source-6.12), release –" in md
+    assert "- kernel: debian-6.12 base base, release 6.12.117" in markdown.render(stored("run-a"))
 
 
 def test_html_embeds_three_png_plots_and_the_tables() -> None:

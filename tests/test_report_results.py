@@ -14,7 +14,7 @@ import pytest
 
 from harness.errors import UserError
 from harness.report import schema
-from harness.report.results import RunRecord, finalize, update_latest, write_run
+from harness.report.results import DEFAULT_TREE, RunRecord, finalize, kernel_base, update_latest, write_run
 from harness.verdict import VariantInfo
 from harness.workloads.model import JobResult, JobStatus
 
@@ -190,3 +190,44 @@ def test_update_latest_replaces_a_stale_link(tmp_path: Path) -> None:
     os.symlink("old", tmp_path / "latest")
     update_latest(tmp_path, tmp_path / "new")
     assert os.readlink(tmp_path / "latest") == "new"
+
+
+SERIES_SHA = "0123456789abcdef0123456789abcdef01234567"
+MUTANT_SHA = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def default_tree_run(*names: str) -> dict[str, Any]:
+    """A default-tree record as the pipeline leaves it: base None, each built variant's commit."""
+    rec = RunRecord(run_id="d", command="kwb test-series")
+    rec.variant_infos = [v for v in VARIANTS if v.name in names]
+    for name in names:
+        sha = SERIES_SHA if name == "series" else MUTANT_SHA
+        rec.kernel["variants"][name] = {"commit": sha, "release": "6.12.117", "build_seconds": 1.0}
+    return rec.to_dict()
+
+
+def test_kernel_base_on_the_default_tree_is_the_series_commit() -> None:
+    data = default_tree_run("series", "mutant-lost-cqe")
+    assert data["kernel"]["tree"] == DEFAULT_TREE and data["kernel"]["base"] is None
+    assert kernel_base(data) == "0123456789ab (Debian linux-source-6.12)"
+
+
+def test_kernel_base_without_a_series_build_lists_the_variant_commits() -> None:
+    assert kernel_base(default_tree_run("mutant-lost-cqe")) == (
+        "– (Debian linux-source-6.12; built at mutant-lost-cqe fedcba987654)")
+    assert kernel_base(default_tree_run()) == "–"
+
+
+def test_kernel_base_on_a_user_tree_is_the_base_given() -> None:
+    data = default_tree_run("series")
+    data["kernel"].update({"tree": "/src/linux", "base": "v5.7"})
+    assert kernel_base(data) == "v5.7"
+    # A user tree's series commit is the applied revision, never the base.
+    data["kernel"]["base"] = None
+    assert kernel_base(data) == "–"
+
+
+def test_default_tree_name_matches_the_tree_module() -> None:
+    from harness.tree import DEBIAN_TREE_NAME
+
+    assert DEFAULT_TREE == DEBIAN_TREE_NAME

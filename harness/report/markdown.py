@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.report.metrics import Value, cpu_per_io_us, metric
+from harness.report.results import kernel_base
 
 COMPARED = ("baseline", "series")
 
@@ -166,7 +167,7 @@ def _header(data: Mapping[str, Any]) -> list[str]:
     rev = f", series revision v{run['revision']}" if run.get("revision") else ""
     lines = [f"# kwb run {run['id']}: {state}", "",
              f"- command: `{run['command']}`",
-             f"- kernel: {kernel.get('tree')} base {kernel.get('base') or '–'}, release "
+             f"- kernel: {kernel.get('tree')} base {kernel_base(data)}, release "
              f"{kernel.get('release') or '–'}{rev}",
              f"- accelerator: {data.get('accel', 'unknown')}; run status: {run['status']}"
              + (f" ({run['error']})" if run.get("error") else ""),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.report.results import RunRecord, infos_of, new_run_id
+from harness.report.results import DEFAULT_TREE, RunRecord, infos_of, new_run_id
 from harness.report.schema import load_results
 from harness.verdict import VariantInfo
 
@@ -109,7 +109,7 @@ def merge_runs(dirs: list[Path], out_root: Path, command: str) -> tuple[RunRecor
 def _merge_kernel(record: RunRecord, data: dict[str, Any], rename: dict[str, str]) -> None:
     kernel = data.get("kernel", {})
     for key in ("tree", "base", "release", "config", "revision"):
-        if kernel.get(key) is not None and record.kernel.get(key) in (None, "debian-6.12"):
+        if kernel.get(key) is not None and record.kernel.get(key) in (None, DEFAULT_TREE):
             record.kernel[key] = kernel[key]
     for name, info in (kernel.get("variants") or {}).items():
         record.kernel["variants"].setdefault(rename.get(name, name), info)

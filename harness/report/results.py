@@ -12,7 +12,7 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,10 @@ from harness import __version__
 from harness.atomic import write_json, write_text
 from harness.report.schema import SCHEMA_VERSION
 from harness.verdict import VariantInfo, decide
+
+# The default tree's name in results.json (harness.tree.DEBIAN_TREE_NAME; not imported: GitPython).
+DEFAULT_TREE = "debian-6.12"
+DEFAULT_TREE_ORIGIN = "Debian linux-source-6.12"
 
 
 def now_iso() -> str:
@@ -45,7 +49,7 @@ class RunRecord:
     error: str = ""
     revision: int | None = None
     source: str | None = None
-    kernel: dict[str, Any] = field(default_factory=lambda: {"tree": "debian-6.12", "base": None,
+    kernel: dict[str, Any] = field(default_factory=lambda: {"tree": DEFAULT_TREE, "base": None,
                                                              "variants": {}})
     accel: str = "unknown"
     jobs: list[dict[str, Any]] = field(default_factory=list)
@@ -103,6 +107,24 @@ def infos_of(data: dict[str, Any]) -> list[VariantInfo]:
         infos.append(VariantInfo(name, str(v.get("kind", "")), str(m.get("concern", "")),
                                  list(m.get("expected") or []), str(m.get("equivalent", ""))))
     return infos
+
+
+def kernel_base(data: Mapping[str, Any]) -> str:
+    """The base the run's kernels were built on, for humans: the ``--base`` ref on a user's tree; on the
+    default tree (single base commit, recorded as base ``None``) the series variant's commit, which is
+    that base, else the commits each variant was built at."""
+    kernel = data.get("kernel") or {}
+    if kernel.get("base"):
+        return str(kernel["base"])
+    built = {n: str(v["commit"]) for n, v in (kernel.get("variants") or {}).items() if v.get("commit")}
+    if not built or kernel.get("tree") != DEFAULT_TREE:
+        return "–"
+    kinds = {n: v.get("kind") for n, v in (data.get("variants") or {}).items()}
+    series = [c for n, c in built.items() if kinds.get(n, "series" if n == "series" else "") == "series"]
+    if series:
+        return f"{series[0][:12]} ({DEFAULT_TREE_ORIGIN})"
+    commits = ", ".join(f"{n} {c[:12]}" for n, c in built.items())
+    return f"– ({DEFAULT_TREE_ORIGIN}; built at {commits})"
 
 
 def rejudge(data: dict[str, Any]) -> dict[str, Any]:
