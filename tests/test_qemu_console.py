@@ -66,6 +66,20 @@ def test_watch_flags_fatal_and_panic_separately() -> None:
     assert w.contains("sysrq triggered") and w.text().endswith("crash\n")
 
 
+def test_stuck_lines_after_a_mark() -> None:
+    w = ConsoleWatch()
+    w.feed(LINES["hung_task"] + "\n")
+    mark = w.line_count()
+    assert w.stuck_since(mark) is None  # before the mark: an earlier command's problem
+    w.feed(LINES["warning"] + "\n")
+    assert w.stuck_since(mark) is None  # a WARNING does not stop a command
+    w.feed(LINES["soft_lockup"] + "\n")
+    w.feed(LINES["oops"] + "\n")
+    stuck = w.stuck_since(mark)
+    assert stuck is not None and stuck.kind == "soft_lockup" and stuck.index == mark + 2
+    assert console.FATAL_KINDS | {"hung_task", "rcu_stall"} <= console.STUCK_KINDS
+
+
 def test_summary_counts() -> None:
     fs = scan("\n".join([LINES["warning"], LINES["warning"], LINES["hung_task"]]))
     assert console.summary(fs) == {"warning": 2, "hung_task": 1}

@@ -98,6 +98,47 @@ def test_run_on_a_dead_guest_returns_at_once(tmp_path: Path) -> None:
     assert res.returncode == -1 and "not booted" in res.stderr and not g.alive()
 
 
+class _StuckSsh:
+    """An SSH session whose command never ends; the console shows ``line`` once the command runs."""
+
+    def __init__(self, g: Guest, line: str) -> None:
+        self.g, self.line, self.last_kill_answered = g, line, True
+
+    def exec(self, command: str, timeout: float, abort: Any, kill_timeout: float = 0) -> Any:
+        from harness.run import Result
+        self.g._watch.feed(self.line + "\n")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reason = abort()
+            if reason:
+                return Result(["sh", "-c", command], -1, "", f"kwb: {reason}\n", 0.0)
+            time.sleep(0.01)
+        return Result(["sh", "-c", command], -1, "", "kwb: command timed out\n", timeout, timed_out=True)
+
+    def ping(self, timeout: float) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("line,abandoned", [
+    ("INFO: task fio:123 blocked for more than 30 seconds.", True),
+    ("BUG: kernel NULL pointer dereference, address: 0000000000000058", True),
+    ("WARNING: CPU: 0 PID: 1 at mm/filemap.c:1 foo+0x1/0x2", False),
+])
+def test_command_abandoned_after_a_stuck_console_line(tmp_path: Path, line: str, abandoned: bool) -> None:
+    g = Guest(_cfg(tmp_path, stuck_grace=0.2))
+    g._ssh = _StuckSsh(g, line)  # type: ignore[assignment]
+    start = time.monotonic()
+    res = g.run("read-the-file", timeout=3)
+    took = time.monotonic() - start
+    if abandoned:
+        assert took < 2 and not res.timed_out and "kwb: abandoned" in res.stderr, res.stderr
+        assert line[:40] in res.stderr
+        assert not g.alive()  # the next job needs a fresh guest
+    else:
+        assert res.timed_out and took >= 3
+        assert g.alive()
+
+
 def test_free_port_is_loopback_bindable() -> None:
     import socket
 
@@ -205,6 +246,26 @@ def test_real_hang_then_unresponsive_guest_is_a_timeout(kernel: Path, tmp_path: 
         close_start = time.monotonic()
     assert time.monotonic() - close_start < 30
     assert g.outcome == "timeout"
+    assert _our_qemu(g.name) == []
+
+
+@pytest.mark.real
+def test_real_hung_task_abandons_the_command(kernel: Path, tmp_path: Path) -> None:
+    """A writer blocked (uninterruptibly) on a frozen filesystem: the hung-task report ends the command."""
+    image = disks.make_disk(tmp_path / "ext4.img", 256)
+    cfg = GuestConfig(kernel=kernel, results_dir=tmp_path / "res", disks=[image], boot_timeout=BOOT_TIMEOUT,
+                      stuck_grace=2)
+    with Guest(cfg) as g:
+        prep = g.run(disks.prepare_command(0, "ext4") + " && echo 2 > /proc/sys/kernel/hung_task_timeout_secs"
+                     f" && fsfreeze -f {disks.mount_point(0)}", timeout=180)
+        assert prep.ok, prep.stderr
+        start = time.monotonic()
+        res = g.run(f"echo x > {disks.mount_point(0)}/f", timeout=300)
+        took = time.monotonic() - start
+        assert "kwb: abandoned" in res.stderr and "hung_task" in res.stderr, res.stderr
+        assert took < 120, f"abandoned only after {took:.0f}s"
+        assert not g.alive()
+    assert any(f.kind == "hung_task" for f in g.findings)
     assert _our_qemu(g.name) == []
 
 

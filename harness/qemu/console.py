@@ -34,6 +34,9 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 KINDS = tuple(kind for kind, _ in _PATTERNS)
 # Kinds after which the guest kernel can no longer be trusted: the run is a crash.
 FATAL_KINDS = frozenset({"panic", "oops", "bug", "kasan"})
+# Kinds after which a running command is unlikely to return by itself (a task died holding locks, or is
+# stuck): the command is abandoned after a grace period instead of waiting for its full timeout.
+STUCK_KINDS = FATAL_KINDS | {"soft_lockup", "hard_lockup", "hung_task", "rcu_stall"}
 
 # Boot milestones worth timing (first line containing the text), for the boot-time breakdown.
 MILESTONES = {
@@ -118,6 +121,16 @@ def crash_excerpt(text: str, findings: list[Finding] | None = None, tail: int = 
     return "\n".join(text.splitlines()[-tail:])
 
 
+@dataclass(frozen=True)
+class Stuck:
+    """A console line of a :data:`STUCK_KINDS` kind, with when it arrived (monotonic seconds)."""
+
+    index: int
+    kind: str
+    line: str
+    at: float
+
+
 class ConsoleWatch:
     """Collects console lines as they arrive (from the QEMU output pump threads) and flags fatal ones."""
 
@@ -128,19 +141,32 @@ class ConsoleWatch:
         self.panicked = threading.Event()
         self.started = time.monotonic()
         self.milestones: dict[str, float] = {}
+        self._stuck: list[Stuck] = []
 
     def feed(self, line: str) -> None:
         """Take one line of guest console output."""
+        kind = classify(line)
         with self._lock:
             self._lines.append(line.rstrip("\n"))
+            if kind in STUCK_KINDS:
+                self._stuck.append(Stuck(len(self._lines), str(kind), line.strip(), time.monotonic()))
         for name, needle in MILESTONES.items():
             if name not in self.milestones and needle in line:
                 self.milestones[name] = round(time.monotonic() - self.started, 2)
-        kind = classify(line)
         if kind in FATAL_KINDS:
             self.fatal.set()
         if kind == "panic":
             self.panicked.set()
+
+    def line_count(self) -> int:
+        """How many lines were seen so far (a mark for :meth:`stuck_since`)."""
+        with self._lock:
+            return len(self._lines)
+
+    def stuck_since(self, mark: int) -> Stuck | None:
+        """The first :data:`STUCK_KINDS` line that arrived after line ``mark``, if any."""
+        with self._lock:
+            return next((s for s in self._stuck if s.index > mark), None)
 
     def text(self) -> str:
         """Everything seen so far."""

@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +53,9 @@ class GuestConfig:
     extra_cmdline: list[str] = field(default_factory=list)
     lifetime: float = 6 * 3600.0      # hard cap on QEMU's life, whatever happens
     ping_timeout: float = 30.0        # "still answering?" after a command timed out (TCG is slow)
+    # After an oops/lockup/hung task on the console a command gets this long to end by itself before it
+    # is abandoned (an oopsed task usually dies at once; a stuck one would otherwise cost its timeout).
+    stuck_grace: float = 10.0
     shutdown_timeout: float = 30.0
 
 
@@ -107,6 +111,7 @@ class Guest:
         self._t0 = 0.0
         self._stopping = False
         self._hung = False
+        self._abandoned = ""
         self._boot_timed_out = False
         self._infra_failure = ""
         self._died = False
@@ -273,19 +278,37 @@ class Guest:
             return Result(argv, -1, "", f"kwb: guest is not running ({dead or 'not booted'})\n", 0.0)
         if self._hung:
             return Result(argv, -1, "", "kwb: guest stopped answering\n", 0.0, timed_out=True)
-        res = self._ssh.exec(command, timeout, self._dead_reason, kill_timeout=self.cfg.ping_timeout)
+        res = self._ssh.exec(command, timeout, self._abort_check(), kill_timeout=self.cfg.ping_timeout)
         # The kill request after a timeout doubles as the "does the guest still answer" probe.
         if res.timed_out and not self._ssh.last_kill_answered:
             self._hung = True
+        if "kwb: abandoned" in res.stderr:
+            self._abandoned = res.stderr.strip().splitlines()[-1]
         return res
+
+    def _abort_check(self) -> Callable[[], str | None]:
+        """Abort a command when QEMU died, or a stuck-kind console line is older than the grace period."""
+        mark = self._watch.line_count()
+
+        def check() -> str | None:
+            dead = self._dead_reason()
+            if dead:
+                return dead
+            stuck = self._watch.stuck_since(mark)
+            if stuck is not None and time.monotonic() - stuck.at >= self.cfg.stuck_grace:
+                return (f"abandoned {self.cfg.stuck_grace:.0f}s after kernel {stuck.kind} "
+                        f"on the console: {stuck.line[:120]}")
+            return None
+        return check
 
     def console_text(self) -> str:
         """Everything the guest printed on its consoles so far (kernel log included)."""
         return self._watch.text()
 
     def alive(self) -> bool:
-        """True while QEMU runs, the kernel has not panicked and the guest answers over SSH."""
-        if self._dead_reason() or self._hung or self._ssh is None:
+        """True while QEMU runs, the kernel has not panicked, no command had to be abandoned (a stuck
+        task may hold locks the next command needs) and the guest answers over SSH."""
+        if self._dead_reason() or self._hung or self._abandoned or self._ssh is None:
             return False
         if not self._ssh.ping(self.cfg.ping_timeout):
             self._hung = True
