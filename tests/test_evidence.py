@@ -62,6 +62,22 @@ def test_discover_reads_kallsyms_section() -> None:
     assert _point(ps, "callback").absent and _point(ps, "iowq_enqueue").probeable
 
 
+class _Hashable(FakeGuest):
+    __hash__ = object.__hash__  # a real Guest is hashable; the dataclass fake is not
+
+
+def test_discover_asks_once_per_guest_and_hands_out_copies() -> None:
+    g = _Hashable()
+    first = evidence.discover(g)
+    first.points.append(evidence.ProbePoint("extra", "filemap_read"))
+    again = evidence.discover(g)
+    assert sum("available_filter_functions" in c for c in g.commands) == 1
+    assert len(again.points) == len(first.points) - 1  # the caller's change did not leak into the cache
+    other = _Hashable()
+    evidence.discover(other)
+    assert sum("available_filter_functions" in c for c in other.commands) == 1  # a new boot asks again
+
+
 def test_resolve_ignores_prefix_lookalikes() -> None:
     ps = evidence.resolve(["io_wq_enqueue_foo", "io_async_buf_func_x"])
     assert not _point(ps, "iowq_enqueue").probeable and not _point(ps, "callback").probeable

@@ -47,7 +47,6 @@ PREPARE_TIMEOUT = 180.0
 # TCG boot to SSH takes ~10 s on an idle host and was measured at 114 s with the host at load 13.
 GUEST_BOOT_TIMEOUT = 300.0
 BOOT_ATTEMPTS = 2            # consecutive failed sessions before the remaining jobs are given up
-ALIVE_TIMEOUT = 20.0
 
 
 @dataclass
@@ -188,7 +187,7 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         # TCG timings depend on what else the host runs: keep the host load next to the numbers.
         result.evidence["host_loadavg"] = [round(x, 2) for x in os.getloadavg()]
         result.duration = result.duration or round(time.monotonic() - start, 2)
-        alive = guest.alive() and guest.run("true", timeout=ALIVE_TIMEOUT).ok
+        alive = guest.alive()  # QEMU running, no panic, nothing abandoned, and an SSH ping answered
         health = monitor.collect()
         write_text(job_dir / "dmesg", health.dmesg)
         write_text(job_dir / "console.log", health.console)
