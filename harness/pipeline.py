@@ -12,6 +12,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,23 +134,74 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
         record.concerns = [s for s in statuses if int(s["version"]) in wanted]
     plan = _plan(opts, stages, record, family, progress)
     record.variant_infos = [p.info for p in plan]
-    first: KwbError | None = None
     for planned in plan:
         if planned.info.equivalent and not opts.workloads:
             # Documented as equivalent: no check can flag it, so building and booting it proves nothing.
             record.steps.append({"name": f"variant {planned.info.name}", "status": "skipped", "seconds": 0.0})
             progress(f"skipping {planned.info.name}: equivalent mutant ({planned.info.equivalent[:60]}…)")
-            continue
-        try:
-            step = f"variant {planned.info.name}"
-            with _step(record, progress, step):
-                _run_one(opts, stages, record, run_dir, planned, progress)
-            record.timings["variants"][planned.info.name] = record.timings["steps"][step]
-        except KwbError as exc:
-            # One variant failing (build broke, guest never booted) must not cost the others.
-            record.add_jobs([_error_job(planned.info.name, str(exc))])
-            first = first or exc
+    runnable = [p for p in plan if not (p.info.equivalent and not opts.workloads)]
+    first: KwbError | None = None
+    with _Prebuilder(stages, record, progress) as prebuild:
+        for i, planned in enumerate(runnable):
+            following = runnable[i + 1] if i + 1 < len(runnable) else None
+            overlap = following if following is not None and _overlappable(planned, following) else None
+            try:
+                step = f"variant {planned.info.name}"
+                with _step(record, progress, step):
+                    _run_one(opts, stages, record, run_dir, planned, progress, prebuild, overlap)
+                record.timings["variants"][planned.info.name] = record.timings["steps"][step]
+            except KwbError as exc:
+                # One variant failing (build broke, guest never booted) must not cost the others.
+                record.add_jobs([_error_job(planned.info.name, str(exc))])
+                first = first or exc
     return first
+
+
+def _overlappable(running: _Planned, following: _Planned) -> bool:
+    """Build ``following`` while ``running`` runs? Only between mutants: their checks are pass/fail with
+    generous timeouts, while the series/baseline numbers must come from a quiet host."""
+    return running.info.kind == "mutant" and following.info.kind == "mutant"
+
+
+class _Prebuilder:
+    """Builds the next variant's kernel in a background thread while the current variant's guest runs
+    (TCG leaves host CPU idle while the guest waits on I/O). One build at a time; results are handed to
+    the variant's own build step, errors included."""
+
+    def __init__(self, stages: Stages, record: RunRecord, progress: Progress) -> None:
+        self.stages, self.record, self.progress = stages, record, progress
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kwb-prebuild")
+        self.futures: dict[str, Future[tuple[Any, float]]] = {}
+
+    def __enter__(self) -> _Prebuilder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # An interrupted run must not leave a build going: drop queued ones, wait for the running one.
+        for fut in self.futures.values():
+            fut.cancel()
+        self.pool.shutdown(wait=True)
+
+    def start(self, planned: _Planned) -> None:
+        """Queue ``planned``'s kernel build."""
+        name = planned.info.name
+        if name in self.futures:
+            return
+
+        def build() -> tuple[Any, float]:
+            start = time.monotonic()
+            kernel = self.stages.build_kernel(planned.build_variant, tree=planned.tree, base=planned.base,
+                                              progress=lambda line: self.progress(f"prebuild {name}: {line}"))
+            return kernel, round(time.monotonic() - start, 2)
+
+        self.progress(f"prebuilding {name}'s kernel while the current guest runs")
+        self.futures[name] = self.pool.submit(build)
+
+    def take(self, name: str) -> tuple[Any, float] | None:
+        """The prebuilt (kernel, build seconds) of ``name`` (waits for it), or None if none was started;
+        a failed prebuild raises its error here, in the variant's own step."""
+        fut = self.futures.pop(name, None)
+        return None if fut is None else fut.result()
 
 
 def _check_options(opts: Options) -> None:
@@ -188,15 +240,24 @@ def _plan(opts: Options, stages: Stages, record: RunRecord, family: Any,
 
 
 def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, planned: _Planned,
-             progress: Progress) -> None:
+             progress: Progress, prebuild: _Prebuilder | None = None,
+             following: _Planned | None = None) -> None:
     name = planned.info.name
     boot = _BootClock(progress)
 
     def build(_variant: str, progress: Callable[[str], None] | None = None, **_: Any) -> Any:
         start = time.monotonic()
-        kernel = stages.build_kernel(planned.build_variant, tree=planned.tree, base=planned.base,
-                                     progress=progress)
-        record.timings["build"][name] = round(time.monotonic() - start, 2)
+        ready = prebuild.take(name) if prebuild is not None else None
+        if ready is not None:
+            kernel, seconds = ready
+            record.timings.setdefault("build_waited", {})[name] = round(time.monotonic() - start, 2)
+        else:
+            kernel = stages.build_kernel(planned.build_variant, tree=planned.tree, base=planned.base,
+                                         progress=progress)
+            seconds = round(time.monotonic() - start, 2)
+        if prebuild is not None and following is not None:
+            prebuild.start(following)  # now that this kernel is built: the next one builds as this runs
+        record.timings["build"][name] = seconds
         record.kernel["variants"][name] = _kernel_info(kernel, record.timings["build"][name])
         if planned.info.kind == "series":
             record.kernel["release"] = getattr(kernel, "release", None)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +65,11 @@ class Recorder:
     runs: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
     stop_on_flag: dict[str, bool] = field(default_factory=dict)
     applied: list[tuple[Path, str | None, Any]] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (what, variant, thread)
 
     def build_kernel(self, variant: str, *, tree: Path | None, base: str | None, progress: Any) -> FakeKernel:
         self.builds.append((variant, tree, base))
+        self.events.append(("build", variant, threading.current_thread().name))
         if variant in self.fail_build:
             raise InfraError(f"build of {variant} failed: drivers/foo.c:1: error: bar")
         return FakeKernel(variant)
@@ -75,6 +79,7 @@ class Recorder:
         self.runs.append((name, fss, workloads))
         self.stop_on_flag[name] = stop_on_flag
         build(name, progress=progress)
+        self.events.append(("run", name, threading.current_thread().name))
         progress(f"{name}: booting guest #1")
         progress(f"{name}: guest up")
         (out_dir / name).mkdir(parents=True, exist_ok=True)
@@ -170,6 +175,36 @@ def test_a_broken_variant_build_does_not_stop_the_others(tmp_path: Path) -> None
     err = [j for j in data["jobs"] if j["status"] == "error"]
     assert err and err[0]["variant"] == "mutant-lost-cqe" and err[0]["workload"] == "build-boot"
     assert any(s["status"] == "failed" for s in data["run"]["steps"])
+
+
+def test_next_mutant_builds_while_the_current_one_runs(tmp_path: Path) -> None:
+    rec = Recorder()
+    assert run_pipeline(_opts(tmp_path), rec.stages(), _quiet()) == 0
+    mutants = [v.name for v in VARIANTS if v.kind == "mutant" and not v.equivalent]
+    assert len(mutants) >= 2
+    where = {name: thread for what, name, thread in rec.events if what == "build"}
+    # series, baseline and the first mutant build in the foreground: nothing else runs meanwhile.
+    assert not where["series"].startswith("kwb-prebuild") and not where["baseline"].startswith("kwb-prebuild")
+    assert not where[mutants[0]].startswith("kwb-prebuild")
+    assert all(where[m].startswith("kwb-prebuild") for m in mutants[1:])
+    # A prebuild starts only once the current mutant's own kernel is there.
+    order = [(what, name) for what, name, _ in rec.events]
+    for prev, nxt in itertools.pairwise(mutants):
+        assert order.index(("build", prev)) < order.index(("build", nxt)) < order.index(("run", nxt))
+    data = _latest(tmp_path)
+    assert set(data["timings"]["build_waited"]) == set(mutants[1:])
+    assert schema.errors(data) == []
+
+
+def test_a_failed_prebuild_fails_only_its_own_variant(tmp_path: Path) -> None:
+    later = [v.name for v in VARIANTS if v.kind == "mutant" and not v.equivalent][1]
+    rec = Recorder(fail_build={later})
+    with pytest.raises(InfraError, match=f"build of {later} failed"):
+        run_pipeline(_opts(tmp_path), rec.stages(), _quiet())
+    data = _latest(tmp_path)
+    err = [j for j in data["jobs"] if j["status"] == "error"]
+    assert [(j["variant"], j["workload"]) for j in err] == [(later, "build-boot")]
+    assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS if not v.equivalent]
 
 
 def test_coverage_variant_only_on_request(tmp_path: Path) -> None:

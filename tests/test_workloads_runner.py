@@ -124,6 +124,17 @@ def test_stop_on_flag_without_reboot_ends_the_session(tmp_path: Path) -> None:
     assert not any("--name=fio-iouring " in c for c in factory.guests[0].commands)
 
 
+def test_stop_on_flag_runs_each_check_on_every_filesystem_first(tmp_path: Path) -> None:
+    factory = FakeFactory({"fio_fail_on": "--name=fio-psync --filename=/dev/"})  # fails on bdev only
+    results = runner.run_variant("series", ["ext4", "bdev"], ["fio-psync", "fio-iouring"], tmp_path,
+                                 guest_factory=factory, build=_build, stop_on_flag=True)
+    by = _by(results)
+    assert by[("ext4", "fio-psync")].status is JobStatus.PASS
+    assert by[("bdev", "fio-psync")].status is JobStatus.FAIL
+    assert by[("ext4", "fio-iouring")].status is JobStatus.SKIP  # never reached: bdev flagged it first
+    assert not any("--name=fio-iouring " in c for c in factory.guests[0].commands)
+
+
 def test_kernel_warning_fails_the_job_with_excerpt(tmp_path: Path) -> None:
     factory = FakeFactory({"warn_on": "--name=fio-psync "})
     results = _by(_run(tmp_path, factory, ["ext4"], ["fio-psync", "fio-iouring"]))
