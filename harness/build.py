@@ -23,6 +23,8 @@ from harness.run import run
 from harness.tree import Tree, checkout, current_commit, locked, prepare_tree, rev_parse
 
 BUILD_TIMEOUT = 3600.0
+BZIMAGE = Path("arch") / "x86" / "boot" / "bzImage"
+SEED_TIMEOUT = 600.0   # copying a ~700 MB build dir
 Progress = Callable[[str], None]
 
 # A compiler/linker error line, for the one-line InfraError a broken build raises.
@@ -116,11 +118,39 @@ def configure_build_dir(tree: Tree, fragments: Sequence[kconfig.Fragment], cfg_h
     stamp = bdir / ".kwb-config-hash"
     if stamp.is_file() and stamp.read_text().strip() == cfg_hash and (bdir / ".config").is_file():
         return bdir / ".config"
+    seed = None if (bdir / ".config").is_file() else _seed_for(tree, bdir)
+    if seed is not None:
+        _copy_build_dir(seed, bdir, log, progress)
     if progress:
         progress(f"configuring {bdir.name}: tinyconfig + {', '.join(f.name for f in fragments)}")
     config = kconfig.configure(tree.path, bdir, fragments, [*make_args()], log)
     atomic.write_text(stamp, cfg_hash + "\n")
     return config
+
+
+def _seed_for(tree: Tree, bdir: Path) -> Path | None:
+    """The most recently built sibling build dir of the same tree, to start a new configuration from."""
+    siblings = [d for d in bdir.parent.glob(f"{tree.name}-*")
+                if d != bdir and (d / ".kwb-config-hash").is_file() and (d / BZIMAGE).is_file()]
+    return max(siblings, key=lambda d: (d / BZIMAGE).stat().st_mtime, default=None)
+
+
+def _copy_build_dir(seed: Path, bdir: Path, log: Path, progress: Progress | None) -> None:
+    """Start ``bdir`` as a copy of ``seed``: kbuild tracks which CONFIG_ symbols each object uses, so a new
+    configuration (the gcov variant, a debug fragment) recompiles only the objects whose symbols changed
+    instead of the whole kernel. A real copy, never hard links: the compiler rewrites objects in place."""
+    if progress:
+        progress(f"seeding {bdir.name} from {seed.name} (kbuild then rebuilds only what the new "
+                 "configuration changes)")
+    tmp = bdir.with_name(bdir.name + ".seeding")
+    shutil.rmtree(tmp, ignore_errors=True)
+    res = run(["cp", "-a", "--reflink=auto", str(seed), str(tmp)], timeout=SEED_TIMEOUT, log=log)
+    if not res.ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InfraError(f"could not copy build dir {seed} to {tmp}: {res.tail(1).strip()}")
+    (tmp / ".kwb-config-hash").unlink(missing_ok=True)  # configured afresh below
+    shutil.rmtree(bdir, ignore_errors=True)  # an unconfigured leftover of an interrupted attempt
+    os.replace(tmp, bdir)
 
 
 def make_kernel(tree: Tree, build_dir: Path, log: Path, progress: Progress | None = None,

@@ -53,6 +53,20 @@ def test_other_fragments_get_another_build_dir(cache: Path, fake_repo: Path) -> 
     assert "CONFIG_PROVE_LOCKING=y" in lockdep.config.read_text()
 
 
+def test_a_new_configuration_starts_from_the_last_build_dir(cache: Path, fake_repo: Path) -> None:
+    plain = build.ensure_kernel("series", tree=fake_repo, base="main")
+    (plain.build_dir / "src-main.o").write_text("object built with the plain config")
+    lines: list[str] = []
+    lockdep = build.ensure_kernel("series", tree=fake_repo, base="main", fragments=["lockdep"],
+                                  progress=lines.append)
+    assert any(ln.startswith(f"seeding {lockdep.build_dir.name} from {plain.build_dir.name}") for ln in lines)
+    # kbuild gets the old objects to compare against; the seed itself is left as it was.
+    assert (lockdep.build_dir / "src-main.o").is_file()
+    assert "CONFIG_PROVE_LOCKING=y" in (lockdep.build_dir / ".config").read_text()
+    assert "CONFIG_PROVE_LOCKING" not in (plain.build_dir / ".config").read_text()
+    assert not list(cache.glob("build/*.seeding"))
+
+
 def test_build_failure_raises_with_the_compiler_error(cache: Path, fake_repo: Path) -> None:
     (fake_repo / "src" / "main.c").write_text("int main(void) { BUILD_BREAKER }\n")
     git(fake_repo, "commit", "-q", "-am", "break")
