@@ -120,7 +120,10 @@ def _mutant_section(data: Mapping[str, Any]) -> list[str]:
         rows.append([name, m.get("concern", ""), state, ", ".join(m["by"]) or "–",
                      ", ".join(m.get("expected") or []) or "–"])
     flagged = sum(1 for m in mutants.values() if m["flagged"])
-    return [f"{flagged} of {len(mutants)} mutants flagged.", "",
+    equivalent = sum(1 for m in mutants.values() if m.get("equivalent"))
+    counted = f"{flagged} of {len(mutants) - equivalent} mutants flagged"
+    return [counted + (f" ({equivalent} more documented as equivalent: no check can flag them)."
+                       if equivalent else "."), "",
             *_table(["mutant", "concern", "result", "flagged by", "expected"], rows), ""]
 
 
