@@ -79,8 +79,7 @@ def ccache_env() -> dict[str, str]:
 def make_args() -> list[str]:
     """Variables every make call gets (configuration and build must agree on them)."""
     compiler = "ccache gcc" if shutil.which("ccache") else "gcc"
-    # LOCALVERSION set (even empty) stops setlocalversion appending "+" for a git tree off a tag.
-    return [f"CC={compiler}", f"HOSTCC={compiler}", "LOCALVERSION="]
+    return [f"CC={compiler}", f"HOSTCC={compiler}", *kconfig.CONFIG_MAKE_VARS]
 
 
 def build_dir_for(tree: Tree, cfg_hash: str) -> Path:

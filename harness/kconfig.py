@@ -94,9 +94,18 @@ def requested(fragments: Sequence[Fragment]) -> dict[str, str]:
     return merged
 
 
+# make variables that change what kconfig writes. RUSTC: kconfig records the host rustc's version
+# (CONFIG_RUSTC_VERSION) and every object depends on it, so a rustup shim that resolves under one HOME
+# and not another gave different .config files behind one config hash, and full rebuilds. kwb builds
+# no Rust: "no rustc" everywhere. LOCALVERSION set (even empty): no "+" appended for a dirty git tree.
+CONFIG_MAKE_VARS = ("LOCALVERSION=", "RUSTC=/bin/false")
+
+
 def config_hash(fragments: Sequence[Fragment], base_target: str = "tinyconfig") -> str:
-    """A digest of what defines the configuration (base target + fragment contents, in order)."""
+    """A digest of what defines the configuration (base target, the make variables that reach kconfig,
+    fragment contents in order)."""
     digest = hashlib.sha256(base_target.encode())
+    digest.update("\0".join(CONFIG_MAKE_VARS).encode())
     for frag in fragments:
         digest.update(b"\0" + frag.name.encode() + b"\0" + frag.path.read_bytes())
     return digest.hexdigest()

@@ -96,6 +96,15 @@ def test_kernel_build_json_cli(cache: Path, fake_repo: Path, capsys: pytest.Capt
     assert main(["build", "--variant", "no-such-variant", "--tree", str(fake_repo), "--base", "main"]) == 3
 
 
+def test_configuration_does_not_depend_on_a_host_rust_toolchain(cache: Path, fake_repo: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Same config hash, same .config: a rustc found (or not) through the caller's HOME must not matter.
+    assert "RUSTC=/bin/false" in build.make_args()
+    before = kconfig.config_hash(kconfig.load_fragments())
+    monkeypatch.setattr(kconfig, "CONFIG_MAKE_VARS", ("LOCALVERSION=",))
+    assert kconfig.config_hash(kconfig.load_fragments()) != before  # the variables are part of the key
+
+
 def test_ccache_env_shares_entries_across_build_dirs(cache: Path) -> None:
     env = build.ccache_env()
     assert env["CCACHE_DIR"] == str(cache / "ccache") and env["CCACHE_BASEDIR"] == str(cache)
@@ -127,5 +136,7 @@ def test_real_build_has_every_requested_symbol(built_kernel: KernelBuild) -> Non
     assert built_kernel.bzimage.stat().st_size > 1_000_000
     assert kconfig.missing_symbols(built_kernel.config.read_text(),
                                    kconfig.requested(kconfig.load_fragments())) == []
+    # Whatever rust toolchain the host has, the configuration says "none" (see kconfig.CONFIG_MAKE_VARS).
+    assert "CONFIG_RUSTC_VERSION=0" in built_kernel.config.read_text()
     head = built_kernel.bzimage.read_bytes()[:0x300]
     assert head[0x202:0x206] == b"HdrS"  # an x86 boot image
