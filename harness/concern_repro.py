@@ -30,7 +30,7 @@ from typing import Any
 
 from harness.atomic import write_json, write_text
 from harness.errors import InfraError, UserError
-from harness.qemu.disks import make_disk
+from harness.qemu.disks import ensure_disk
 from harness.run import Result
 from harness.workloads.model import GuestSession, JobResult, WorkloadSpec
 
@@ -257,9 +257,7 @@ def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB
     @contextmanager
     def factory(kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[Any]:
         for disk in disks:
-            if not disk.exists():
-                disk.parent.mkdir(parents=True, exist_ok=True)
-                make_disk(disk, disk_mb)
+            ensure_disk(disk, disk_mb)
         with inner(kernel, disks, results_dir) as guest:
             rec = RecordingGuest(guest, log_dir, retcounts)
             cmdline = rec.run("cat /proc/cmdline; uname -a", timeout=30)

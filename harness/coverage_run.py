@@ -49,12 +49,10 @@ def collecting_factory(inner: GuestFactory, *, make_disks: bool = True,
     @contextmanager
     def factory(kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[Any]:
         if make_disks:
-            from harness.qemu.disks import make_disk
+            from harness.qemu.disks import ensure_disk
 
             for disk in disks:  # the runner makes its own; only a missing one is made here
-                if not disk.exists():
-                    disk.parent.mkdir(parents=True, exist_ok=True)
-                    make_disk(disk, disk_mb)
+                ensure_disk(disk, disk_mb)
         with inner(kernel, disks, results_dir) as guest:
             reset = guest.run(f"[ -d {GCOV_DIR} ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null; "
                               f"echo 0 > {GCOV_DIR}/reset", timeout=60)

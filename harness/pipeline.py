@@ -134,14 +134,16 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
         record.concerns = [s for s in statuses if int(s["version"]) in wanted]
     plan = _plan(opts, stages, record, family, progress)
     record.variant_infos = [p.info for p in plan]
+    runnable: list[_Planned] = []
     for planned in plan:
         if planned.info.equivalent and not opts.workloads:
             # Documented as equivalent: no check can flag it, so building and booting it proves nothing.
             record.steps.append({"name": f"variant {planned.info.name}", "status": "skipped", "seconds": 0.0})
             progress(f"skipping {planned.info.name}: equivalent mutant ({planned.info.equivalent[:60]}…)")
-    runnable = [p for p in plan if not (p.info.equivalent and not opts.workloads)]
+        else:
+            runnable.append(planned)
     first: KwbError | None = None
-    with _Prebuilder(stages, record, progress) as prebuild:
+    with _Prebuilder(stages, progress) as prebuild:
         for i, planned in enumerate(runnable):
             following = runnable[i + 1] if i + 1 < len(runnable) else None
             overlap = following if following is not None and _overlappable(planned, following) else None
@@ -168,8 +170,8 @@ class _Prebuilder:
     (TCG leaves host CPU idle while the guest waits on I/O). One build at a time; results are handed to
     the variant's own build step, errors included."""
 
-    def __init__(self, stages: Stages, record: RunRecord, progress: Progress) -> None:
-        self.stages, self.record, self.progress = stages, record, progress
+    def __init__(self, stages: Stages, progress: Progress) -> None:
+        self.stages, self.progress = stages, progress
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kwb-prebuild")
         self.futures: dict[str, Future[tuple[Any, float]]] = {}
 

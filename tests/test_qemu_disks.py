@@ -24,6 +24,13 @@ def test_make_disk_recreates_empty(tmp_path: Path) -> None:
     assert img.read_bytes()[:14] == b"\0" * 14
 
 
+def test_ensure_disk_keeps_an_existing_image(tmp_path: Path) -> None:
+    img = disks.ensure_disk(tmp_path / "sub" / "d.img", 4)
+    assert img.stat().st_size == 4 * 1024 * 1024
+    img.write_bytes(b"a filesystem")
+    assert disks.ensure_disk(img, 8).read_bytes() == b"a filesystem"  # a re-boot keeps its fs
+
+
 def test_make_disk_rejects_nonsense(tmp_path: Path) -> None:
     with pytest.raises(UserError):
         disks.make_disk(tmp_path / "d.img", 0)

@@ -66,6 +66,11 @@ def make_disk(path: Path, size_mb: int) -> Path:
     return path
 
 
+def ensure_disk(path: Path, size_mb: int) -> Path:
+    """``path`` as it is when it exists (a re-booted guest keeps its filesystem), else a new empty image."""
+    return path if path.exists() else make_disk(path, size_mb)
+
+
 def allocated_bytes(path: Path) -> int:
     """Bytes actually allocated on the host for ``path`` (small for a fresh sparse image)."""
     return os.stat(path).st_blocks * 512

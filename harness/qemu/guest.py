@@ -282,8 +282,6 @@ class Guest:
         # The kill request after a timeout doubles as the "does the guest still answer" probe.
         if res.timed_out and not self._ssh.last_kill_answered:
             self._hung = True
-        if "kwb: abandoned" in res.stderr:
-            self._abandoned = res.stderr.strip().splitlines()[-1]
         return res
 
     def _abort_check(self) -> Callable[[], str | None]:
@@ -296,8 +294,9 @@ class Guest:
                 return dead
             stuck = self._watch.stuck_since(mark)
             if stuck is not None and time.monotonic() - stuck.at >= self.cfg.stuck_grace:
-                return (f"abandoned {self.cfg.stuck_grace:.0f}s after kernel {stuck.kind} "
-                        f"on the console: {stuck.line[:120]}")
+                self._abandoned = (f"abandoned {self.cfg.stuck_grace:.0f}s after kernel {stuck.kind} "
+                                   f"on the console: {stuck.line[:120]}")
+                return self._abandoned
             return None
         return check
 
