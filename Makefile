@@ -9,6 +9,7 @@ BASE    ?=
 SOURCE  ?= ../shared/lore/io-uring-2020-05-18--2020-07-15.mbox
 REV     ?=
 COVERAGE ?= 0
+FRESH_BASELINE ?= 0
 
 .PHONY: setup test test-unit test-series lint bench clean
 
@@ -24,7 +25,8 @@ test-unit: setup
 
 test-series: setup
 	@$(KWB) test-series --source "$(SOURCE)" $(if $(TREE),--tree "$(TREE)") $(if $(BASE),--base "$(BASE)") \
-		$(if $(REV),--revision "$(REV)") $(if $(filter 1,$(COVERAGE)),--coverage)
+		$(if $(REV),--revision "$(REV)") $(if $(filter 1,$(COVERAGE)),--coverage) \
+		$(if $(filter 1,$(FRESH_BASELINE)),--fresh-baseline)
 
 lint: setup
 	$(VENV)/bin/ruff check harness tests scripts

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import reuse
 from harness.errors import InfraError, KwbError, UserError
 from harness.paths import cache_dir
 from harness.progress import Progress
@@ -51,6 +52,8 @@ class Options:
     workloads: list[str] | None = None
     # A CI shard: {variant: [filesystems]} instead of variants × filesystems.
     matrix: dict[str, list[str]] | None = None
+    # Measure the baseline even when a kept run of the same kernel and workloads exists (harness.reuse).
+    fresh_baseline: bool = False
 
 
 @dataclass
@@ -67,6 +70,8 @@ class Stages:
     apply_revision: Callable[[Path, str | None, Any, Callable[[str], None]], str]  # -> applied ref
     # The gcov variant: (name, fss, workloads, out_dir, progress, build=) -> (jobs, coverage summary)
     run_coverage: Callable[..., tuple[list[JobResult], dict[str, Any]]]
+    # (kernel, filesystems, workloads) -> the key a baseline's results are kept under; None: never reuse
+    reuse_key: Callable[[Any, list[str], list[str]], str | None] | None = None
 
 
 @dataclass
@@ -246,8 +251,11 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
              following: _Planned | None = None) -> None:
     name = planned.info.name
     boot = _BootClock(progress)
+    built: list[Any] = []
 
     def build(_variant: str, progress: Callable[[str], None] | None = None, **_: Any) -> Any:
+        if built:  # the reuse check below already built it
+            return built[0]
         start = time.monotonic()
         ready = prebuild.take(name) if prebuild is not None else None
         if ready is not None:
@@ -264,15 +272,18 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
         if planned.info.kind == "series":
             record.kernel["release"] = getattr(kernel, "release", None)
             record.kernel["config"] = str(getattr(kernel, "config", "") or "") or None
+        built.append(kernel)
         return kernel
 
-    fss = (opts.matrix or {}).get(name, opts.filesystems)
-    workloads = opts.workloads or workloads_for(planned.info, stages.workload_catalogue())
+    fss = list((opts.matrix or {}).get(name, opts.filesystems))
+    workloads = list(opts.workloads or workloads_for(planned.info, stages.workload_catalogue()))
+    key = _reuse_key(opts, stages, planned, build, fss, workloads, progress)
+    if key is not None and _take_kept(record, run_dir, name, key, progress):
+        return
     if planned.info.kind == "coverage":
-        jobs, record.coverage = stages.run_coverage(name, list(fss), list(workloads), run_dir, boot,
-                                                    build=build)
+        jobs, record.coverage = stages.run_coverage(name, fss, workloads, run_dir, boot, build=build)
     else:
-        jobs = stages.run_variant(name, list(fss), list(workloads), run_dir, boot, build=build,
+        jobs = stages.run_variant(name, fss, workloads, run_dir, boot, build=build,
                                   stop_on_flag=planned.info.kind == "mutant")
     for job in jobs:
         job.variant = job.variant or name
@@ -284,6 +295,30 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
         accel = json.loads(summary.read_text(encoding="utf-8")).get("accel")
         if accel:
             record.accel = str(accel)
+    if key is not None and reuse.store(name, key, record.run_id, record.started, record.accel,
+                                       [j.to_dict() for j in jobs], run_dir / name):
+        progress(f"{name}: results kept for later runs of the same kernel (key {key})")
+
+
+def _reuse_key(opts: Options, stages: Stages, planned: _Planned, build: BuildFn, fss: list[str],
+               workloads: list[str], progress: Progress) -> str | None:
+    """The key a baseline's results are kept under (None: this variant is always measured)."""
+    if planned.info.kind != "baseline" or opts.fresh_baseline or stages.reuse_key is None:
+        return None
+    return stages.reuse_key(build(planned.info.name, progress=progress), fss, workloads)
+
+
+def _take_kept(record: RunRecord, run_dir: Path, name: str, key: str, progress: Progress) -> bool:
+    """Use the kept results of ``name`` under ``key``, if there are any."""
+    kept = reuse.lookup(name, key)
+    if kept is None:
+        return False
+    record.add_jobs(reuse.restore(kept, run_dir))
+    record.reused[name] = kept.info()
+    record.accel = kept.accel
+    progress(f"{name}: reusing the results of run {kept.run_id} (measured {kept.measured}): same kernel "
+             "commit, .config, workloads and accelerator; --fresh-baseline measures again")
+    return True
 
 
 def workloads_for(info: VariantInfo, catalogue: dict[str, WorkloadSpec]) -> list[str]:
@@ -411,9 +446,17 @@ def _apply_revision(tree: Path, base: str | None, revision: Any, progress: Calla
     return str(result.head)
 
 
+def _reuse_key_real(kernel: Any, filesystems: list[str], workloads: list[str]) -> str | None:
+    catalogue = _workload_catalogue()
+    accel = _need("harness.qemu.accel", "accelerator probe").choose()
+    return reuse.reuse_key(kernel, filesystems, [catalogue[w] for w in workloads if w in catalogue],
+                           accel.accel)
+
+
 def real_stages() -> Stages:
     """The stages backed by the other kwb modules (imported when first called)."""
     return Stages(load_family=_load_family, concern_statuses=_concern_statuses,
                   variant_catalogue=_variant_catalogue, workload_catalogue=_workload_catalogue,
                   build_kernel=_build_kernel,
-                  run_variant=_run_variant, apply_revision=_apply_revision, run_coverage=_run_coverage)
+                  run_variant=_run_variant, apply_revision=_apply_revision, run_coverage=_run_coverage,
+                  reuse_key=_reuse_key_real)

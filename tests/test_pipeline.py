@@ -21,7 +21,7 @@ from harness.progress import Progress
 from harness.report import schema
 from harness.run import run
 from harness.verdict import VariantInfo
-from harness.workloads.model import JobResult, WorkloadSpec
+from harness.workloads.model import JobResult, JobStatus, WorkloadSpec
 
 
 def _spec(name: str, kind: str, default: bool = True) -> WorkloadSpec:
@@ -207,6 +207,55 @@ def test_a_failed_prebuild_fails_only_its_own_variant(tmp_path: Path) -> None:
     assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS if not v.equivalent]
 
 
+def test_an_unchanged_baseline_is_measured_once_then_reused(cache: Path, tmp_path: Path) -> None:
+    rec = Recorder()
+    for j in rec.jobs:
+        if j.variant == "baseline":  # the real runner passes a baseline job that shows the punt path
+            j.status = JobStatus.PASS
+    stages = rec.stages()
+    keys: list[tuple[str, list[str], list[str]]] = []
+
+    def key(kernel: Any, fss: list[str], workloads: list[str]) -> str:
+        keys.append((kernel.variant, fss, workloads))
+        return "k-" + kernel.variant
+
+    stages.reuse_key = key
+    opts = _opts(tmp_path, variants=["series", "baseline"])
+    assert run_pipeline(opts, stages, _quiet()) == 0
+    first = _latest(tmp_path)
+    assert "reused" not in first and keys == [("baseline", list(opts.filesystems), ["fio-iouring"])]
+    assert [r[0] for r in rec.runs] == ["series", "baseline"]
+
+    assert run_pipeline(opts, stages, _quiet()) == 0
+    second = _latest(tmp_path)
+    assert [r[0] for r in rec.runs] == ["series", "baseline", "series"]  # the baseline was not booted
+    assert second["reused"]["baseline"]["run"] == first["run"]["id"]
+    assert schema.errors(second) == []
+    assert second["variants"]["baseline"]["verdict"] == first["variants"]["baseline"]["verdict"]
+    mine = sorted((j["fs"], j["workload"]) for j in second["jobs"] if j["variant"] == "baseline")
+    assert mine == sorted((j["fs"], j["workload"]) for j in first["jobs"] if j["variant"] == "baseline")
+    assert [v for v, *_ in rec.builds].count("baseline") == 2  # built (a cache hit) to know its commit
+    md = (tmp_path / "out" / "latest" / "report.md").read_text()
+    assert f"baseline: results reused from run {first['run']['id']}" in md
+
+    assert run_pipeline(_opts(tmp_path, variants=["series", "baseline"], fresh_baseline=True), stages,
+                        _quiet()) == 0
+    assert [r[0] for r in rec.runs][-2:] == ["series", "baseline"] and "reused" not in _latest(tmp_path)
+
+
+def test_a_failed_baseline_is_not_kept(cache: Path, tmp_path: Path) -> None:
+    rec = Recorder(jobs=[j for j in synthetic_jobs() if j.variant != "baseline" or j.fs != "xfs"])
+    for j in rec.jobs:
+        if j.variant == "baseline":
+            j.status = JobStatus.FAIL
+    stages = rec.stages()
+    stages.reuse_key = lambda kernel, fss, workloads: "k"
+    opts = _opts(tmp_path, variants=["baseline"])
+    run_pipeline(opts, stages, _quiet())
+    run_pipeline(opts, stages, _quiet())
+    assert [r[0] for r in rec.runs] == ["baseline", "baseline"] and "reused" not in _latest(tmp_path)
+
+
 def test_coverage_variant_only_on_request(tmp_path: Path) -> None:
     rec = Recorder()
     stages = rec.stages()
@@ -351,7 +400,7 @@ def test_user_tree_path_on_a_synthetic_tree(tmp_path: Path) -> None:
 def test_real_series_vs_baseline_on_ext4(built_kernel: Any, lore_mbox: Path, tmp_path: Path) -> None:
     """The pipeline on the real stages, cut to one fs and one workload: async path vs punt path."""
     opts = Options(source=str(lore_mbox), out_root=tmp_path / "out", variants=["series", "baseline"],
-                   filesystems=["ext4"], workloads=["fio-iouring"])
+                   filesystems=["ext4"], workloads=["fio-iouring"], fresh_baseline=True)
     log = io.StringIO()
     code = run_pipeline(opts, real_stages(), Progress(stream=log))
     data = _latest(tmp_path)
@@ -366,3 +415,13 @@ def test_real_series_vs_baseline_on_ext4(built_kernel: Any, lore_mbox: Path, tmp
     assert "| fio-iouring | baseline |" in md and "| fio-iouring | series |" in md
     for job in data["jobs"]:
         assert (Path(job["job_dir"]) / "command").is_file() and job["reproducer"]
+    # The same baseline kernel and workload again: the kept results are taken, the guest is not booted.
+    again = Options(source=str(lore_mbox), out_root=tmp_path / "out", variants=["baseline"],
+                    filesystems=["ext4"], workloads=["fio-iouring"])
+    assert run_pipeline(again, real_stages(), Progress(stream=log)) == 0
+    reused = _latest(tmp_path)
+    assert reused["reused"]["baseline"]["run"] == data["run"]["id"], log.getvalue()[-2000:]
+    assert "baseline" not in reused["timings"]["boot"] and schema.errors(reused) == []
+    assert reused["variants"]["baseline"]["paths"]["ext4"]["path"] == "io-wq"
+    (job,) = reused["jobs"]
+    assert Path(job["job_dir"]).is_relative_to(tmp_path / "out" / reused["run"]["id"])

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="comma-separated filesystems (default: ext4,xfs,btrfs,bdev)")
     p.add_argument("--workloads", type=_csv, help="comma-separated workload names (default: the default set)")
     p.add_argument("--out", type=Path, help="results root (default: $KWB_OUT or out/)")
+    p.add_argument("--fresh-baseline", action="store_true",
+                   help="measure the baseline even if an earlier run kept results of the same kernel")
     p.set_defaults(func=_cmd)
 
 
@@ -42,5 +44,6 @@ def _cmd(args: argparse.Namespace) -> int:
     opts = Options(source=args.source, out_root=args.out or results_root(),
                    command="kwb " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "kwb test-series",
                    tree=args.tree, base=args.base, revision=args.revision, coverage=args.coverage,
+                   fresh_baseline=args.fresh_baseline,
                    variants=args.variants, filesystems=args.fs, workloads=args.workloads)
     return run_pipeline(opts, real_stages(), Progress(quiet=getattr(args, "quiet", False)))

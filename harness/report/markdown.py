@@ -174,12 +174,20 @@ def _header(data: Mapping[str, Any]) -> list[str]:
              f"{kernel.get('release') or '–'}{rev}",
              f"- accelerator: {data.get('accel', 'unknown')}; run status: {run['status']}"
              + (f" ({run['error']})" if run.get("error") else ""),
-             f"- started {run['started']}, finished {run.get('finished') or '–'}", ""]
+             f"- started {run['started']}, finished {run.get('finished') or '–'}",
+             *_reused(data), ""]
     if verdict["reasons"]:
         lines += ["Why it did not pass:", *[f"- {r}" for r in verdict["reasons"]], ""]
     lines += ["| variant | kind | verdict | detail |", "|---|---|---|---|"]
     lines += [f"| {n} | {v['kind']} | {v['verdict']} | {v['reason']} |" for n, v in data["variants"].items()]
     return [*lines, ""]
+
+
+def _reused(data: Mapping[str, Any]) -> list[str]:
+    # Numbers not measured by this run must say so next to the run's own facts.
+    return [f"- {name}: results reused from run {r['run']} (measured {r['measured']}; same kernel commit, "
+            f".config, workloads and accelerator; `--fresh-baseline` measures again)"
+            for name, r in (data.get("reused") or {}).items()]
 
 
 def _timings(data: Mapping[str, Any]) -> list[str]:

@@ -60,6 +60,7 @@ class RunRecord:
                                                               "variants": {}, "jobs": {}})
     shards: list[str] = field(default_factory=list)
     coverage: dict[str, Any] | None = None  # the coverage variant's summary (harness.coverage_run)
+    reused: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> kept run (harness.reuse)
 
     def add_jobs(self, jobs: list[dict[str, Any]]) -> None:
         """Record job results and their durations."""
@@ -86,6 +87,8 @@ class RunRecord:
                 "concerns": self.concerns, "timings": timings, "verdict": verdict["verdict"]}
         if self.coverage is not None:
             data["coverage"] = self.coverage
+        if self.reused:
+            data["reused"] = self.reused
         return data
 
 
