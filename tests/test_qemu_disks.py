@@ -60,3 +60,11 @@ def test_devices_and_prepare_commands() -> None:
     assert disks.prepare_command(0, "raw") == ""
     with pytest.raises(UserError):
         disks.guest_device(disks.MAX_DISKS)
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("ext4.qcow2", "qcow2"), ("bdev.img", "raw"), ("disk", "raw"),
+                                           ("x.qcow2.img", "raw")])
+def test_disk_format_follows_kwbs_naming_not_the_contents(tmp_path: Path, name: str, fmt: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"QFI\xfb" if fmt == "raw" else b"")  # a qcow2 magic in a raw image stays raw
+    assert disks.disk_format(path) == fmt

@@ -52,6 +52,13 @@ def test_disks_are_raw_virtio_blk_in_order(tmp_path: Path) -> None:
     ]
 
 
+def test_qcow2_overlays_get_their_own_explicit_format(tmp_path: Path) -> None:
+    opts = vng.disk_qemu_opts([tmp_path / "ext4.qcow2", tmp_path / "bdev.img"])
+    drives = [o for o in opts if o.startswith("if=none")]
+    assert drives == [f"if=none,id=kwbdisk0,file={tmp_path}/ext4.qcow2,format=qcow2,cache=writeback",
+                      f"if=none,id=kwbdisk1,file={tmp_path}/bdev.img,format=raw,cache=writeback"]
+
+
 @pytest.mark.parametrize("bad", ["/tmp/a b.img", "/tmp/a,b.img", "/tmp/a;rm.img", "/tmp/$(x)"])
 def test_paths_vng_would_mangle_are_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(UserError, match="characters virtme-ng cannot pass through"):

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_workloads_fakeguest import AVAILABLE_612, FakeFactory
 
-from harness.errors import UserError
+from harness.errors import InfraError, UserError
 from harness.workloads import runner
 from harness.workloads.model import JobResult, JobStatus
 
@@ -32,6 +32,30 @@ def _build(variant: str, progress: object = None) -> FakeBuild:
 @pytest.fixture(autouse=True)
 def _variant_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "variant_kind", lambda v: "baseline" if v == "baseline" else "series")
+
+
+@pytest.fixture(autouse=True)
+def _no_host_templates(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fake runs must not build GiB templates with the host's mkfs: they take the fallback path (guest
+    # mkfs + layout) unless a test passes its own ``templates``.
+    def unavailable(fs: str, *_a: object) -> Path:
+        raise InfraError("templates disabled in fake runs")
+    monkeypatch.setattr(runner, "template_overlay", unavailable)
+
+
+@dataclass
+class FakeTemplates:
+    """Records template requests and makes a stand-in overlay file; ``broken`` filesystems fail."""
+
+    broken: tuple[str, ...] = ()
+    calls: list[tuple[str, int, list[int], str]] = field(default_factory=list)
+
+    def __call__(self, fs: str, size_mb: int, data_mb: list[int], overlay: Path, progress: object) -> Path:
+        self.calls.append((fs, size_mb, list(data_mb), overlay.name))
+        if fs in self.broken:
+            raise InfraError(f"mkfs.{fs}: unsupported option (fake)")
+        overlay.write_bytes(b"QFI\xfb")
+        return overlay
 
 
 def _run(tmp_path: Path, factory: FakeFactory, fss: list[str], workloads: list[str],
@@ -300,3 +324,52 @@ def test_real_panic_mid_workload_crashes_that_job_and_the_run_continues(tmp_path
     assert "sysrq" in (Path(crash.job_dir) / "health.txt").read_text().lower()
     assert len(boots) == 2
     assert by[("bdev", "fio-psync")].status is JobStatus.PASS, by[("bdev", "fio-psync")].reason
+
+
+def test_template_backed_disks_skip_guest_mkfs(tmp_path: Path) -> None:
+    factory, templates, lines = FakeFactory(), FakeTemplates(), []
+    results = runner.run_variant("series", ["ext4", "xfs", "bdev"], ["fio-iouring"], tmp_path,
+                                 progress=lines.append, guest_factory=factory, build=_build,
+                                 templates=templates)
+    assert {r.status for r in results} == {JobStatus.PASS}
+    # size: the 1024 MiB fio file + headroom; contents: that one data file; overlays in the run's dir
+    assert templates.calls == [("ext4", 2048, [1024], "ext4.qcow2"), ("xfs", 2048, [1024], "xfs.qcow2")]
+    assert [d.name for d in factory.disks] == ["ext4.qcow2", "xfs.qcow2", "bdev.img"]
+    g = factory.guests[0]
+    assert not any(" mkfs.ext4 -q -F /dev/" in f" {c}" or "mkfs.xfs -q -f /dev/" in c for c in g.commands)
+    assert any("mount -t ext4 /dev/vda" in c for c in g.commands)
+    assert any("mount -t xfs /dev/vdb" in c for c in g.commands)
+    assert not any("templates:" in ln for ln in lines)
+
+
+def test_template_failure_falls_back_to_guest_mkfs_and_says_so_once(tmp_path: Path) -> None:
+    factory, templates, lines = FakeFactory(), FakeTemplates(broken=("xfs",)), []
+    results = runner.run_variant("series", ["ext4", "xfs"], ["fio-iouring", "fio-psync"], tmp_path,
+                                 progress=lines.append, guest_factory=factory, build=_build,
+                                 templates=templates)
+    assert {r.status for r in results} == {JobStatus.PASS}
+    said = [ln for ln in lines if ln.startswith("templates:")]
+    assert len(said) == 1 and "xfs" in said[0] and "making xfs in the guest" in said[0], lines
+    assert [d.name for d in factory.disks] == ["ext4.qcow2", "xfs.img"]
+    g = factory.guests[0]
+    assert any("mkfs.xfs -q -f /dev/vdb" in c for c in g.commands)
+    assert not any("mkfs.ext4 -q -F /dev/vda" in c for c in g.commands)
+    assert any("--name=kwb-layout" in c and "/mnt/xfs/" in c for c in g.commands)  # laid out in the guest
+
+
+def test_template_backed_fs_is_not_remade_after_a_reboot(tmp_path: Path) -> None:
+    factory = FakeFactory({"panic_on": "--name=fio-iouring "})
+    runner.run_variant("series", ["ext4"], ["fio-iouring", "fio-psync"], tmp_path, guest_factory=factory,
+                       build=_build, templates=FakeTemplates())
+    assert len(factory.guests) == 2
+    assert not any("mkfs.ext4 -q -F /dev/" in c for g in factory.guests for c in g.commands)
+    assert all(any("mount -t ext4 /dev/vda" in c for c in g.commands) for g in factory.guests)
+
+
+def test_make_disks_keeps_bdev_raw_and_sparse(tmp_path: Path) -> None:
+    from harness.workloads.catalogue import select
+
+    disks, ready = runner._make_disks(tmp_path, ["btrfs", "bdev"], select(["fio-psync"]), FakeTemplates(),
+                                      lambda _m: None)
+    assert [d.name for d in disks] == ["btrfs.qcow2", "bdev.img"] and ready == {"btrfs"}
+    assert disks[1].stat().st_size == 2048 * 1024 * 1024 and disks[1].stat().st_blocks == 0

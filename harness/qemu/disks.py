@@ -1,7 +1,8 @@
 """Sparse raw disk images for the guest, and the ``SIZE_MB:fs`` disk specs of the CLI.
 
-Images are attached with an explicit ``format=raw`` (see :mod:`harness.qemu.vng`) so QEMU never probes
-them, and appear in the guest as /dev/vda, /dev/vdb, ... in the order given.
+Images are attached with an explicit ``format=`` (see :func:`disk_format` and :mod:`harness.qemu.vng`) so
+QEMU never probes them, and appear in the guest as /dev/vda, /dev/vdb, ... in the order given. Besides raw
+images, the runner attaches qcow2 overlays on host-made templates (:mod:`harness.qemu.templates`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ class DiskSpec:
         if int(size_s) < minimum:
             raise UserError(f"bad --disk {text!r}: {fs} needs at least {minimum} MB")
         return cls(int(size_s), fs)
+
+
+def disk_format(path: Path) -> str:
+    """QEMU's ``format=`` for an image kwb made: ``qcow2`` for ``*.qcow2`` overlays, else ``raw``.
+
+    Decided by kwb's own naming, never by probing the contents: a guest that wrote a qcow2 header into a
+    raw image must not make QEMU read it as qcow2 on the next boot.
+    """
+    return "qcow2" if path.suffix == ".qcow2" else "raw"
 
 
 def guest_device(index: int) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import InfraError, UserError
+from harness.qemu.disks import disk_format
 
 # Guest kernel options kwb always wants: a panic reboots at once and -no-reboot turns that into exit.
 BASE_CMDLINE = ("panic=-1",)
@@ -78,11 +79,12 @@ def check_path(path: Path, what: str) -> str:
 
 
 def disk_qemu_opts(disks: list[Path]) -> list[str]:
-    """QEMU options attaching raw images as virtio-blk (vda, vdb, ... in order)."""
+    """QEMU options attaching images as virtio-blk (vda, vdb, ... in order), each with its explicit format."""
     opts: list[str] = []
     for i, disk in enumerate(disks):
         path = check_path(disk, "disk image")
-        opts += ["-drive", f"if=none,id=kwbdisk{i},file={path},format=raw,cache=writeback",
+        fmt = disk_format(disk)
+        opts += ["-drive", f"if=none,id=kwbdisk{i},file={path},format={fmt},cache=writeback",
                  "-device", f"virtio-blk-pci,drive=kwbdisk{i},serial=kwbdisk{i}"]
     return opts
 

@@ -23,8 +23,10 @@ from harness.evidence import HealthMonitor, ScanFn
 from harness.paths import cache_dir
 from harness.qemu.disks import FILESYSTEMS as DISK_FILESYSTEMS
 from harness.qemu.disks import guest_device, make_disk
+from harness.qemu.templates import TEMPLATE_FILESYSTEMS, template_overlay
 from harness.workloads import kinds
 from harness.workloads.catalogue import FILESYSTEMS, select
+from harness.workloads.fio import FioParams
 from harness.workloads.model import (
     GuestSession,
     JobResult,
@@ -39,6 +41,8 @@ __all__ = ["Target", "run_variant"]
 Progress = Callable[[str], None]
 GuestFactory = Callable[[Path, list[Path], Path], AbstractContextManager[GuestSession]]
 BuildFn = Callable[..., Any]
+# (fs, disk size MiB, fio data file sizes MiB, overlay path, progress) -> the overlay made on a template
+TemplateFn = Callable[[str, int, list[int], Path, Progress], Path]
 
 GUEST_MEMORY_MB = 768        # small on purpose: the fio data file (1 GiB) must not fit in the page cache
 DISK_HEADROOM_MB = 1024      # filesystem metadata, probe scratch files, liburing test files
@@ -64,7 +68,7 @@ class _Run:
     results: list[JobResult] = field(default_factory=list)
     boots: int = 0
     accel: str = ""
-    prepared: set[str] = field(default_factory=set)  # filesystems mkfs'ed in this run
+    prepared: set[str] = field(default_factory=set)  # filesystems made in this run (host template or guest)
     stop_on_flag: bool = False                        # mutants: the first failing check is enough
 
     @property
@@ -89,11 +93,28 @@ def default_guest_factory(kernel: Path, disks: list[Path], results_dir: Path) ->
     return guest
 
 
-def _make_disks(root: Path, filesystems: list[str], specs: list[WorkloadSpec]) -> list[Path]:
-    """Fresh sparse images, one per filesystem, in a directory private to this run."""
+def _make_disks(root: Path, filesystems: list[str], specs: list[WorkloadSpec], templates: TemplateFn,
+                progress: Progress) -> tuple[list[Path], set[str]]:
+    """One image per filesystem in a directory private to this run, and the filesystems they already hold.
+
+    ext4/xfs/btrfs get a qcow2 overlay on a host-made template (filesystem made, fio's data files laid out);
+    when no template can be built, or for the raw block device, a fresh sparse image the guest formats.
+    """
     size = max([int(s.params.get("size_mb", 0)) for s in specs] + [256]) + DISK_HEADROOM_MB
+    data_mb = sorted({FioParams.from_dict(s.params, s.name).size_mb for s in specs if s.kind == "fio"})
     root.mkdir(parents=True, exist_ok=True)
-    return [make_disk(root / f"{fs}.img", size) for fs in filesystems]
+    disks: list[Path] = []
+    ready: set[str] = set()
+    for fs in filesystems:
+        if fs in TEMPLATE_FILESYSTEMS:
+            try:
+                disks.append(templates(fs, size, data_mb, root / f"{fs}.qcow2", progress))
+                ready.add(fs)
+                continue
+            except (KwbError, OSError) as exc:
+                progress(f"templates: no {fs} template ({exc}); making {fs} in the guest instead")
+        disks.append(make_disk(root / f"{fs}.img", size))
+    return disks, ready
 
 
 def _prepare_fs(guest: GuestSession, fs: str, device: str, mkfs: bool) -> tuple[Target | None, str, str]:
@@ -300,10 +321,11 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
                 progress: Progress | None = None, *, guest_factory: GuestFactory | None = None,
                 build: BuildFn | None = None, scan: ScanFn | None = None,
                 catalogue: dict[str, WorkloadSpec] | None = None, max_boots: int = 0,
-                stop_on_flag: bool = False) -> list[JobResult]:
+                stop_on_flag: bool = False, templates: TemplateFn | None = None) -> list[JobResult]:
     """Build ``variant``, boot it once (re-boot after a crash/hang), run the workloads on each filesystem.
 
-    ``guest_factory``, ``build``, ``scan`` and ``catalogue`` are for tests (fakes); ``max_boots`` bounds
+    ``guest_factory``, ``build``, ``scan``, ``catalogue`` and ``templates`` (the host-made filesystem images,
+    :mod:`harness.qemu.templates`) are for tests (fakes); ``max_boots`` bounds
     re-boots (default: one more than the number of jobs). ``stop_on_flag`` (mutants) ends the run at the
     first job that fails a check: the rest are recorded as skipped, naming the job that flagged it.
     """
@@ -317,9 +339,9 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
     fss = [fs for fs in filesystems if any(fs in s.filesystems for s in specs)]
     # Private to this run (concurrent runs of the same variant must not share images); removed at the end.
     disk_dir = cache_dir() / "disks" / f"{variant}-{os.getpid()}-{time.time_ns()}"
-    disks = _make_disks(disk_dir, fss, specs)
+    disks, ready = _make_disks(disk_dir, fss, specs, templates or template_overlay, say)
     run = _Run(variant, kind, out_dir, specs, fss, disks, kernel, say,
-               guest_factory or default_guest_factory, scan, stop_on_flag=stop_on_flag)
+               guest_factory or default_guest_factory, scan, prepared=ready, stop_on_flag=stop_on_flag)
     limit = max_boots or len(_pending(run)) + 1
     try:
         _drive(run, limit)
