@@ -6,6 +6,7 @@ subset there, and run it in a booted guest on ext4 through the workload runner.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,6 +211,65 @@ def test_run_job_on_bdev_runs_only_path_tests(tmp_path: Path, fake_suite: Path) 
     ran = {s["name"] for s in res.subresults if s["status"] == "pass"}
     assert ran == {t for t in liburing.SUBSET if t in liburing.PATH_TESTS}
     assert all(c.endswith("/dev/vdb") for c in guest.commands if ".t" in c)
+
+
+def test_pool_output_parsing() -> None:
+    out = ("KWB-LIBURING-BEGIN nop\nok\n\nKWB-LIBURING-END nop 0 10.50 11.75\n"
+           "KWB-LIBURING-BEGIN fsync\n\nKWB-LIBURING-END fsync 1 10.50 13.00\n"
+           "KWB-LIBURING-BEGIN link\npartial\n")  # cut short: no END line
+    parsed = liburing.parse_pool_output(out)
+    assert parsed == {"nop": (0, 1.25, "ok\n"), "fsync": (1, 2.5, "")}
+
+
+@dataclass
+class _ShellGuest:
+    """Runs the guest commands with the host's sh (the scripts are what the guest would run)."""
+
+    commands: list[str] = field(default_factory=list)
+
+    def run(self, command: str, timeout: float) -> Result:
+        self.commands.append(command)
+        if command == "uname -r":
+            return Result(["ssh"], 0, "6.12.117\n", "", 0.01)
+        p = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=timeout)
+        return Result(["sh"], p.returncode, p.stdout, p.stderr, 0.1)
+
+    def console_text(self) -> str:
+        return ""
+
+    def alive(self) -> bool:
+        return True
+
+
+def test_parallel_tests_run_side_by_side_in_their_own_dirs(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    scripts = {"nop": "echo nop ran in $(basename $PWD); exit 0",
+               "fsync": "touch shared-name; sleep 0.3; ls; exit 1",
+               "link": "touch shared-name; echo Skipping, not supported; exit 0",
+               "probe": "exit 77", "fpos": "sleep 5"}
+    for name, body in scripts.items():
+        (suite / f"{name}.t").write_text(f"#!/bin/sh\n{body}\n")
+        (suite / f"{name}.t").chmod(0o755)
+    monkeypatch.setattr(liburing, "build_tests", lambda tree=None: suite)
+    monkeypatch.setattr(liburing, "list_tests", lambda d: sorted(scripts))
+    monkeypatch.setattr(liburing, "MIN_TEST_TIMEOUT", 1)
+    scratch = tmp_path / "fs" / "kwb-scratch"
+    target = Target("ext4", "/dev/vda", str(tmp_path / "fs"), str(scratch))
+    guest = _ShellGuest()
+    spec = _spec(tests=list(scripts), parallel=2, per_test_timeout=2, timeout=2 + liburing.GUEST_SLACK + 60)
+    res = liburing.run_job(guest, spec, target, tmp_path / "job")
+    by = {s["name"]: s for s in res.subresults}
+    assert {n: by[n]["status"] for n in scripts} == {"nop": "pass", "fsync": "fail", "link": "skip",
+                                                     "probe": "skip", "fpos": "timeout"}
+    assert by["fsync"]["reason"] == "exit 1: shared-name" and by["fsync"]["duration"] >= 0.2
+    assert "nop ran in nop" in (tmp_path / "job" / "tests" / "nop.log").read_text()
+    (pool,) = [c for c in guest.commands if "KWB-LIBURING-BEGIN" in c]  # one command for the job
+    assert "wait -n" in pool
+    assert res.status is JobStatus.FAIL
+    # two at a time: fpos (killed after 2 s) overlaps the others, the job does not take their sum
+    assert res.duration < 2 + 0.3 + 1.5
 
 
 def test_run_job_build_failure_is_an_error_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

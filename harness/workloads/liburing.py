@@ -2,9 +2,12 @@
 
 Sources come from ``apt-get source liburing`` (a deb-src entry is added by scripts/setup.sh) into
 ``cache_dir()/liburing-src``; ``./configure && make -C src && make -C test`` builds the ``*.t`` binaries
-there once. In the guest each test runs on its own (own timeout, own log) with the working directory
-on the target filesystem: liburing's tests create their data files in the current directory, and the
-tests that take a path argument get the raw device on the ``bdev`` target. Exit 0 is pass, 77 (or a
+there once. In the guest each test runs with its own timeout and log and the working directory on the
+target filesystem: liburing's tests create their data files in the current directory, and the tests
+that take a path argument get the raw device on the ``bdev`` target. ``params.parallel = N`` keeps N
+tests running side by side (one guest command for the job), each in its own directory: one test keeps
+one vCPU of the TCG guest (one host core) busy, out of two. On the raw device they always run one at a
+time. Exit 0 is pass, 77 (or a
 "skip" message) skip, a killed test timeout; failures listed in liburing-known-failures.toml for the
 running kernel are reported as known, with their reason, and do not fail the job.
 """
@@ -56,7 +59,8 @@ NOT_TESTS = frozenset({"exec-target", "helpers"})
 # liburing 2.3 tests that can't run often say so and exit 0 (e.g. iopoll: "File/device/fs doesn't
 # support polled IO"); those count as skips, not passes.
 SKIP_TEXT = re.compile(r"\bskip(ping|ped)?\b|doesn't support|not supported", re.IGNORECASE)
-KNOWN_PARAMS = ("set", "tests", "exclude", "per_test_timeout")
+KNOWN_PARAMS = ("set", "tests", "exclude", "per_test_timeout", "parallel")
+MARK = "KWB-LIBURING-"
 
 
 # --- host side: sources and build --------------------------------------------------------------------
@@ -232,8 +236,8 @@ def validate_params(params: dict[str, Any], where: str) -> None:
         if key in ("tests", "exclude") and not (isinstance(value, list)
                                                 and all(isinstance(v, str) for v in value)):
             raise UserError(f"{where}: field 'params.{key}' must be a list of test names")
-        if key == "per_test_timeout" and (type(value) is not int or value < 1):
-            raise UserError(f"{where}: field 'params.per_test_timeout' must be a positive integer")
+        if key in ("per_test_timeout", "parallel") and (type(value) is not int or value < 1):
+            raise UserError(f"{where}: field 'params.{key}' must be a positive integer")
 
 
 # --- guest side ----------------------------------------------------------------------------------
@@ -287,31 +291,93 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
     outcomes: list[CaseOutcome] = []
     commands: list[str] = []
     log: list[str] = []
-    for i, name in enumerate(tests):
+    # Tests given the raw device share it (some write to it): one at a time there.
+    width = 1 if target.mount is None else int(spec.params.get("parallel", 1))
+    pending = list(tests)
+    while pending:
         # the last tests get what is left of the job's budget rather than being skipped outright
         left = spec.timeout - (time.monotonic() - start) - GUEST_SLACK
         limit = min(per_test, int(left))
-        command = command_for(test_dir, name, target, workdir, max(limit, 1))
-        if command is None:
-            outcomes.append(CaseOutcome(name, "skip", None, 0.0, "needs a filesystem (bdev target)"))
-            continue
         if limit < MIN_TEST_TIMEOUT:
-            outcomes += [CaseOutcome(t, "not-run", None, 0.0, "job time budget exhausted")
-                         for t in tests[i:]]
+            outcomes += [CaseOutcome(t, "not-run", None, 0.0, "job time budget exhausted") for t in pending]
             break
-        commands.append(command)
-        res: Result = guest.run(command, timeout=limit + GUEST_SLACK)
-        output = res.stdout + res.stderr
-        write_text(job_dir / "tests" / f"{name}.log", f"$ {command}\n{output}\nexit: {res.returncode}\n")
-        outcome = classify(name, res.returncode, res.timed_out, output, res.duration,
-                           known_reason(known, name, release, target.fs))
-        outcomes.append(outcome)
-        log.append(f"{name}: {outcome.status} ({outcome.duration:.1f}s) {outcome.reason}".rstrip())
-        if res.timed_out and not guest.alive():
-            outcomes += [CaseOutcome(t, "not-run", None, 0.0, f"guest stopped answering during {name}")
-                         for t in tests[i + 1:]]
+        batch: list[tuple[str, str]] = []
+        for name in pending if width > 1 else pending[:1]:
+            # side by side, each test has its own directory: liburing's tests reuse file names
+            command = command_for(test_dir, name, target, f"{workdir}/{name}" if width > 1 else workdir,
+                                  max(limit, 1))
+            if command is None:
+                outcomes.append(CaseOutcome(name, "skip", None, 0.0, "needs a filesystem (bdev target)"))
+            else:
+                batch.append((name, command))
+        pending = pending[len(pending) if width > 1 else 1:]
+        if not batch:
+            continue
+        commands += [c for _, c in batch]
+        results = _run_batch(guest, batch, width, limit, max(int(left), limit), workdir)
+        for (name, command), (res, output) in zip(batch, results, strict=True):
+            write_text(job_dir / "tests" / f"{name}.log", f"$ {command}\n{output}\nexit: {res.returncode}\n")
+            outcome = classify(name, res.returncode, res.timed_out, output, res.duration,
+                               known_reason(known, name, release, target.fs))
+            outcomes.append(outcome)
+            log.append(f"{name}: {outcome.status} ({outcome.duration:.1f}s) {outcome.reason}".rstrip())
+        if any(r.timed_out for r, _ in results) and not guest.alive():
+            names = " / ".join(n for n, _ in batch)
+            outcomes += [CaseOutcome(t, "not-run", None, 0.0, f"guest stopped answering during {names}")
+                         for t in pending]
             break
     return outcomes, commands, log
+
+
+def _run_batch(guest: GuestSession, batch: list[tuple[str, str]], width: int, limit: int, budget: int,
+               workdir: str) -> list[tuple[Result, str]]:
+    """One test (its own SSH command), or a pool of ``width`` tests at a time in one command."""
+    if len(batch) == 1:
+        res = guest.run(batch[0][1], timeout=limit + GUEST_SLACK)
+        return [(res, res.stdout + res.stderr)]
+    res = guest.run(pool_command(batch, width, f"{workdir}/.kwb-logs"), timeout=budget + GUEST_SLACK)
+    parsed = parse_pool_output(res.stdout)
+    out: list[tuple[Result, str]] = []
+    for name, command in batch:
+        argv = ["sh", "-c", command]
+        if name in parsed:
+            rc, seconds, text = parsed[name]
+            out.append((Result(argv, rc, text, "", seconds), text))
+        else:  # the pool was cut short (job budget, guest gone) before this test reported
+            why = (res.stderr.strip().splitlines() or ["no result reported"])[-1]
+            out.append((Result(argv, -1, "", why, 0.0, timed_out=True), why))
+    return out
+
+
+def pool_command(batch: list[tuple[str, str]], width: int, logdir: str) -> str:
+    """A guest command running the ``(name, command)`` pairs ``width`` at a time (bash ``wait -n``); each
+    test prints its output, exit code and seconds between markers as it ends (under ``flock``, so blocks
+    never interleave and a pool cut short still reports the tests that finished)."""
+    d = shlex.quote(logdir)
+    lines = [f"mkdir -p {d}", "running=0"]
+    for name, command in batch:
+        f = shlex.quote(f"{logdir}/{name}")
+        report = (f"echo {MARK}BEGIN {name}; cat {f}.out; echo; "
+                  f"echo {MARK}END {name} $(cat {f}.rc)")
+        lines += [f"( read -r s _ < /proc/uptime; ( {command} ) > {f}.out 2>&1; rc=$?; "
+                  f"read -r e _ < /proc/uptime; echo \"$rc $s $e\" > {f}.rc; "
+                  f"flock {d}/.lock sh -c {shlex.quote(report)} ) &",
+                  "running=$((running + 1))",
+                  f"if [ $running -ge {width} ]; then wait -n; running=$((running - 1)); fi"]
+    lines.append("wait")
+    return f"exec bash -c {shlex.quote(chr(10).join(lines))}"
+
+
+def parse_pool_output(stdout: str) -> dict[str, tuple[int, float, str]]:
+    """``{test: (exit code, seconds, output)}`` from :func:`pool_command`'s output; a test without a
+    complete END line is left out."""
+    found: dict[str, tuple[int, float, str]] = {}
+    pattern = re.compile(rf"^{MARK}BEGIN (\S+)\n(.*?)\n?^{MARK}END \1 (-?\d+) ([\d.]+) ([\d.]+)$",
+                         re.MULTILINE | re.DOTALL)
+    for m in pattern.finditer(stdout):
+        name, text, rc, began, ended = m.groups()
+        found[name] = (int(rc), round(max(float(ended) - float(began), 0.0), 2), text)
+    return found
 
 
 def summarise(outcomes: list[CaseOutcome]) -> dict[str, int]:
