@@ -426,13 +426,19 @@ class HealthMonitor:
         new_console = console[self.console_offset:]
         self.console_offset = len(console)
         dmesg, note = "", ""
-        # A dead or hung guest answers at once (Guest.run knows); no separate "alive?" round trip.
-        res = self.guest.run("dmesg -c", timeout=GUEST_TIMEOUT)
-        if res.ok:
-            dmesg, self._dmesg_clear = res.stdout, True
+        on_console = self.scan(new_console)
+        if any(getattr(f, "fatal", f.kind in CRASH_KINDS) for f in on_console):
+            # The console already has the kernel's report (loglevel 7), and asking a kernel that just
+            # oopsed for its log can wait out the whole timeout.
+            note = "dmesg not read: the console shows a kernel crash"
         else:
-            note = "dmesg unreadable (guest not answering); console only"
-        findings = _dedupe([*self.scan(dmesg), *self.scan(new_console)])
+            # A dead or hung guest answers at once (Guest.run knows); no separate "alive?" round trip.
+            res = self.guest.run("dmesg -c", timeout=GUEST_TIMEOUT)
+            if res.ok:
+                dmesg, self._dmesg_clear = res.stdout, True
+            else:
+                note = "dmesg unreadable (guest not answering); console only"
+        findings = _dedupe([*self.scan(dmesg), *on_console])
         return Health(findings=findings, dmesg=dmesg, console=new_console, note=note)
 
 

@@ -202,5 +202,18 @@ def test_health_monitor_dead_guest_uses_console() -> None:
     g.console += PANIC
     g.dead = True
     health = mon.collect()
-    assert health.crashed and "console only" in health.note
+    assert health.crashed and "console shows a kernel crash" in health.note
     assert {f.kind for f in health.findings} >= {"panic"}
+
+
+def test_health_monitor_does_not_ask_an_oopsed_kernel_for_dmesg() -> None:
+    g = FakeGuest()
+    mon = evidence.HealthMonitor(g)
+    mon.mark()
+    asked = len(g.commands)
+    g.console += "BUG: kernel NULL pointer dereference, address: 0000000000000020\n"
+    health = mon.collect()
+    assert health.crashed and len(g.commands) == asked  # no `dmesg -c` round trip
+    g.dead = True  # a guest that died without a console report: dmesg is tried, console only
+    health = mon.collect()
+    assert not health.findings and "console only" in health.note

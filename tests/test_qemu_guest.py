@@ -14,7 +14,7 @@ import pytest
 
 from harness.errors import UserError
 from harness.qemu import disks, guest, vng
-from harness.qemu.guest import BootError, Guest, GuestConfig
+from harness.qemu.guest import POWEROFF, BootError, Guest, GuestConfig
 from harness.run import run
 
 
@@ -137,6 +137,34 @@ def test_command_abandoned_after_a_stuck_console_line(tmp_path: Path, line: str,
     else:
         assert res.timed_out and took >= 3
         assert g.alive()
+
+
+class _PoweroffSsh:
+    connected = True
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def exec(self, command: str, timeout: float, abort: Any = None, kill_timeout: float = 0) -> Any:
+        from harness.run import Result
+        self.commands.append(command)
+        return Result(["sh", "-c", command], 0, "", "", 0.0)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("line,clean", [
+    ("BUG: kernel NULL pointer dereference, address: 0000000000000020", False),
+    ("WARNING: CPU: 0 PID: 1 at mm/filemap.c:1 foo+0x1/0x2", True),
+])
+def test_no_clean_poweroff_after_an_oops(tmp_path: Path, line: str, clean: bool) -> None:
+    g = Guest(_cfg(tmp_path))
+    ssh = _PoweroffSsh()
+    g._ssh = ssh  # type: ignore[assignment]
+    g._watch.feed(line + "\n")
+    g._poweroff()
+    assert (ssh.commands == [POWEROFF]) is clean
 
 
 def test_free_port_is_loopback_bindable() -> None:
