@@ -6,6 +6,7 @@ small templates with the host's mkfs.ext4/xfs/btrfs and inspect them with read-o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import InfraError
+from harness.paths import cache_dir
 from harness.qemu import templates
+from harness.qemu.disks import guest_device
 from harness.workloads.fio import FioParams, data_file
 from harness.workloads.model import Target
 
@@ -229,3 +232,47 @@ def test_real_overlay_takes_the_writes_and_the_template_keeps_none(cache: Path, 
     read = _run("qemu-io", "-f", "qcow2", "-c", "read -P 0xab 0 1M", str(overlay))
     assert read.returncode == 0 and "Pattern verification failed" not in read.stdout, read.stdout
     assert img.read_bytes() == before
+
+
+@pytest.fixture
+def cached_kernel(request: pytest.FixtureRequest) -> Path:
+    """A kernel already built in the kwb cache (the series variant if there is one: filesystems do not
+    depend on the variant); only when the cache holds none is one built through ``built_kernel``."""
+    kernels = cache_dir() / "kernels"
+    found = sorted(kernels.glob("series-*/*/bzImage"), key=lambda p: p.stat().st_mtime) or \
+        sorted(kernels.glob("*/*/bzImage"), key=lambda p: p.stat().st_mtime)
+    if found:
+        return found[-1]
+    return Path(request.getfixturevalue("built_kernel").bzimage)
+
+
+@pytest.mark.real
+def test_real_guest_mounts_the_overlays_and_finds_the_data_laid_out(cached_kernel: Path, cache: Path,
+                                                                    tmp_path: Path) -> None:
+    """One TCG boot with the three overlays attached as the runner attaches them: each mounts without
+    mkfs, fio's data file has the size fio's layout check wants and the bytes the host wrote, and what
+    the guest writes lands in the overlay, never in the template."""
+    from harness.qemu.guest import Guest, GuestConfig
+    from harness.workloads.runner import GUEST_MEMORY_MB, _prepare_fs
+
+    fss = ["ext4", "xfs", "btrfs"]
+    imgs = {fs: templates.ensure_template(fs, 320, [8]) for fs in fss}
+    before = {fs: hashlib.sha256(img.read_bytes()).hexdigest() for fs, img in imgs.items()}
+    disks = [templates.make_overlay(imgs[fs], tmp_path / "disks" / f"{fs}.qcow2") for fs in fss]
+    templates._write_data(tmp_path / "expected", 8)
+    want = hashlib.md5((tmp_path / "expected").read_bytes()).hexdigest()
+    cfg = GuestConfig(kernel=cached_kernel, results_dir=tmp_path / "guest", disks=disks,
+                      memory_mb=GUEST_MEMORY_MB, boot_timeout=300)
+    with Guest(cfg) as guest:
+        for i, fs in enumerate(fss):
+            target, why, out = _prepare_fs(guest, fs, guest_device(i), mkfs=False)
+            assert target is not None, f"{fs}: {why}\n{out}"
+            path = data_file(target, FioParams(size_mb=8))
+            res = guest.run(f"stat -c '%s %b %B' {path} && md5sum {path} && "
+                            f"head -c 1M /dev/zero > {target.scratch}/written && sync", timeout=120)
+            assert res.ok, f"{fs}: {res.stdout}{res.stderr}"
+            size, blocks, bsize = (int(x) for x in res.stdout.split("\n")[0].split())
+            assert size == 8 * MB and blocks * bsize >= 8 * MB, (fs, res.stdout)
+            assert res.stdout.split("\n")[1].split()[0] == want, (fs, res.stdout)
+    for fs, img in imgs.items():
+        assert hashlib.sha256(img.read_bytes()).hexdigest() == before[fs], f"{fs} template was written"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import shutil
 import struct
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ Progress = Callable[[str], None]
 
 TEMPLATE_FILESYSTEMS = ("ext4", "xfs", "btrfs")
 SCRATCH_DIR = "kwb-scratch"      # what the runner's _prepare_fs makes on every filesystem
-LAYOUT_VERSION = 1               # bump when the contents below change: old templates are then not reused
+LAYOUT_VERSION = 2               # bump when the contents below change: old templates are then not reused
 MKFS_TIMEOUT = 900.0             # mkfs copying a few GiB on a loaded 2-core host
 VERSION_TIMEOUT = 30.0
 OVERLAY_TIMEOUT = 60.0
@@ -151,8 +152,9 @@ def _stage(staging: Path, data_mb: list[int]) -> None:
 
 def _write_data(path: Path, size_mb: int) -> None:
     # Never zero: mkfs.ext4 -d leaves all-zero blocks as holes, and reads of holes never reach the disk.
-    # One random MiB reused, each 4 KiB block stamped with its index (cheaper than GiBs of os.urandom).
-    pool = bytearray(os.urandom(CHUNK))
+    # One pseudo-random MiB (seeded: the same bytes in every template, so a guest can check them) reused,
+    # each 4 KiB block stamped with its index (much cheaper than GiBs of os.urandom).
+    pool = bytearray(random.Random(size_mb).randbytes(CHUNK))
     with open(path, "wb") as f:
         for mb in range(size_mb):
             for blk in range(CHUNK // BLOCK):
