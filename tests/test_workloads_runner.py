@@ -373,3 +373,14 @@ def test_make_disks_keeps_bdev_raw_and_sparse(tmp_path: Path) -> None:
                                       lambda _m: None)
     assert [d.name for d in disks] == ["btrfs.qcow2", "bdev.img"] and ready == {"btrfs"}
     assert disks[1].stat().st_size == 2048 * 1024 * 1024 and disks[1].stat().st_blocks == 0
+
+
+def test_template_that_does_not_mount_is_remade_in_the_guest_and_said(tmp_path: Path) -> None:
+    factory, lines = FakeFactory({"mkfs_fail": ("xfs",)}), []
+    results = runner.run_variant("series", ["xfs"], ["fio-psync"], tmp_path, progress=lines.append,
+                                 guest_factory=factory, build=_build, templates=FakeTemplates())
+    prepares = [c for c in factory.guests[0].commands if "mount -t xfs" in c]
+    assert len(prepares) == 2
+    assert "mkfs.xfs -q -f /dev/vda" not in prepares[0] and "mkfs.xfs -q -f /dev/vda" in prepares[1]
+    assert any("xfs did not mount" in ln and "making it afresh" in ln for ln in lines), lines
+    assert results[0].status is JobStatus.ERROR  # this fake's xfs never mounts: a named, per-fs error

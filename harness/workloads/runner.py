@@ -246,7 +246,8 @@ def _prepare_all(run: _Run, guest: GuestSession) -> dict[str, Target | str]:
     for i, fs in enumerate(run.filesystems):
         target, why, out = _prepare_fs(guest, fs, guest_device(i), mkfs=fs not in run.prepared)
         if target is None and fs in run.prepared:
-            # After a crash the old filesystem may not mount; start it afresh.
+            # After a crash the old filesystem (or a host-made template) may not mount; start it afresh.
+            run.progress(f"{run.variant}: {fs} did not mount ({why}); making it afresh in the guest")
             target, why, out = _prepare_fs(guest, fs, guest_device(i), mkfs=True)
         write_text(run.variant_dir / fs / "prepare.log", out)
         run.prepared.add(fs)
