@@ -332,29 +332,31 @@ def test_template_backed_disks_skip_guest_mkfs(tmp_path: Path) -> None:
                                  progress=lines.append, guest_factory=factory, build=_build,
                                  templates=templates)
     assert {r.status for r in results} == {JobStatus.PASS}
-    # size: the 1024 MiB fio file + headroom; contents: that one data file; overlays in the run's dir
-    assert templates.calls == [("ext4", 2048, [1024], "ext4.qcow2"), ("xfs", 2048, [1024], "xfs.qcow2")]
-    assert [d.name for d in factory.disks] == ["ext4.qcow2", "xfs.qcow2", "bdev.img"]
+    # size: the 1024 MiB fio file + headroom; contents: that one data file; overlays in the run's dir.
+    # xfs has no template (xfsprogs 6.1's proto bug, see harness.qemu.templates): the guest makes it.
+    assert templates.calls == [("ext4", 2048, [1024], "ext4.qcow2")]
+    assert [d.name for d in factory.disks] == ["ext4.qcow2", "xfs.img", "bdev.img"]
     g = factory.guests[0]
-    assert not any(" mkfs.ext4 -q -F /dev/" in f" {c}" or "mkfs.xfs -q -f /dev/" in c for c in g.commands)
+    assert not any(" mkfs.ext4 -q -F /dev/" in f" {c}" for c in g.commands)
+    assert any("mkfs.xfs -q -f /dev/vdb" in c for c in g.commands)
     assert any("mount -t ext4 /dev/vda" in c for c in g.commands)
     assert any("mount -t xfs /dev/vdb" in c for c in g.commands)
     assert not any("templates:" in ln for ln in lines)
 
 
 def test_template_failure_falls_back_to_guest_mkfs_and_says_so_once(tmp_path: Path) -> None:
-    factory, templates, lines = FakeFactory(), FakeTemplates(broken=("xfs",)), []
-    results = runner.run_variant("series", ["ext4", "xfs"], ["fio-iouring", "fio-psync"], tmp_path,
+    factory, templates, lines = FakeFactory(), FakeTemplates(broken=("btrfs",)), []
+    results = runner.run_variant("series", ["ext4", "btrfs"], ["fio-iouring", "fio-psync"], tmp_path,
                                  progress=lines.append, guest_factory=factory, build=_build,
                                  templates=templates)
     assert {r.status for r in results} == {JobStatus.PASS}
     said = [ln for ln in lines if ln.startswith("templates:")]
-    assert len(said) == 1 and "xfs" in said[0] and "making xfs in the guest" in said[0], lines
-    assert [d.name for d in factory.disks] == ["ext4.qcow2", "xfs.img"]
+    assert len(said) == 1 and "btrfs" in said[0] and "making btrfs in the guest" in said[0], lines
+    assert [d.name for d in factory.disks] == ["ext4.qcow2", "btrfs.img"]
     g = factory.guests[0]
-    assert any("mkfs.xfs -q -f /dev/vdb" in c for c in g.commands)
+    assert any("mkfs.btrfs -q -f /dev/vdb" in c for c in g.commands)
     assert not any("mkfs.ext4 -q -F /dev/vda" in c for c in g.commands)
-    assert any("--name=kwb-layout" in c and "/mnt/xfs/" in c for c in g.commands)  # laid out in the guest
+    assert any("--name=kwb-layout" in c and "/mnt/btrfs/" in c for c in g.commands)  # laid out in the guest
 
 
 def test_template_backed_fs_is_not_remade_after_a_reboot(tmp_path: Path) -> None:
@@ -376,11 +378,11 @@ def test_make_disks_keeps_bdev_raw_and_sparse(tmp_path: Path) -> None:
 
 
 def test_template_that_does_not_mount_is_remade_in_the_guest_and_said(tmp_path: Path) -> None:
-    factory, lines = FakeFactory({"mkfs_fail": ("xfs",)}), []
-    results = runner.run_variant("series", ["xfs"], ["fio-psync"], tmp_path, progress=lines.append,
+    factory, lines = FakeFactory({"mkfs_fail": ("btrfs",)}), []
+    results = runner.run_variant("series", ["btrfs"], ["fio-psync"], tmp_path, progress=lines.append,
                                  guest_factory=factory, build=_build, templates=FakeTemplates())
-    prepares = [c for c in factory.guests[0].commands if "mount -t xfs" in c]
+    prepares = [c for c in factory.guests[0].commands if "mount -t btrfs" in c]
     assert len(prepares) == 2
-    assert "mkfs.xfs -q -f /dev/vda" not in prepares[0] and "mkfs.xfs -q -f /dev/vda" in prepares[1]
-    assert any("xfs did not mount" in ln and "making it afresh" in ln for ln in lines), lines
-    assert results[0].status is JobStatus.ERROR  # this fake's xfs never mounts: a named, per-fs error
+    assert "mkfs.btrfs -q -f /dev/vda" not in prepares[0] and "mkfs.btrfs -q -f /dev/vda" in prepares[1]
+    assert any("btrfs did not mount" in ln and "making it afresh" in ln for ln in lines), lines
+    assert results[0].status is JobStatus.ERROR  # this fake's btrfs never mounts: a named, per-fs error
