@@ -277,8 +277,8 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
 
     fss = list((opts.matrix or {}).get(name, opts.filesystems))
     workloads = list(opts.workloads or workloads_for(planned.info, stages.workload_catalogue()))
-    key = _reuse_key(opts, stages, planned, build, fss, workloads, progress)
-    if key is not None and _take_kept(record, run_dir, name, key, progress):
+    key = _reuse_key(stages, planned, build, fss, workloads, progress)
+    if key is not None and not opts.fresh_baseline and _take_kept(record, run_dir, name, key, progress):
         return
     if planned.info.kind == "coverage":
         jobs, record.coverage = stages.run_coverage(name, fss, workloads, run_dir, boot, build=build)
@@ -300,10 +300,11 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
         progress(f"{name}: results kept for later runs of the same kernel (key {key})")
 
 
-def _reuse_key(opts: Options, stages: Stages, planned: _Planned, build: BuildFn, fss: list[str],
-               workloads: list[str], progress: Progress) -> str | None:
-    """The key a baseline's results are kept under (None: this variant is always measured)."""
-    if planned.info.kind != "baseline" or opts.fresh_baseline or stages.reuse_key is None:
+def _reuse_key(stages: Stages, planned: _Planned, build: BuildFn, fss: list[str], workloads: list[str],
+               progress: Progress) -> str | None:
+    """The key a baseline's results are kept under (None: this variant is never kept). A fresh baseline
+    has a key too: it is measured, and its results replace the kept ones."""
+    if planned.info.kind != "baseline" or stages.reuse_key is None:
         return None
     return stages.reuse_key(build(planned.info.name, progress=progress), fss, workloads)
 

@@ -240,7 +240,11 @@ def test_an_unchanged_baseline_is_measured_once_then_reused(cache: Path, tmp_pat
 
     assert run_pipeline(_opts(tmp_path, variants=["series", "baseline"], fresh_baseline=True), stages,
                         _quiet()) == 0
-    assert [r[0] for r in rec.runs][-2:] == ["series", "baseline"] and "reused" not in _latest(tmp_path)
+    third = _latest(tmp_path)
+    assert [r[0] for r in rec.runs][-2:] == ["series", "baseline"] and "reused" not in third
+    # the fresh measurement replaced the kept one
+    assert run_pipeline(opts, stages, _quiet()) == 0
+    assert _latest(tmp_path)["reused"]["baseline"]["run"] == third["run"]["id"]
 
 
 def test_a_failed_baseline_is_not_kept(cache: Path, tmp_path: Path) -> None:
@@ -418,8 +422,9 @@ def test_real_series_vs_baseline_on_ext4(built_kernel: Any, lore_mbox: Path, tmp
     # The same baseline kernel and workload again: the kept results are taken, the guest is not booted.
     again = Options(source=str(lore_mbox), out_root=tmp_path / "out", variants=["baseline"],
                     filesystems=["ext4"], workloads=["fio-iouring"])
-    assert run_pipeline(again, real_stages(), Progress(stream=log)) == 0
+    run_pipeline(again, real_stages(), Progress(stream=log))
     reused = _latest(tmp_path)
+    assert reused["verdict"]["reasons"] == ["no series variant in this run"]  # the baseline alone
     assert reused["reused"]["baseline"]["run"] == data["run"]["id"], log.getvalue()[-2000:]
     assert "baseline" not in reused["timings"]["boot"] and schema.errors(reused) == []
     assert reused["variants"]["baseline"]["paths"]["ext4"]["path"] == "io-wq"
