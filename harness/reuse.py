@@ -3,7 +3,8 @@
 A new revision of a series changes the series kernel, not the kernel it is compared with: the baseline
 (the base commit, same configuration) measures what it measured last time, within the spread the report
 already shows, and re-measuring it costs about three minutes per revision on the 2-core TCG machine. So a
-baseline run whose jobs all passed is kept under ``$KWB_CACHE/results/``, keyed by everything that decides
+complete baseline run (no job errored, timed out or crashed, no kernel findings) is kept under
+``$KWB_CACHE/results/``, keyed by everything that decides
 its results: the kernel commit, the .config, the filesystems, the workload definitions, the code that runs
 them and the accelerator. A later run with the same key takes those results (job directories included)
 instead of booting the baseline, and results.json / report.md say which run measured them.
@@ -93,8 +94,10 @@ def lookup(variant: str, key: str) -> Stored | None:
 
 
 def keepable(jobs: list[dict[str, Any]]) -> bool:
-    """Only a clean run is kept: every job passed, no health findings."""
-    return bool(jobs) and all(j.get("status") == "pass" and not j.get("findings") for j in jobs)
+    """Only a complete, healthy run is kept: every job passed or failed its checks (a baseline that
+    does not show the punt path is a result too), none errored, timed out or crashed, no kernel
+    findings."""
+    return bool(jobs) and all(j.get("status") in ("pass", "fail") and not j.get("findings") for j in jobs)
 
 
 def store(variant: str, key: str, run_id: str, measured: str, accel: str, jobs: list[dict[str, Any]],

@@ -101,9 +101,9 @@ def test_store_lookup_restore_round_trip(cache: Path, tmp_path: Path) -> None:
     assert (kept.path / "ext4" / "fio-iouring" / "command").is_file()
 
 
-@pytest.mark.parametrize("jobs", [[], [{"status": "fail"}], [{"status": "pass", "findings": ["oops"]}],
-                                  [{"status": "pass"}, {"status": "error"}]])
-def test_only_clean_runs_are_kept(cache: Path, tmp_path: Path, jobs: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize("jobs", [[], [{"status": "timeout"}], [{"status": "pass", "findings": ["oops"]}],
+                                  [{"status": "pass"}, {"status": "error"}], [{"status": "crash"}]])
+def test_only_complete_healthy_runs_are_kept(cache: Path, tmp_path: Path, jobs: list[dict[str, Any]]) -> None:
     vdir = _variant_dir(tmp_path / "run")
     assert reuse.store("baseline", "k", "run", "now", "tcg", jobs, vdir) is None
     assert reuse.lookup("baseline", "k") is None
@@ -117,3 +117,9 @@ def test_unreadable_entry_is_no_entry(cache: Path, tmp_path: Path) -> None:
     assert reuse.lookup("baseline", "k") is None
     (slot / reuse.ENTRY).write_text(json.dumps({"run_id": "run"}))
     assert reuse.lookup("baseline", "k") is None
+
+
+def test_a_baseline_that_fails_its_checks_is_a_result_and_kept(cache: Path, tmp_path: Path) -> None:
+    vdir = _variant_dir(tmp_path / "run")
+    assert reuse.store("baseline", "k", "run", "now", "tcg", [_job(tmp_path / "run", status="fail")], vdir)
+    assert reuse.lookup("baseline", "k") is not None

@@ -248,7 +248,7 @@ def test_parallel_tests_run_side_by_side_in_their_own_dirs(tmp_path: Path,
     scripts = {"nop": "echo nop ran in $(basename $PWD); exit 0",
                "fsync": "touch shared-name; sleep 0.3; ls; exit 1",
                "link": "touch shared-name; echo Skipping, not supported; exit 0",
-               "probe": "exit 77", "fpos": "sleep 5"}
+               "probe": "exit 77", "fpos": "sleep 5", "d4ae271dfaae": "exit 0"}
     for name, body in scripts.items():
         (suite / f"{name}.t").write_text(f"#!/bin/sh\n{body}\n")
         (suite / f"{name}.t").chmod(0o755)
@@ -262,11 +262,14 @@ def test_parallel_tests_run_side_by_side_in_their_own_dirs(tmp_path: Path,
     res = liburing.run_job(guest, spec, target, tmp_path / "job")
     by = {s["name"]: s for s in res.subresults}
     assert {n: by[n]["status"] for n in scripts} == {"nop": "pass", "fsync": "fail", "link": "skip",
-                                                     "probe": "skip", "fpos": "timeout"}
+                                                     "probe": "skip", "fpos": "timeout",
+                                                     "d4ae271dfaae": "pass"}
     assert by["fsync"]["reason"] == "exit 1: shared-name" and by["fsync"]["duration"] >= 0.2
     assert "nop ran in nop" in (tmp_path / "job" / "tests" / "nop.log").read_text()
     (pool,) = [c for c in guest.commands if "KWB-LIBURING-BEGIN" in c]  # one command for the job
     assert "wait -n" in pool
+    assert "d4ae271dfaae" not in pool  # SQPOLL: alone, after the pool
+    assert guest.commands[-2].endswith("/d4ae271dfaae.t")
     assert res.status is JobStatus.FAIL
     # two at a time: fpos (killed after 2 s) overlaps the others, the job does not take their sum
     assert res.duration < 2 + 0.3 + 1.5
