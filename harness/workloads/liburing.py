@@ -294,22 +294,24 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
     outcomes: list[CaseOutcome] = []
     commands: list[str] = []
     log: list[str] = []
-    # Tests given the raw device share it (some write to it): one at a time there.
+    # Tests given the raw device share it (some write to it): one at a time there. Side by side, the
+    # pool first, then the tests that must run alone, one command each.
     width = 1 if target.mount is None else int(spec.params.get("parallel", 1))
-    # the pool first, then the tests that must run alone, one command each
-    pending = [t for t in tests if t not in SOLO_TESTS] + [t for t in tests if t in SOLO_TESTS]
-    while pending:
-        if width > 1 and pending[0] in SOLO_TESTS:
-            width = 1
+    if width > 1:
+        pool = [t for t in tests if t not in SOLO_TESTS]
+        groups = ([pool] if pool else []) + [[t] for t in tests if t in SOLO_TESTS]
+    else:
+        groups = [[t] for t in tests]
+    for i, group in enumerate(groups):
         # the last tests get what is left of the job's budget rather than being skipped outright
         left = spec.timeout - (time.monotonic() - start) - GUEST_SLACK
         limit = min(per_test, int(left))
         if limit < MIN_TEST_TIMEOUT:
-            outcomes += [CaseOutcome(t, "not-run", None, 0.0, "job time budget exhausted") for t in pending]
+            outcomes += [CaseOutcome(t, "not-run", None, 0.0, "job time budget exhausted")
+                         for g in groups[i:] for t in g]
             break
         batch: list[tuple[str, str]] = []
-        taking = [t for t in pending if t not in SOLO_TESTS] if width > 1 else pending[:1]
-        for name in taking:
+        for name in group:
             # side by side, each test has its own directory: liburing's tests reuse file names
             command = command_for(test_dir, name, target, f"{workdir}/{name}" if width > 1 else workdir,
                                   max(limit, 1))
@@ -317,7 +319,6 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
                 outcomes.append(CaseOutcome(name, "skip", None, 0.0, "needs a filesystem (bdev target)"))
             else:
                 batch.append((name, command))
-        pending = pending[len(taking):]
         if not batch:
             continue
         commands += [c for _, c in batch]
@@ -331,7 +332,7 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
         if any(r.timed_out for r, _ in results) and not guest.alive():
             names = " / ".join(n for n, _ in batch)
             outcomes += [CaseOutcome(t, "not-run", None, 0.0, f"guest stopped answering during {names}")
-                         for t in pending]
+                         for g in groups[i + 1:] for t in g]
             break
     return outcomes, commands, log
 
