@@ -246,6 +246,24 @@ class Kprobes:
         prof = parse_profile(res.stdout)
         return {role: prof.get(role, (0, 0)) for role in self.armed}
 
+    def read_script(self, tag: str) -> str:
+        """Shell lines that print the counters between ``tag`` markers, for a caller folding the read into
+        its own guest command: under TCG each SSH round trip costs ~0.4 s, and fio reads twice a repeat."""
+        if not self.armed:
+            return ""
+        return f"echo {tag}; cat {TRACEFS}/kprobe_profile || echo KWB-PROFILE-UNREADABLE; echo {tag}-END"
+
+    def parse_read(self, stdout: str, tag: str) -> dict[str, tuple[int, int]]:
+        """The counters :meth:`read_script` printed under ``tag`` in ``stdout``."""
+        if not self.armed:
+            return {}
+        _, found, rest = stdout.partition(f"{tag}\n")
+        text = rest.partition(f"{tag}-END")[0]
+        if not found or f"{tag}-END" not in rest or "KWB-PROFILE-UNREADABLE" in text:
+            raise InfraError(f"reading kprobe_profile failed ({tag} counters missing from the guest output)")
+        prof = parse_profile(text)
+        return {role: prof.get(role, (0, 0)) for role in self.armed}
+
     def disarm(self) -> None:
         """Remove every kwb kprobe (best effort: the guest may be gone)."""
         if self.armed:

@@ -9,6 +9,7 @@ import pytest
 from test_workloads_fakeguest import AVAILABLE_612, AVAILABLE_2020, PANIC, WARNING, FakeGuest
 
 from harness import evidence
+from harness.errors import InfraError
 from harness.run import Result, run
 
 
@@ -103,6 +104,22 @@ def test_kprobes_arm_read_disarm_on_fake() -> None:
     assert counts["callback"][0] > 0 and counts["iowq_enqueue"] == (0, 0)
     kp.disarm()
     assert kp.armed == [] and g.armed == []
+
+
+def test_kprobes_read_folded_into_a_command() -> None:
+    g = FakeGuest()
+    kp = evidence.Kprobes(g, evidence.discover(g))
+    kp.arm()
+    script = f"{kp.read_script('B')}\nfio --name=x --ioengine=io_uring\n{kp.read_script('A')}"
+    out = g.run(script, 10).stdout
+    assert kp.parse_read(out, "B")["callback"] == (0, 0)
+    assert kp.parse_read(out.split("B-END")[1], "A")["callback"][0] > 0
+    with pytest.raises(InfraError, match="kprobe_profile"):
+        kp.parse_read("no markers here\n", "B")
+    with pytest.raises(InfraError, match="kprobe_profile"):
+        kp.parse_read("B\ncat: kprobe_profile: No such file\nKWB-PROFILE-UNREADABLE\nB-END\n", "B")
+    unarmed = evidence.Kprobes(g, evidence.discover(g))
+    assert unarmed.read_script("B") == "" and unarmed.parse_read("", "B") == {}
 
 
 def test_refused_probe_gets_a_reason() -> None:

@@ -91,8 +91,8 @@ class FakeGuest:
             self.armed = re.findall(r"p:kwb/(\w+) ", command)
             self.hits = dict.fromkeys(self.armed, 0)
             return _ok()
-        if "kprobe_profile" in command:
-            return _ok("".join(f"  {r:44} {self.hits[r]:15} {0:15}\n" for r in self.armed))
+        if "kprobe_profile" in command and "fio --name" not in command:
+            return _ok(self._profile())
         if "echo > /sys/kernel/tracing/kprobe_events" in command:
             self.armed = []
             return _ok()
@@ -121,12 +121,22 @@ class FakeGuest:
         name = f"{engine}-forced" if forced else engine
         text = (DATA / f"{name}.json").read_text()
         ios = int(re.search(r'"total_ios" : (\d+)', text).group(1))  # type: ignore[union-attr]
+        tags = re.findall(r"echo (\S+); cat \S+/kprobe_profile", command)  # inline counter reads
+        before = self._profile_at(tags[0]) if tags else ""
         self._count(engine, forced, ios)
+        after = self._profile_at(tags[1]) if len(tags) > 1 else ""
         workers = "4\n5\n" if engine == "io_uring" and (forced or self.mode == "baseline") else "0\n0\n"
-        out = ("KWB-STAT-BEFORE 10.00 cpu  100 0 100 800 0 0 0 0 0 0\n" + text
-               + "\nKWB-FIO-END\nKWB-STAT-AFTER 12.50 cpu  200 0 400 900 0 0 0 0 0 0\nKWB-IOWQ-SAMPLES\n"
-               + workers)
+        out = (before + "KWB-STAT-BEFORE 10.00 cpu  100 0 100 800 0 0 0 0 0 0\n" + text
+               + "\nKWB-FIO-END\nKWB-STAT-AFTER 12.50 cpu  200 0 400 900 0 0 0 0 0 0\n" + after
+               + "KWB-IOWQ-SAMPLES\n" + workers)
         return _ok(out)
+
+    def _profile(self) -> str:
+        return "".join(f"  {r:44} {self.hits[r]:15} {0:15}\n" for r in self.armed)
+
+    def _profile_at(self, tag: str) -> str:
+        """The counters as a script reading them inline prints them."""
+        return f"{tag}\n{self._profile()}{tag}-END\n"
 
     def _count(self, engine: str, forced: bool, ios: int) -> None:
         def bump(role: str, n: int) -> None:

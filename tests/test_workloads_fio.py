@@ -81,6 +81,9 @@ def test_plain_io_uring_shows_async_path(tmp_path: Path) -> None:
     # layout happened once, drop_caches before every repeat
     assert sum("--name=kwb-layout" in c for c in g.commands) == 1
     assert not any("drop_caches" in c for c in g.commands)  # invalidate=1 targets the data file
+    # the counters are read inside each repeat's command, not in round trips of their own
+    assert not any("kprobe_profile" in c and "fio --name" not in c for c in g.commands)
+    assert [len(r["kprobe_hits"]) > 0 for r in r.metrics["per_repeat"]] == [True] * 3
 
 
 def test_forced_async_shows_iowq_path(tmp_path: Path) -> None:

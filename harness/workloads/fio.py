@@ -28,6 +28,7 @@ CHECKS = tuple(evidence.CHECKS)
 LAYOUT_MB_PER_S_FLOOR = 20.0   # TCG writes far faster than this; it only bounds the layout step
 REPEAT_SLACK = 60.0            # fio start-up, cache invalidation and JSON output under TCG
 STAT_BEFORE, STAT_AFTER, FIO_END = "KWB-STAT-BEFORE", "KWB-STAT-AFTER", "KWB-FIO-END"
+PROBES_BEFORE, PROBES_AFTER = "KWB-KPROBES-BEFORE", "KWB-KPROBES-AFTER"
 # CPU counters and uptime around fio, read with shell builtins (no fork under TCG).
 _SNAPSHOT = ("read -r KWB_S < /proc/stat; read -r KWB_U KWB_X < /proc/uptime; "
              "echo \"{tag} $KWB_U $KWB_S\"")
@@ -207,10 +208,12 @@ class _Job:
         return round(time.monotonic() - start, 2)
 
     def one_repeat(self, n: int, argv: list[str], kprobes: evidence.Kprobes) -> None:
-        before = kprobes.read()
         drop = "sync; echo 3 > /proc/sys/vm/drop_caches; " if self.p.drop_caches else ""
-        inner = (f"{drop}{_SNAPSHOT.format(tag=STAT_BEFORE)}\n{shlex.join(argv)}\nKWB_FIO_RC=$?\n"
-                 f"echo; echo {FIO_END}; {_SNAPSHOT.format(tag=STAT_AFTER)}\n(exit $KWB_FIO_RC)")
+        # The counters are read inside the repeat's own command, right around fio.
+        inner = (f"{drop}{kprobes.read_script(PROBES_BEFORE)}\n{_SNAPSHOT.format(tag=STAT_BEFORE)}\n"
+                 f"{shlex.join(argv)}\nKWB_FIO_RC=$?\n"
+                 f"echo; echo {FIO_END}; {_SNAPSHOT.format(tag=STAT_AFTER)}\n"
+                 f"{kprobes.read_script(PROBES_AFTER)}\n(exit $KWB_FIO_RC)")
         script = evidence.with_iowq_sampler(inner, f"/tmp/kwb-iowq-{self.spec.name}-{n}.txt")
         res = self.guest_run(f"repeat {n}", script, self.p.runtime + REPEAT_SLACK)
         out, samples = evidence.split_samples(res.stdout)
@@ -225,7 +228,8 @@ class _Job:
         if metrics["error"]:
             raise _Failed(JobStatus.FAIL, f"fio reported error {metrics['error']} on repeat {n}")
         metrics.update(_guest_cpu(out, metrics["total_ios"]))
-        after = kprobes.read()
+        before = kprobes.parse_read(out, PROBES_BEFORE)
+        after = kprobes.parse_read(out.split(FIO_END)[-1], PROBES_AFTER)
         metrics["kprobe_hits"] = {r: after[r][0] - before.get(r, (0, 0))[0] for r in after}
         metrics["kprobe_misses"] = {r: after[r][1] - before.get(r, (0, 0))[1] for r in after}
         metrics["iowq_workers"] = samples
