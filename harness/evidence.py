@@ -243,7 +243,10 @@ class Kprobes:
         res = self.guest.run(f"cat {TRACEFS}/kprobe_profile", timeout=GUEST_TIMEOUT)
         if not res.ok:
             raise InfraError(f"reading kprobe_profile failed (exit {res.returncode}): {res.tail(1)}")
-        prof = parse_profile(res.stdout)
+        return self._armed_counts(res.stdout)
+
+    def _armed_counts(self, profile: str) -> dict[str, tuple[int, int]]:
+        prof = parse_profile(profile)
         return {role: prof.get(role, (0, 0)) for role in self.armed}
 
     def read_script(self, tag: str) -> str:
@@ -261,8 +264,7 @@ class Kprobes:
         text = rest.partition(f"{tag}-END")[0]
         if not found or f"{tag}-END" not in rest or "KWB-PROFILE-UNREADABLE" in text:
             raise InfraError(f"reading kprobe_profile failed ({tag} counters missing from the guest output)")
-        prof = parse_profile(text)
-        return {role: prof.get(role, (0, 0)) for role in self.armed}
+        return self._armed_counts(text)
 
     def disarm(self) -> None:
         """Remove every kwb kprobe (best effort: the guest may be gone)."""

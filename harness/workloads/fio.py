@@ -229,7 +229,7 @@ class _Job:
             raise _Failed(JobStatus.FAIL, f"fio reported error {metrics['error']} on repeat {n}")
         metrics.update(_guest_cpu(out, metrics["total_ios"]))
         before = kprobes.parse_read(out, PROBES_BEFORE)
-        after = kprobes.parse_read(out.split(FIO_END)[-1], PROBES_AFTER)
+        after = kprobes.parse_read(out, PROBES_AFTER)
         metrics["kprobe_hits"] = {r: after[r][0] - before.get(r, (0, 0))[0] for r in after}
         metrics["kprobe_misses"] = {r: after[r][1] - before.get(r, (0, 0))[1] for r in after}
         metrics["iowq_workers"] = samples
