@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from harness import __version__
@@ -71,6 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INFRASTRUCTURE)
     except BrokenPipeError:
         return int(ExitCode.PASS)
+    except Exception as exc:
+        # Anything no stage expected is a bug in kwb, not the machine's fault: exit 4, one line.
+        if os.environ.get("KWB_TRACEBACK") == "1":
+            traceback.print_exc()
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+        message = " ".join(str(exc).split())
+        print(f"kwb: bug in kwb: {type(exc).__name__}{at}: {message} (KWB_TRACEBACK=1 shows the traceback)",
+              file=sys.stderr)
+        return int(ExitCode.BUG)
 
 
 if __name__ == "__main__":

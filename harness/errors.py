@@ -1,4 +1,9 @@
-"""The two exception roots and the exit codes. Only the CLI turns exceptions into exit codes."""
+"""kwb's error kinds and the exit codes. Only the CLI turns exceptions into exit codes.
+
+Four kinds, as LAVA has them: the user's input (usage), the machine or a tool (infrastructure), a test that
+failed (a verdict, not an exception), and a bug in kwb itself (an internal invariant broke, or an exception
+no stage expected): a bug is never reported as the machine's fault.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ class ExitCode(enum.IntEnum):
     TEST_FAILURE = 1
     INFRASTRUCTURE = 2
     USAGE = 3
+    BUG = 4
 
 
 class KwbError(Exception):
@@ -42,3 +48,9 @@ class OfflineError(InfraError):
 
 class CommandTimeout(InfraError):
     """A subprocess exceeded its timeout."""
+
+
+class BugError(KwbError):
+    """kwb broke one of its own invariants (exit 4): report it, do not retry the machine."""
+
+    exit_code = ExitCode.BUG

@@ -66,14 +66,16 @@ def _pump(stream: IO[str], sink: list[str], log: IO[str] | None, lock: threading
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
-    # The command runs in its own process group so that children (make -j, qemu) die with it.
-    try:
+    # The command runs in its own process group so that children (make -j, qemu) die with it. The group
+    # outlives its leader (a backgrounded child keeps it), so the group gets SIGKILL even when the leader
+    # went on SIGTERM.
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def run(
@@ -123,26 +125,33 @@ def run(
             raise InfraError(f"command not found: {args[0]} (is it installed? try `make setup`)") from exc
         except NotADirectoryError as exc:
             raise InfraError(f"working directory not usable: {cwd_s}") from exc
-        assert proc.stdout is not None and proc.stderr is not None
-        threads = [
-            threading.Thread(target=_pump, args=(proc.stdout, out, logf, lock, on_line), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, err, logf, lock, on_line), daemon=True),
-        ]
-        for t in threads:
-            t.start()
-        if input is not None and proc.stdin is not None:
-            try:
-                proc.stdin.write(input)
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            assert proc.stdout is not None and proc.stderr is not None
+            threads = [
+                threading.Thread(target=_pump, args=(proc.stdout, out, logf, lock, on_line), daemon=True),
+                threading.Thread(target=_pump, args=(proc.stderr, err, logf, lock, on_line), daemon=True),
+            ]
+            for t in threads:
+                t.start()
+            if input is not None and proc.stdin is not None:
+                try:
+                    proc.stdin.write(input)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(proc)
+            for t in threads:
+                t.join(timeout=10)
+        except BaseException:
+            # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or any other exception, wherever
+            # it lands after the start: the children run in their own session, so nothing else would stop
+            # a `make -j` from writing into a shared build directory after the build lock is released.
             _kill_group(proc)
-        for t in threads:
-            t.join(timeout=10)
+            raise
         rc = proc.returncode if proc.returncode is not None else -1
     finally:
         if logf is not None:

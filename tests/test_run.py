@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import _thread
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,3 +58,57 @@ def test_cwd_and_input(tmp_path: Path) -> None:
     assert r.stdout == f"{tmp_path}\npiped"
     assert r.command_line().startswith(f"cd {tmp_path} && ")
     assert os.getcwd() != str(tmp_path)
+
+
+def _gone(pid: int, wait: float = 10.0) -> bool:
+    # Killed means gone, or a zombie waiting for init to reap it: never still sleeping. SIGKILL is
+    # delivered asynchronously, so allow the kernel a moment to finish the exit.
+    deadline = time.monotonic() + wait
+    while True:
+        status = Path(f"/proc/{pid}/status")
+        if not status.exists() or "State:\tZ" in status.read_text():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+_DRIVER = """
+import signal, sys
+from harness.cli import _on_sigterm
+from harness.run import run
+signal.signal(signal.SIGTERM, _on_sigterm)
+try:
+    run(["sh", "-c", "sleep 300 & echo $! > " + sys.argv[1] + "; wait"], timeout=600)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_kills_process_group(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM of a kwb process inside run() leaves no child of the command behind."""
+    pidfile = tmp_path / "child.pid"
+    driver = subprocess.Popen([sys.executable, "-c", _DRIVER, str(pidfile)])
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline, "driver never started its child"
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    assert not _gone(child, wait=0)
+    driver.send_signal(sig)
+    assert driver.wait(timeout=30) == 130
+    assert _gone(child), f"sleep {child} survived {sig.name} of its kwb process"
+
+
+def test_exception_in_caller_thread_kills_group(tmp_path: Path) -> None:
+    """An exception raised while run() waits (here from on_line) still kills the whole group."""
+    pidfile = tmp_path / "child.pid"
+
+    def interrupt_main(line: str) -> None:
+        _thread.interrupt_main()
+
+    with pytest.raises(KeyboardInterrupt):
+        run(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; echo started; wait"], timeout=60,
+            on_line=interrupt_main)
+    assert _gone(int(pidfile.read_text()))
