@@ -8,8 +8,11 @@ that take a path argument get the raw device on the ``bdev`` target. ``params.pa
 tests running side by side (one guest command for the job), each in its own directory: one test keeps
 one vCPU of the TCG guest (one host core) busy, out of two. On the raw device they always run one at a
 time. Exit 0 is pass, 77 (or a
-"skip" message) skip, a killed test timeout; failures listed in liburing-known-failures.toml for the
-running kernel are reported as known, with their reason, and do not fail the job.
+"skip" message) skip, a killed test timeout. A failure listed in liburing-known-failures.toml for the
+running kernel and filesystem is reported as known, with its reason, and does not fail the job, but
+only in the modes the entry names (``fail``: a non-zero exit, ``timeout``: killed by its timeout): any
+other outcome of a listed test still fails, and a listed test that passes shows as ``xpass``
+(kselftest's XPASS) rather than vanishing among the passes.
 """
 
 from __future__ import annotations
@@ -130,14 +133,19 @@ def list_tests(test_dir: Path) -> list[str]:
 
 # --- known failures ------------------------------------------------------------------------------
 
+# How a listed test is expected to go wrong; any other outcome is judged as if it were not listed.
+FAILURE_MODES = ("fail", "timeout")
+
+
 @dataclass(frozen=True)
 class KnownFailure:
-    """A test expected to fail on some kernels (and filesystems), and why."""
+    """A test expected to fail on some kernels (and filesystems), in the named modes, and why."""
 
     test: str
     kernels: tuple[str, ...]
     filesystems: tuple[str, ...]
     reason: str
+    modes: tuple[str, ...] = FAILURE_MODES
 
     def matches(self, test: str, release: str, fs: str) -> bool:
         """True for this test on a kernel whose release starts with one of ``kernels`` (``*`` = any)."""
@@ -162,19 +170,27 @@ def load_known_failures(path: Path | None = None) -> list[KnownFailure]:
             raise UserError(f"{where} ({entry['test']}): field 'kernels' must be a non-empty list of strings")
         if not isinstance(fss, list) or not all(isinstance(f, str) for f in fss):
             raise UserError(f"{where} ({entry['test']}): field 'filesystems' must be a list of strings")
-        unknown = set(entry) - {"test", "reason", "kernels", "filesystems"}
+        modes = entry.get("modes")
+        if (not isinstance(modes, list) or not modes or not all(m in FAILURE_MODES for m in modes)):
+            raise UserError(f"{where} ({entry['test']}): field 'modes' must be a non-empty list of "
+                            f"{' / '.join(FAILURE_MODES)} (the way the test is known to go wrong)")
+        unknown = set(entry) - {"test", "reason", "kernels", "filesystems", "modes"}
         if unknown:
             raise UserError(f"{where} ({entry['test']}): unknown field(s) {', '.join(sorted(unknown))}")
-        out.append(KnownFailure(entry["test"], tuple(kernels), tuple(fss), entry["reason"].strip()))
+        out.append(KnownFailure(entry["test"], tuple(kernels), tuple(fss), entry["reason"].strip(),
+                                tuple(modes)))
     return out
+
+
+def known_failure(known: list[KnownFailure], test: str, release: str, fs: str) -> KnownFailure | None:
+    """The entry that expects ``test`` to fail on this kernel and filesystem, or None."""
+    return next((k for k in known if k.matches(test, release, fs)), None)
 
 
 def known_reason(known: list[KnownFailure], test: str, release: str, fs: str) -> str | None:
     """The reason ``test`` is expected to fail here, or None."""
-    for k in known:
-        if k.matches(test, release, fs):
-            return k.reason
-    return None
+    k = known_failure(known, test, release, fs)
+    return k.reason if k is not None else None
 
 
 # --- per-test outcome ----------------------------------------------------------------------------
@@ -184,15 +200,19 @@ class CaseOutcome:
     """One liburing test on one target."""
 
     name: str
-    status: str          # pass | fail | skip | timeout | known-fail | not-run
+    status: str          # pass | fail | skip | timeout | known-fail | xpass | not-run
     exitcode: int | None
     duration: float
     reason: str = ""
 
 
 def classify(name: str, returncode: int, timed_out: bool, output: str, duration: float,
-             known: str | None = None) -> CaseOutcome:
-    """Map one test's exit code and output onto pass/fail/skip/timeout (known failures marked)."""
+             known: KnownFailure | None = None) -> CaseOutcome:
+    """Map one test's exit code and output onto pass/fail/skip/timeout.
+
+    A listed test failing in one of its entry's modes is ``known-fail``; failing another way it stays a
+    failure (the reason says it is listed for something else); passing it is ``xpass``.
+    """
     if timed_out or returncode == TIMEOUT_EXIT:
         status, reason = "timeout", "killed by its timeout"
     elif returncode == EXIT_SKIP:
@@ -202,8 +222,12 @@ def classify(name: str, returncode: int, timed_out: bool, output: str, duration:
         status, reason = ("skip", _last_line(output)) if skipped else ("pass", "")
     else:
         status, reason = "fail", f"exit {returncode}: {_last_line(output)}".rstrip(": ")
-    if known is not None and status in ("fail", "timeout"):
-        status, reason = "known-fail", f"{reason} — known: {known}"
+    if known is not None and status in known.modes:
+        status, reason = "known-fail", f"{reason} — known {status}: {known.reason}"
+    elif known is not None and status in FAILURE_MODES:
+        reason = f"{reason} (listed as a known {' / '.join(known.modes)} only: this is not that)"
+    elif known is not None and status == "pass":
+        status, reason = "xpass", f"passed, although listed as a known {' / '.join(known.modes)}"
     return CaseOutcome(name, status, None if timed_out else returncode, round(duration, 2), reason)
 
 
@@ -326,7 +350,7 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
         for (name, command), (res, output) in zip(batch, results, strict=True):
             write_text(job_dir / "tests" / f"{name}.log", f"$ {command}\n{output}\nexit: {res.returncode}\n")
             outcome = classify(name, res.returncode, res.timed_out, output, res.duration,
-                               known_reason(known, name, release, target.fs))
+                               known_failure(known, name, release, target.fs))
             outcomes.append(outcome)
             log.append(f"{name}: {outcome.status} ({outcome.duration:.1f}s) {outcome.reason}".rstrip())
         if any(r.timed_out for r, _ in results) and not guest.alive():
@@ -390,7 +414,7 @@ def parse_pool_output(stdout: str) -> dict[str, tuple[int, float, str]]:
 
 def summarise(outcomes: list[CaseOutcome]) -> dict[str, int]:
     """Counts per test status."""
-    counts = {s: 0 for s in ("pass", "fail", "skip", "timeout", "known-fail", "not-run")}
+    counts = {s: 0 for s in ("pass", "fail", "skip", "timeout", "known-fail", "xpass", "not-run")}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
     counts["total"] = len(outcomes)
@@ -404,7 +428,7 @@ def job_status(outcomes: list[CaseOutcome]) -> tuple[JobStatus, str]:
     unrun = [o for o in outcomes if o.status == "not-run"]
     c = summarise(outcomes)
     tally = f"{c['pass']} pass, {c['fail']} fail, {c['skip']} skip, {c['timeout']} timeout, " \
-            f"{c['known-fail']} known-fail"
+            f"{c['known-fail']} known-fail" + (f", {c['xpass']} xpass" if c["xpass"] else "")
     if bad:
         return JobStatus.FAIL, f"{tally}; failed: {', '.join(o.name for o in bad)}"
     if hung:
@@ -447,5 +471,5 @@ def run_on_host(tests: list[str], workdir: Path, *, per_test: int = PER_TEST_TIM
     for name in tests:
         res = run([str(test_dir / f"{name}.t")], cwd=workdir, timeout=per_test)
         out.append(classify(name, res.returncode, res.timed_out, res.stdout + res.stderr, res.duration,
-                            known_reason(known, name, release, "host")))
+                            known_failure(known, name, release, "host")))
     return out
