@@ -15,8 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from harness import __version__
-from harness.errors import ExitCode, KwbError
+from harness import __version__, profile
+from harness.errors import ExitCode, KwbError, UserError
+from harness.series.concerns import load_catalogue
+from harness.variants import load_variants
+from harness.workloads.catalogue import load_catalogue as load_workloads
 
 # Each module exposes ``register(subparsers)``; its handlers take the parsed args and return an exit code.
 COMMAND_MODULES = (
@@ -44,11 +47,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kwb", description="Kernel patch-series workbench.")
     parser.add_argument("--version", action="version", version=f"kwb {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live progress (CI logs)")
+    parser.add_argument("--profile", metavar="NAME", default=None,
+                        help=f"series profile (harness/profiles/NAME; known: {', '.join(profile.names())}; "
+                             f"default: {profile.default_name()})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
         module.register(sub)
+    _add_profile_everywhere(parser)
     return parser
+
+
+def _add_profile_everywhere(parser: argparse.ArgumentParser) -> None:
+    # `kwb series concerns --profile X` as well as `kwb --profile X series concerns`: every command
+    # works on a series, so every command takes the option (SUPPRESS keeps the top-level value when the
+    # subcommand's is not given).
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                if not any("--profile" in a.option_strings for a in child._actions):
+                    child.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS,
+                                       help="series profile (default: the top-level --profile)")
+                _add_profile_everywhere(child)
+
+
+def check_profile(chosen: profile.Profile) -> None:
+    """Everything the profile points at loads (concerns with their regexes, each tree's variants, the
+    workloads it names), so a broken profile fails here in one line, before anything runs."""
+    load_catalogue(chosen.concerns_file)
+    for era in chosen.trees.values():
+        load_variants(era.variants_dir / "variants.toml")
+    known = load_workloads()
+    where = chosen.root / "profile.toml"
+    named = {"workloads.series": chosen.series_workloads or (), "workloads.series_extra": chosen.series_extra,
+             "workloads.baseline": chosen.baseline_workloads}
+    for key, names in named.items():
+        for w in names:
+            if w not in known:
+                raise UserError(f"{where}: key '{key}': unknown workload {w!r} (known: {', '.join(known)})")
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -65,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        check_profile(profile.use(args.profile))
         return int(args.func(args))
     except KwbError as exc:
         print(f"kwb: error: {exc}", file=sys.stderr)

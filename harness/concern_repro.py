@@ -28,8 +28,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness import profile
 from harness.atomic import write_json, write_text
 from harness.errors import InfraError, UserError
+from harness.profile import ReproCase
 from harness.qemu.disks import ensure_disk
 from harness.run import Result
 from harness.workloads.model import GuestSession, JobResult, WorkloadSpec
@@ -38,51 +40,15 @@ Progress = Callable[[str], None]
 GuestFactory = Callable[[Path, list[Path], Path], AbstractContextManager[Any]]
 BUNDLE_SCHEMA = 1
 DISK_MB = 1536  # sparse; room for the probes' scratch files and fs metadata
-PHASES: dict[str, tuple[str, ...]] = {"probe-lock-page-async": ("contended", "uptodate", "cold", "random")}
-# 2020 spellings worth a kprobe beside harness.evidence's roles; absent on 6.12 (listed with the reason).
-EXTRA_2020 = ("__wait_on_page_locked_async", "generic_file_buffered_read")
-# Return-value probes (kretprobes) around a probe's run, counted per return value. __folio_lock_async
-# (6.12) and its caller filemap_update_page are static and inlined into filemap_get_pages, so no kprobe
-# can sit on them; filemap_get_pages returns their result unchanged, so its -EIOCBQUEUED returns count
-# the reads whose async folio lock failed and were queued on the wait queue (Linus's case), -EAGAIN the
-# non-blocking attempts. 2020: generic_file_buffered_read returns lock_page_async()'s -EIOCBQUEUED.
-RETPROBES: dict[str, tuple[str, ...]] = {
-    "probe-lock-page-async": ("filemap_get_pages", "generic_file_buffered_read"),
-}
+# What concern repro knows about the series (probe phases, extra and return-value probes, the cases each
+# concern asks about) is data: the series profile's [repro] table (harness.profile).
 RET_LABELS = {-529: "eiocbqueued", -11: "eagain", 0: "0"}
 TRACEFS = "/sys/kernel/tracing"
 RET_GROUP = "kwbret"
 RET_INSTANCE = f"{TRACEFS}/instances/{RET_GROUP}"
 
 
-@dataclass
-class Case:
-    """One branch a concern asks about: the job that provokes it and the counters that must be > 0."""
-
-    name: str
-    job: str                     # "<workload>" (phase jobs: "<workload>@<phase>")
-    counters: tuple[str, ...]    # evidence roles (harness.evidence) or fn_<function> extras
-    means: str
-
-
-# Linus's two cases (merge mail, 5.9): the read finds the folio locked by another reader and is
-# queued on its wait queue; the read only waits for readahead I/O to make the folio uptodate.
-CASES: dict[str, tuple[Case, ...]] = {
-    "lock-page-async-failure-path": (
-        Case("locked-by-another-reader", "probe-lock-page-async@contended",
-             ("contended_other_reader_busy_at_submit",
-              "ret_filemap_get_pages_eiocbqueued|ret_generic_file_buffered_read_eiocbqueued", "callback"),
-             "a second reader holds the folio lock for its read; the io_uring read's async lock fails "
-             "and queues on the folio wait queue (__folio_lock_async / __lock_page_async), the other "
-             "reader sleeps on the same queue, the unlock wakes the io_uring entry (io_async_buf_func) "
-             "and task_work retries"),
-        Case("waits-for-uptodate", "probe-lock-page-async@uptodate",
-             ("uptodate_io_in_flight_at_submit",
-              "ret_filemap_get_pages_eiocbqueued|ret_generic_file_buffered_read_eiocbqueued", "callback"),
-             "readahead I/O holds the folio lock and nobody else waits; the io_uring read is queued "
-             "only until the I/O completes and the folio is uptodate"),
-    ),
-}
+Case = ReproCase  # one branch a concern asks about (harness.profile.ReproCase)
 
 
 @dataclass
@@ -118,13 +84,15 @@ def plan(concern: Any, catalogue: dict[str, WorkloadSpec], workloads: list[str] 
         raise UserError(f"concern {concern.id}: unknown workload {', '.join(unknown)} "
                         f"(known: {', '.join(catalogue)})")
     out: dict[str, WorkloadSpec] = {}
+    prof = profile.active()
     for name in dict.fromkeys(names):
         spec = catalogue[name]
-        for phase in PHASES.get(name, ()) if spec.kind == "probe" else ():
+        phases = prof.repro_phases
+        for phase in phases.get(name, ()) if spec.kind == "probe" else ():
             params = {**spec.params, "probe": name, "phase": phase,
-                      "extra_kprobes": [*spec.params.get("extra_kprobes", []), *EXTRA_2020]}
+                      "extra_kprobes": [*spec.params.get("extra_kprobes", []), *prof.repro_extra_kprobes]}
             out[f"{name}@{phase}"] = replace(spec, name=f"{name}@{phase}", params=params)
-        if name not in PHASES or spec.kind != "probe":
+        if name not in phases or spec.kind != "probe":
             out[name] = spec
     if filesystems and not any(fs in s.filesystems for s in out.values() for fs in filesystems):
         raise UserError(f"concern {concern.id}: none of its workloads runs on {', '.join(filesystems)}")
@@ -146,7 +114,7 @@ class RecordingGuest:
     def run(self, command: str, timeout: float) -> Result:
         """Run in the wrapped guest (return-value probes around a probe run) and log the exchange."""
         m = _PROBE_RUN.search(command)
-        functions = RETPROBES.get(m.group(1), ()) if m else ()
+        functions = profile.active().repro_retprobes.get(m.group(1), ()) if m else ()
         if not functions:
             return self._run(command, timeout)
         armed = self._run(_ret_arm_script(functions), timeout=60)
@@ -300,7 +268,7 @@ def outcome(jobs: list[JobResult],
 def cases(concern_id: str, result: dict[str, Any]) -> list[dict[str, Any]]:
     """Per filesystem and case: the counters that mark it and whether all were > 0 with a passing job."""
     rows = []
-    for case in CASES.get(concern_id, ()):
+    for case in profile.active().repro_cases.get(concern_id, ()):
         for key, job in sorted(result.items()):
             fs, workload = key.split("/", 1)
             if workload != case.job:

@@ -2,10 +2,10 @@
 
 Three parts, each usable alone:
 
-* **series lines** — on the default tree (6.12) the lines ``baseline.patch`` removes or changes, the
-  lines an early ``return`` it inserts disables, and the 6.12 functions listed in
-  ``patches/port-6.12/coverage.toml``; on a user's tree (the 2020 postings applied) the lines each
-  patch's commit contributes to the final tree (``git blame base..head``);
+* **series lines** — on the default tree the lines ``baseline.patch`` removes or changes, the lines an
+  early ``return`` it inserts disables, and the functions listed in the profile's coverage file for that
+  tree (``trees.<tree>.coverage`` in profile.toml); on a user's tree (the postings applied) the lines
+  each patch's commit contributes to the final tree (``git blame base..head``);
 * **gcov data** — ``.gcda`` files copied out of the guest's ``/sys/kernel/debug/gcov`` (see
   :mod:`harness.coverage_run`), paired with the build directory's ``.gcno`` and read with the host's
   ``gcov --json-format --stdout`` (same gcc that built the kernel);
@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import profile
 from harness.errors import InfraError, UserError
-from harness.paths import project_root
 from harness.run import run
 from harness.tomlfile import load_toml
 
@@ -182,8 +182,13 @@ def _unique(lines: Iterable[SeriesLine]) -> list[SeriesLine]:
 
 
 def default_config() -> Path:
-    """``patches/port-6.12/coverage.toml``."""
-    return project_root() / "patches" / "port-6.12" / "coverage.toml"
+    """The active profile's coverage file for the default tree; UserError when it declares none."""
+    prof = profile.active()
+    era = prof.tree()
+    if era.coverage_file is None:
+        raise UserError(f"profile {prof.name}: no coverage file for tree {era.name} "
+                        f"({prof.root / 'profile.toml'}: trees.{era.name}.coverage)")
+    return era.coverage_file
 
 
 def default_series_lines(source: SourceFn, config: Path | None = None) -> list[SeriesLine]:

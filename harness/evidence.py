@@ -1,8 +1,8 @@
 """Path evidence and kernel health, measured in the guest — never assumed.
 
-* kprobes on the functions that mark each read path, resolved per kernel from
-  ``available_filter_functions`` (2020 names and 6.12 names); a function that cannot be probed is listed
-  with the reason, never silently dropped;
+* kprobes on the functions that mark each path, resolved per kernel from
+  ``available_filter_functions`` (the series profile's ``[[evidence.role]]`` entries: one candidate name
+  per kernel era); a function that cannot be probed is listed with the reason, never silently dropped;
 * io-wq worker threads (``iou-wrk-*``) sampled every ~0.5 s while a job runs;
 * the "async path taken" verdict computed from the counters;
 * dmesg and console scanned after every job (only the lines that job produced).
@@ -14,11 +14,13 @@ import contextlib
 import copy
 import re
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from harness import profile
 from harness.errors import InfraError
+from harness.profile import Role
 from harness.workloads.model import GuestSession
 
 TRACEFS = "/sys/kernel/tracing"
@@ -27,31 +29,14 @@ GUEST_TIMEOUT = 60.0
 NOT_PROBEABLE = "not probeable: not in {source} (inlined/static)"
 
 
-@dataclass(frozen=True)
-class Role:
-    """One thing worth counting, and the function names that mark it in each kernel era."""
-
-    name: str                    # also the kprobe event name (kwb/<name>)
-    candidates: tuple[str, ...]  # first present name wins; 2020 and 6.12 spellings
-    marks: str
-    # Only ever called through a pointer (a wait-queue callback): it can't be inlined away, so when the
-    # kernel has no symbol at all the code was dropped as dead and cannot have run (count 0).
-    address_taken: bool = False
+def roles() -> tuple[Role, ...]:
+    """The things worth counting, from the active series profile (``[[evidence.role]]``)."""
+    return profile.active().roles
 
 
-ROLES: tuple[Role, ...] = (
-    Role("callback", ("io_async_buf_func",), "page-unlock callback: the async buffered read path",
-         address_taken=True),
-    Role("iowq_enqueue", ("io_wq_enqueue",), "io-wq enqueue: the worker-thread path"),
-    Role("queue_async", ("io_queue_async_work", "io_queue_iowq"), "io_uring punts a request to io-wq"),
-    Role("async_lock", ("__lock_page_async", "__folio_lock_async"), "async page lock armed a wait entry"),
-    Role("wake_match", ("wake_page_match",), "wait entry matched on page unlock"),
-    Role("wake_function", ("wake_page_function",), "page wait-queue wake function", address_taken=True),
-    Role("should_retry", ("io_rw_should_retry",), "io_uring arms the page-unlock retry"),
-)
-# Names only one era has (io_queue_async_work became io_queue_iowq in 6.0; page → folio locking).
-ERA_MARKERS = (("2020", ("__lock_page_async", "io_queue_async_work")),
-               ("6.x-folio", ("__folio_lock_async", "io_queue_iowq")))
+def era_markers() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Names only one kernel era has, per era (``[[evidence.era]]``)."""
+    return profile.active().eras
 
 
 @dataclass
@@ -97,7 +82,7 @@ def _pattern(names: Iterable[str]) -> str:
 
 def all_candidates() -> list[str]:
     """Every function name any role may resolve to."""
-    return [c for r in ROLES for c in r.candidates]
+    return [c for r in roles() for c in r.candidates]
 
 
 def _find(role: Role, names: list[str], exact: set[str]) -> str | None:
@@ -121,7 +106,7 @@ def resolve(available: Iterable[str], source: str = "available_filter_functions"
     exact = set(names)
     syms = [s.split()[0] for s in kallsyms if s.strip()] if kallsyms is not None else None
     points: list[ProbePoint] = []
-    for role in ROLES:
+    for role in roles():
         found = _find(role, names, exact)
         if found is not None:
             points.append(ProbePoint(role.name, found))
@@ -132,7 +117,7 @@ def resolve(available: Iterable[str], source: str = "available_filter_functions"
         else:
             reason = NOT_PROBEABLE.format(source=source) + f": {' / '.join(role.candidates)}"
             points.append(ProbePoint(role.name, None, reason))
-    era = next((label for label, markers in ERA_MARKERS if exact & set(markers)), "unknown")
+    era = next((label for label, markers in era_markers() if exact & set(markers)), "unknown")
     return ProbeSet(era=era, source=source, points=points)
 
 
@@ -177,12 +162,12 @@ def discover(guest: GuestSession) -> ProbeSet:
 def _discover(guest: GuestSession) -> ProbeSet:
     res = guest.run(_discover_script(), timeout=GUEST_TIMEOUT)
     if not res.ok:
-        return ProbeSet("unknown", "", [ProbePoint(r.name, None, "tracefs query failed") for r in ROLES],
+        return ProbeSet("unknown", "", [ProbePoint(r.name, None, "tracefs query failed") for r in roles()],
                         reason=f"tracefs query failed (exit {res.returncode}): {res.tail(1)}")
     lines = res.stdout.splitlines()
     if "KWB-NOTRACE" in lines:
         why = f"kernel has no {TRACEFS}/kprobe_events (CONFIG_KPROBE_EVENTS off?)"
-        return ProbeSet("unknown", "", [ProbePoint(r.name, None, why) for r in ROLES], reason=why)
+        return ProbeSet("unknown", "", [ProbePoint(r.name, None, why) for r in roles()], reason=why)
     source = next((ln.split(None, 1)[1] for ln in lines if ln.startswith("KWB-SOURCE ")), "kallsyms")
     head, marker, syms = res.stdout.partition("KWB-KALLSYMS\n")
     traceable = [ln for ln in head.splitlines() if not ln.startswith("KWB-")]
@@ -298,37 +283,52 @@ def _iowq_limit(ios: int) -> int:
     return max(IOWQ_NOISE_FLOOR, int(ios * IOWQ_NOISE_FRACTION))
 
 
-def check_async_path(counts: dict[str, int | None], ios: int) -> Check:
-    """Async buffered path taken: callback hits > 0 and io-wq enqueues ≈ 0."""
-    cb, wq = counts.get("callback"), counts.get("iowq_enqueue")
+def _path_counts(counts: Mapping[str, int | None]) -> tuple[int | None, int | None, str, str]:
+    # The profile names which role marks the series' path and which the punt to io-wq workers.
+    prof = profile.active()
+    series, punt = prof.series_role, prof.punt_role
+    return (counts.get(series), counts.get(punt) if punt else 0, prof.role_functions(series),
+            prof.role_functions(punt) if punt else "io-wq")
+
+
+def check_async_path(counts: Mapping[str, int | None], ios: int) -> Check:
+    """The series' path taken: its marker hit > 0 and io-wq enqueues ≈ 0."""
+    cb, wq, cb_fn, wq_fn = _path_counts(counts)
     if cb is None or wq is None:
-        return Check("async-path", False, "no evidence: io_async_buf_func/io_wq_enqueue not probeable")
+        return Check("async-path", False, f"no evidence: {cb_fn}/{wq_fn} not probeable")
     limit = _iowq_limit(ios)
     ok = cb > 0 and wq <= limit
-    return Check("async-path", ok, f"io_async_buf_func {cb} hits, io_wq_enqueue {wq} "
-                                   f"(≈0 means ≤ {limit} for {ios} reads)")
+    return Check("async-path", ok, f"{cb_fn} {cb} hits, {wq_fn} {wq} (≈0 means ≤ {limit} for {ios} reads)")
 
 
-def check_iowq_path(counts: dict[str, int | None], ios: int) -> Check:
-    """io-wq path taken: io_wq_enqueue well above noise."""
-    wq = counts.get("iowq_enqueue")
+def check_iowq_path(counts: Mapping[str, int | None], ios: int) -> Check:
+    """io-wq path taken: enqueues well above noise."""
+    _, wq, _, wq_fn = _path_counts(counts)
     if wq is None:
-        return Check("iowq-path", False, "no evidence: io_wq_enqueue not probeable")
+        return Check("iowq-path", False, f"no evidence: {wq_fn} not probeable")
     limit = _iowq_limit(ios)
-    return Check("iowq-path", wq > limit, f"io_wq_enqueue {wq} (needs > {limit} for {ios} reads)")
+    return Check("iowq-path", wq > limit, f"{wq_fn} {wq} (needs > {limit} for {ios} reads)")
 
 
-def check_no_callback(counts: dict[str, int | None], ios: int) -> Check:
-    """The page-unlock callback never ran (the series' path is absent)."""
-    cb = counts.get("callback")
+def check_no_callback(counts: Mapping[str, int | None], ios: int) -> Check:
+    """The series' path marker never ran (the series' path is absent)."""
+    cb, _, cb_fn, _ = _path_counts(counts)
     if cb is None:
-        return Check("no-callback", False, "no evidence: io_async_buf_func not probeable")
-    return Check("no-callback", cb == 0, f"io_async_buf_func {cb} hits (needs 0)")
+        return Check("no-callback", False, f"no evidence: {cb_fn} not probeable")
+    return Check("no-callback", cb == 0, f"{cb_fn} {cb} hits (needs 0)")
 
 
-def path_taken(counts: dict[str, int | None], ios: int) -> str:
-    """Which path the reads took, from the counters: async | io-wq | mixed | none | unknown."""
-    cb, wq = counts.get("callback"), counts.get("iowq_enqueue")
+def path_taken(counts: Mapping[str, int | None], ios: int) -> str:
+    """Which path the reads took, from the counters: async | io-wq | mixed | none | unknown.
+
+    The one path rule: the series' marker hit at all is its path, io-wq enqueues above noise (16, or
+    1 % of the reads issued) the punt; both is mixed. Punts above noise with the marker unprobeable are
+    still the punt.
+    """
+    cb, wq, _, _ = _path_counts(counts)
+    if wq is not None and cb is None and wq > _iowq_limit(ios):
+        # The series' marker could not be probed, but the reads were punted in bulk: that is the punt.
+        return "io-wq"
     if cb is None or wq is None:
         return "unknown"
     quiet_wq = wq <= _iowq_limit(ios)
@@ -337,7 +337,36 @@ def path_taken(counts: dict[str, int | None], ios: int) -> str:
     return "none" if quiet_wq else "io-wq"
 
 
-CHECKS: dict[str, Callable[[dict[str, int | None], int], Check]] = {
+def _reads(metrics: Mapping[str, Any]) -> int:
+    per_repeat = metrics.get("per_repeat")
+    if isinstance(per_repeat, list):
+        return sum(int(r.get("total_ios") or 0) for r in per_repeat if isinstance(r, Mapping))
+    total = metrics.get("total_ios")
+    if isinstance(total, Mapping):
+        total = total.get("median")
+    return int(total) if isinstance(total, int | float) and not isinstance(total, bool) else 0
+
+
+def job_path(job: Mapping[str, Any]) -> tuple[str, str]:
+    """Which path a recorded job's reads took, and the counters that say so (results.json jobs).
+
+    The runner's own conclusion wins; a job recorded without one is judged here by the same rule as
+    :func:`path_taken` (counters from ``evidence.counts``, reads from ``metrics``).
+    """
+    ev = job.get("evidence") or {}
+    raw = ev.get("counts")
+    counts: dict[str, int | None] = dict(raw) if isinstance(raw, Mapping) else {}
+    cb, wq, _, _ = _path_counts(counts)
+    text = f"{profile.active().series_role}={cb} io-wq={wq}" if counts else "no path counters"
+    declared = ev.get("path")
+    if isinstance(declared, str) and declared and declared != "unknown":
+        return declared, text
+    if not counts:
+        return "unknown", text
+    return path_taken(counts, _reads(job.get("metrics") or {})), text
+
+
+CHECKS: dict[str, Callable[[Mapping[str, int | None], int], Check]] = {
     "async-path": check_async_path,
     "iowq-path": check_iowq_path,
     "no-callback": check_no_callback,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import reuse
+from harness import profile, reuse
 from harness.errors import InfraError, KwbError, UserError
 from harness.paths import cache_dir
 from harness.progress import Progress
@@ -26,12 +26,8 @@ from harness.verdict import VariantInfo
 from harness.workloads.model import JobResult, JobStatus, WorkloadSpec
 
 DEFAULT_FILESYSTEMS = ("ext4", "xfs", "btrfs", "bdev")
-CONCERN_REVISIONS = (3, 4, 5, 7)  # the real, non-RFC 2020 postings
-# The series variant also runs liburing's curated subset (not in `kwb run`'s default set: it is slow).
-SERIES_EXTRA = ("liburing-subset",)
-# The baseline only has to show the punt path and give the io_uring row of the comparison: the
-# forced-async and psync modes take the same code with and without the series.
-BASELINE_WORKLOADS = ("fio-iouring",)
+# Which revisions get a concern status and what each variant kind runs by default are the series
+# profile's (profile.toml: concern_revisions, [workloads]).
 
 BuildFn = Callable[..., Any]
 
@@ -135,7 +131,7 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
     with _step(record, progress, "series"):
         family = stages.load_family(opts.source)
         statuses = stages.concern_statuses(family)
-        wanted = set(CONCERN_REVISIONS) | ({opts.revision} if opts.revision else set())
+        wanted = set(profile.active().concern_revisions) | ({opts.revision} if opts.revision else set())
         record.concerns = [s for s in statuses if int(s["version"]) in wanted]
     plan = _plan(opts, stages, record, family, progress)
     record.variant_infos = [p.info for p in plan]
@@ -325,19 +321,22 @@ def _take_kept(record: RunRecord, run_dir: Path, name: str, key: str, progress: 
 def workloads_for(info: VariantInfo, catalogue: dict[str, WorkloadSpec]) -> list[str]:
     """What a variant runs when the user named no workloads.
 
-    series/coverage: the default set plus liburing's subset; baseline: the plain io_uring fio job;
-    a mutant: the checks variants.toml expects to flag it (fio only when nothing lighter is listed);
-    an equivalent mutant (no check can flag it): nothing.
+    series/coverage: the profile's series workloads (else the catalogue's default set) plus its extras;
+    baseline: the profile's baseline workloads; a mutant: the checks variants.toml expects to flag it
+    (fio only when nothing lighter is listed); an equivalent mutant (no check can flag it): nothing.
     """
+    prof = profile.active()
     if info.kind == "baseline":
-        return [w for w in BASELINE_WORKLOADS if w in catalogue]
+        return [w for w in prof.baseline_workloads if w in catalogue]
     if info.kind == "mutant":
         if info.equivalent:
             return []
         listed = [w for w in info.flagged_by if w in catalogue]  # "health" is checked on every job
         light = [w for w in listed if catalogue[w].kind != "fio"]
         return light or listed or [n for n, s in catalogue.items() if s.default and s.kind != "fio"]
-    return [n for n, s in catalogue.items() if s.default] + [w for w in SERIES_EXTRA if w in catalogue]
+    base = list(prof.series_workloads) if prof.series_workloads is not None else [
+        n for n, s in catalogue.items() if s.default]
+    return [w for w in dict.fromkeys(base + list(prof.series_extra)) if w in catalogue]
 
 
 class _BootClock:

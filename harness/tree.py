@@ -23,12 +23,15 @@ from typing import IO
 import git as gitpython
 from git.refs.symbolic import SymbolicReference
 
+from harness import profile
 from harness.errors import InfraError, OfflineError, UserError
 from harness.paths import cache_dir
 from harness.run import Result, run
 
-DEBIAN_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
-DEBIAN_TREE_NAME = "debian-6.12"
+# The default tree (Debian's linux-source package) is data: harness/profiles/trees.toml.
+_DEFAULT = profile.default_tree()
+DEBIAN_TARBALL = _DEFAULT.tarball
+DEBIAN_TREE_NAME = _DEFAULT.name
 BASE_BRANCH = "kwb/base"
 GIT_TIMEOUT = 600.0
 URL_TIMEOUT = 30.0
@@ -215,7 +218,7 @@ def prepare_debian(say: Progress, tarball: Path = DEBIAN_TARBALL) -> Tree:
                 commit = None
         if commit is None:
             if not tarball.is_file():
-                raise InfraError(f"default tree source missing: {tarball} (install linux-source-6.12: "
+                raise InfraError(f"default tree source missing: {tarball} (install {_DEFAULT.package}: "
                                  "make setup)")
             if dest.exists():
                 shutil.rmtree(dest)  # a half-prepared tree from an interrupted run
@@ -253,7 +256,8 @@ def _unpack_and_commit(tarball: Path, dest: Path, say: Progress) -> str:
         git(src, "init", "-q", "-b", BASE_BRANCH)
         git(src, "add", "-A", "-f", ".")
         release = kernel_release_of(src)
-        git(src, "commit", "-q", "--no-verify", "-m", f"linux-source-6.12 {release} (Debian), kwb base",
+        # The message is part of the base commit id, hence of every cached build's key: from data, verbatim.
+        git(src, "commit", "-q", "--no-verify", "-m", _DEFAULT.commit_message.format(release=release),
             env=_REPRODUCIBLE_ENV)
         src.rename(dest)
     finally:

@@ -1,7 +1,8 @@
-"""The default tree's variants (patches/port-6.12/variants.toml) and their branches.
+"""A tree's variants (the series profile's ``variants/<tree>/variants.toml``) and their branches.
 
-A variant is the base plus an ordered list of project-written patches: ``series`` (unmodified 6.12, the
-series' evolved form), ``baseline``, ``mutant-*`` (each re-introduces one reviewer concern), ``coverage``.
+A variant is the base plus an ordered list of project-written patches: ``series`` (the unmodified tree,
+the series in its evolved form), ``baseline``, ``mutant-*`` (each re-introduces one reviewer concern),
+``coverage``.
 ``checkout_variant`` makes branch ``kwb/variant/<name>`` = base + those patches (reused when up to date).
 """
 
@@ -11,14 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import profile
 from harness.errors import UserError
-from harness.paths import project_root
 from harness.tomlfile import load_toml
 from harness.tree import Tree
 
 KINDS = ("series", "baseline", "mutant", "coverage")
 _FALLBACK: list[dict[str, object]] = [{"name": "series", "kind": "series", "patches": [],
-              "description": "unmodified 6.12: the series' evolved form"}]
+              "description": "the unmodified tree: the series' evolved form"}]
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,9 @@ class Variant:
     fragments: list[str] = field(default_factory=list)  # extra kconfig fragments this variant needs
 
 
-def variants_file() -> Path:
-    """``patches/port-6.12/variants.toml`` in the checkout."""
-    return project_root() / "patches" / "port-6.12" / "variants.toml"
+def variants_file(tree: str | None = None) -> Path:
+    """The active profile's ``variants.toml`` for ``tree`` (default: the default tree)."""
+    return profile.active().variants_file(tree)
 
 
 def load_variants(path: Path | None = None) -> list[Variant]:

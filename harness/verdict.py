@@ -1,9 +1,13 @@
 """Rules turning job results into verdicts: per job, per variant, per run, and the mutant kill table.
 
-The run passes when the series variant passes every job, the baseline shows the io-wq punt path on
-every filesystem it ran on, and every mutant (bar documented equivalents) is flagged by at least one
-check that does not also fail on the series variant. Works on JobResult dicts (results.json
-``jobs``) so merged and re-loaded runs get the same verdict as live ones.
+Nothing here knows a series: each workload declares what it must show (``must_show`` in the catalogue,
+per variant kind), and the series profile says which check proves what a variant kind is for
+(``[verdict]``: the series variant's path, the baseline's punt). A variant passes when its jobs' declared
+checks hold and, on the filesystems where a job declaring the proving check ran, that job passed. A run
+without any such job is "not shown: no job that proves it was run", not a failure. Every mutant (bar
+documented equivalents) must be flagged by at least one check that does not also fail on the series
+variant. Works on JobResult dicts (results.json ``jobs``) so merged and re-loaded runs get the same
+verdict as live ones.
 """
 
 from __future__ import annotations
@@ -12,20 +16,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.errors import ExitCode
-from harness.report.metrics import path_of
+from harness import evidence, profile
+from harness.errors import ExitCode, UserError
+from harness.workloads.catalogue import load_catalogue
 
 # Job statuses that count as "a check caught something" on a mutant; `error` is infrastructure.
 KILL_STATUSES = frozenset({"fail", "crash", "timeout"})
 OK_STATUSES = frozenset({"pass", "skip"})
 INFRA_STATUSES = frozenset({"error"})
-# Workload-name words that mark a job that deliberately takes another path (forced io-wq, sync IO).
-_NOT_PLAIN = ("force", "iowq", "io-wq", "punt", "psync", "preadv", "sync")
 
 
 @dataclass
 class VariantInfo:
-    """What the verdict needs to know about a variant (from patches/port-6.12/variants.toml)."""
+    """What the verdict needs to know about a variant (from the profile's variants.toml)."""
 
     name: str
     kind: str  # series | baseline | mutant | coverage
@@ -39,7 +42,8 @@ class VariantVerdict:
     """One variant's outcome; ``ok`` is what the run's exit code is built from."""
 
     kind: str
-    verdict: str  # pass | fail | punt-shown | punt-missing | flagged | missed | equivalent | not-run
+    # pass | fail | not-shown | punt-shown | punt-missing | flagged | missed | equivalent | not-run
+    verdict: str
     ok: bool
     reason: str
     jobs: dict[str, int]
@@ -72,19 +76,56 @@ def check_name(job: Mapping[str, Any]) -> str:
     return f"{job['workload']}@{job['fs']}"
 
 
-def is_plain_uring(workload: str) -> bool:
-    """True for the plain buffered io_uring read job whose path evidence decides async vs punt."""
-    w = workload.lower()
-    return "uring" in w and not any(word in w for word in _NOT_PLAIN)
+Declared = Mapping[str, Mapping[str, list[str]]]  # workload -> {variant kind: must_show checks}
 
 
-def path_by_fs(jobs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
-    """Per filesystem: the path the plain io_uring job took, with its counters and the job name."""
+def catalogue_declarations() -> dict[str, dict[str, list[str]]]:
+    """Each catalogued workload's ``must_show`` per variant kind (``""``: the kinds it names no
+    replacement for); empty when the catalogue cannot be read (the jobs' recorded checks still count)."""
+    try:
+        specs = load_catalogue()
+    except UserError:
+        return {}
+    return {name: {"": list(s.must_show), **{k: list(v) for k, v in s.must_show_by_kind.items()}}
+            for name, s in specs.items()}
+
+
+def declared_checks(job: Mapping[str, Any], kind: str, declared: Declared) -> list[str]:
+    """The checks ``job`` had to show on a variant of ``kind``: what its runner evaluated, else what its
+    workload declares in the catalogue (a job that died before evaluating still declared them)."""
+    recorded = (job.get("evidence") or {}).get("checks")
+    if isinstance(recorded, list) and recorded:
+        return [str(c.get("name")) for c in recorded if isinstance(c, Mapping)]
+    by_kind = declared.get(str(job["workload"]).split("@", 1)[0], {})
+    return list(by_kind.get(kind, by_kind.get("", [])))
+
+
+def _check_held(job: Mapping[str, Any], check: str) -> bool:
+    recorded = (job.get("evidence") or {}).get("checks")
+    if isinstance(recorded, list):
+        for c in recorded:
+            if isinstance(c, Mapping) and c.get("name") == check:
+                return bool(c.get("ok")) and job["status"] in OK_STATUSES
+    return bool(job["status"] == "pass")
+
+
+def _path_check(kind: str) -> str:
+    # The check that shows the path on this kind; kinds the profile names no proof for (mutants,
+    # coverage) are read like the series variant: they run its code, or a variation of it.
+    proves = profile.active().proves
+    return proves.get(kind) or proves.get("series", "")
+
+
+def path_by_fs(jobs: Iterable[Mapping[str, Any]], kind: str = "series",
+               declared: Declared | None = None) -> dict[str, dict[str, str]]:
+    """Per filesystem: the path taken by the job that declares a path check, its counters and its name."""
+    declared = catalogue_declarations() if declared is None else declared
+    wanted = _path_check(kind)
     out: dict[str, dict[str, str]] = {}
     for job in jobs:
-        if not is_plain_uring(str(job["workload"])):
+        if wanted not in declared_checks(job, kind, declared):
             continue
-        path, text = path_of(job.get("evidence") or {})
+        path, text = evidence.job_path(job)
         if job["status"] not in OK_STATUSES and path == "unknown":
             # No counters because the job itself failed: say how, that is the useful part.
             text = f"{job['workload']} {job['status']}: {job.get('reason') or 'no reason given'}"
@@ -94,6 +135,31 @@ def path_by_fs(jobs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _proof(kind: str, jobs: list[Mapping[str, Any]],
+           declared: Declared) -> tuple[str, list[str], dict[str, str]]:
+    """The kind's proving check, the filesystems where it held, and per filesystem where a job declaring
+    it ran and it did not hold, what that job showed (one such job is enough: a job that shows it anyway,
+    like a forced punt, does not cover for the one that should have)."""
+    check = profile.active().proves.get(kind, "")
+    held: set[str] = set()
+    failed: dict[str, str] = {}
+    for job in jobs:
+        if not check or check not in declared_checks(job, kind, declared):
+            continue
+        fs = str(job["fs"])
+        if _check_held(job, check):
+            held.add(fs)
+            continue
+        path, text = evidence.job_path(job)
+        if job["status"] not in OK_STATUSES and path == "unknown":
+            text = f"{job['workload']} {job['status']}: {job.get('reason') or 'no reason given'}"
+        failed.setdefault(fs, text)
+    return check, sorted(held - set(failed)), failed
+
+
+NOT_SHOWN = "not shown: no job that proves it was run"
+
+
 def _counts(jobs: list[Mapping[str, Any]]) -> dict[str, int]:
     counts = {"total": len(jobs)}
     for job in jobs:
@@ -101,32 +167,38 @@ def _counts(jobs: list[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def _series_verdict(info: VariantInfo, jobs: list[Mapping[str, Any]]) -> VariantVerdict:
-    paths = path_by_fs(jobs)
-    bad = [f"{check_name(j)} {j['status']}: {j.get('reason', '')}".strip() for j in jobs
-           if j["status"] not in OK_STATUSES]
-    no_async = [fs for fs, p in paths.items() if p["path"] != "async"]
+def _series_verdict(info: VariantInfo, jobs: list[Mapping[str, Any]], declared: Declared) -> VariantVerdict:
+    paths = path_by_fs(jobs, info.kind, declared)
     if not jobs:
         return VariantVerdict(info.kind, "not-run", False, "no jobs ran", _counts(jobs), paths)
-    if bad or no_async:
-        reason = "; ".join(bad[:3] + [f"async path not shown on {fs}" for fs in no_async])
+    bad = [f"{check_name(j)} {j['status']}: {j.get('reason', '')}".strip() for j in jobs
+           if j["status"] not in OK_STATUSES]
+    check, held, failed = _proof(info.kind, jobs, declared)
+    if bad:
         more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
-        return VariantVerdict(info.kind, "fail", False, reason + more, _counts(jobs), paths)
-    return VariantVerdict(info.kind, "pass", True, f"all {len(jobs)} jobs passed", _counts(jobs), paths)
+        return VariantVerdict(info.kind, "fail", False, "; ".join(bad[:3]) + more, _counts(jobs), paths)
+    if check and not held and not failed:
+        return VariantVerdict(info.kind, "not-shown", True, f"{check} {NOT_SHOWN} (all {len(jobs)} jobs "
+                              "passed)", _counts(jobs), paths)
+    unproven = sorted({str(j["fs"]) for j in jobs} - set(held))
+    note = f"; {check} {NOT_SHOWN} on {', '.join(unproven)}" if check and unproven else ""
+    return VariantVerdict(info.kind, "pass", True, f"all {len(jobs)} jobs passed{note}", _counts(jobs),
+                          paths)
 
 
-def _baseline_verdict(info: VariantInfo, jobs: list[Mapping[str, Any]]) -> VariantVerdict:
-    paths = path_by_fs(jobs)
+def _baseline_verdict(info: VariantInfo, jobs: list[Mapping[str, Any]], declared: Declared) -> VariantVerdict:
+    paths = path_by_fs(jobs, info.kind, declared)
     if not jobs:
         return VariantVerdict(info.kind, "not-run", False, "no jobs ran", _counts(jobs), paths)
     broken = [f"{check_name(j)} {j['status']}" for j in jobs if j["status"] in ("error", "crash")]
-    fs_seen = sorted({str(j["fs"]) for j in jobs})
-    missing = [fs for fs in fs_seen if paths.get(fs, {}).get("path") != "io-wq"]
-    if missing or broken:
-        why = [f"punt path not shown on {fs} ({paths.get(fs, {}).get('evidence', 'no plain io_uring job')})"
-               for fs in missing] + broken[:3]
+    check, held, failed = _proof(info.kind, jobs, declared)
+    if not check or (not held and not failed and not broken):
+        what = f"{check} " if check else "the baseline's proof (profile [verdict] baseline) "
+        return VariantVerdict(info.kind, "not-shown", True, what + NOT_SHOWN, _counts(jobs), paths)
+    if failed or broken:
+        why = [f"{check} not shown on {fs} ({text})" for fs, text in sorted(failed.items())] + broken[:3]
         return VariantVerdict(info.kind, "punt-missing", False, "; ".join(why), _counts(jobs), paths)
-    return VariantVerdict(info.kind, "punt-shown", True, f"io-wq punt path on {', '.join(fs_seen)}",
+    return VariantVerdict(info.kind, "punt-shown", True, f"{check} shown on {', '.join(held)}",
                           _counts(jobs), paths)
 
 
@@ -140,8 +212,8 @@ def _mutant_entry(info: VariantInfo, jobs: list[Mapping[str, Any]],
             "equivalent": info.equivalent, "ran": bool(jobs), "infra_errors": infra}
 
 
-def _mutant_verdict(info: VariantInfo, entry: dict[str, Any],
-                    jobs: list[Mapping[str, Any]]) -> VariantVerdict:
+def _mutant_verdict(info: VariantInfo, entry: dict[str, Any], jobs: list[Mapping[str, Any]],
+                    declared: Declared) -> VariantVerdict:
     counts = _counts(jobs)
     if info.equivalent:
         return VariantVerdict(info.kind, "equivalent", True, f"equivalent: {info.equivalent}", counts, {})
@@ -149,21 +221,25 @@ def _mutant_verdict(info: VariantInfo, entry: dict[str, Any],
         return VariantVerdict(info.kind, "not-run", False, "no jobs ran", counts, {})
     if entry["flagged"]:
         return VariantVerdict(info.kind, "flagged", True, "flagged by " + ", ".join(entry["by"]), counts,
-                              path_by_fs(jobs))
-    return VariantVerdict(info.kind, "missed", False, "no check flagged it", counts, path_by_fs(jobs))
+                              path_by_fs(jobs, info.kind, declared))
+    return VariantVerdict(info.kind, "missed", False, "no check flagged it", counts,
+                          path_by_fs(jobs, info.kind, declared))
 
 
-def _other_verdict(info: VariantInfo, jobs: list[Mapping[str, Any]]) -> VariantVerdict:
+def _other_verdict(info: VariantInfo, jobs: list[Mapping[str, Any]], declared: Declared) -> VariantVerdict:
     # Coverage (instrumented) variants are informational: only crashes or infra errors count.
     bad = [f"{check_name(j)} {j['status']}" for j in jobs if j["status"] in ("crash", "error")]
     ok = bool(jobs) and not bad
     return VariantVerdict(info.kind, "pass" if ok else ("not-run" if not jobs else "fail"), ok,
                           "; ".join(bad) or (f"{len(jobs)} jobs" if jobs else "no jobs ran"),
-                          _counts(jobs), path_by_fs(jobs))
+                          _counts(jobs), path_by_fs(jobs, info.kind, declared))
 
 
-def decide(jobs: Iterable[Mapping[str, Any]], variants: Iterable[VariantInfo]) -> RunVerdict:
-    """The run verdict for ``jobs`` (JobResult dicts) over the declared ``variants``."""
+def decide(jobs: Iterable[Mapping[str, Any]], variants: Iterable[VariantInfo],
+           declared: Declared | None = None) -> RunVerdict:
+    """The run verdict for ``jobs`` (JobResult dicts) over the declared ``variants``; ``declared`` maps
+    workloads to their must_show checks per kind (default: the workload catalogue's)."""
+    declared = catalogue_declarations() if declared is None else declared
     by_variant: dict[str, list[Mapping[str, Any]]] = {}
     for job in jobs:
         by_variant.setdefault(str(job["variant"]), []).append(job)
@@ -177,14 +253,14 @@ def decide(jobs: Iterable[Mapping[str, Any]], variants: Iterable[VariantInfo]) -
     for name, info in infos.items():
         vjobs = by_variant.get(name, [])
         if info.kind == "series":
-            verdicts[name] = _series_verdict(info, vjobs)
+            verdicts[name] = _series_verdict(info, vjobs, declared)
         elif info.kind == "baseline":
-            verdicts[name] = _baseline_verdict(info, vjobs)
+            verdicts[name] = _baseline_verdict(info, vjobs, declared)
         elif info.kind == "mutant":
             mutants[name] = _mutant_entry(info, vjobs, series_failing)
-            verdicts[name] = _mutant_verdict(info, mutants[name], vjobs)
+            verdicts[name] = _mutant_verdict(info, mutants[name], vjobs, declared)
         else:
-            verdicts[name] = _other_verdict(info, vjobs)
+            verdicts[name] = _other_verdict(info, vjobs, declared)
     reasons = [f"{n}: {v.verdict}: {v.reason}" for n, v in verdicts.items() if not v.ok]
     kinds = {i.kind for i in infos.values()}
     reasons += [f"no {k} variant in this run" for k in ("series", "baseline") if k not in kinds]

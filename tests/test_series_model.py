@@ -10,7 +10,7 @@ from test_series_fixtures import FAMILY, abr_family, lore_loaded, mail, mbox, pa
 from harness.errors import UserError
 from harness.series import find_family, load_families
 from harness.series.bodies import find_diff, own_words
-from harness.series.loader import SERIES_TOML, default_family_name
+from harness.series.loader import default_family_name
 from harness.series.subjects import parse_subject
 
 
@@ -62,14 +62,13 @@ def test_default_family_and_lookup() -> None:
 
 
 def test_default_family_name_falls_back_quietly_on_a_broken_series_toml(tmp_path: Path) -> None:
-    path = tmp_path / SERIES_TOML
-    path.parent.mkdir(parents=True)
+    path = tmp_path / "series.toml"
     path.write_text('[series]\ntitle = "Add support for async buffered reads"\n')
-    assert default_family_name(tmp_path) == "Add support for async buffered reads"
+    assert default_family_name(path) == "Add support for async buffered reads"
     path.write_text("[series\n")
-    assert default_family_name(tmp_path) is None
+    assert default_family_name(path) is None
     path.unlink()
-    assert default_family_name(tmp_path) is None
+    assert default_family_name(path) is None
 
 
 def test_acks_collected_from_replies_on_v5() -> None:

@@ -17,8 +17,8 @@ from harness.progress import Progress
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Register `kwb concern list|repro`."""
     p = sub.add_parser("concern", help="list review concerns, reproduce one in a booted kernel",
-                       description="Review concerns of the series (patches/async-buffered-reads/"
-                                   "concerns.toml): list them, or reproduce one with its workloads and "
+                       description="Review concerns of the series (the profile's concerns.toml): "
+                                   "list them, or reproduce one with its workloads and "
                                    "probes into a self-contained, re-runnable bundle.")
     csub = p.add_subparsers(dest="concern_cmd", metavar="{list,repro}")
     ls = csub.add_parser("list", help="the catalogued concerns (id, title, raised by, workloads, mutants)")
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                                      "re-run a saved bundle and say whether the outcome is the same "
                                      "(exit 0 same, 1 different).")
     rp.add_argument("concern", nargs="?", help="concern id (kwb concern list)")
-    rp.add_argument("--variant", default="series", help="variant from patches/port-6.12/variants.toml")
+    rp.add_argument("--variant", default="series", help="variant from the profile's variants.toml")
     rp.add_argument("--fs", default="ext4,xfs", help="comma-separated filesystems (default: ext4,xfs)")
     rp.add_argument("--workload", default=None, help="comma-separated workloads (default: the concern's)")
     rp.add_argument("--out", type=Path, default=None,

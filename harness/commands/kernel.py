@@ -46,7 +46,7 @@ def _done(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
 
 
 def _tree_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tree", help="a local git tree or a git URL (default: Debian linux-source-6.12)")
+    parser.add_argument("--tree", help="a local git tree or a git URL (default: harness/profiles/trees.toml)")
     parser.add_argument("--base", help="the base commit/ref in --tree")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
@@ -152,7 +152,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     ap = sub.add_parser("apply", help="apply a revision of a series on a dedicated kwb/apply/... branch")
     ap.add_argument("--source", help="mbox, Maildir, public-inbox dir or message-id")
-    ap.add_argument("--family", help="series family name or index (default: the async-buffered-reads one)")
+    ap.add_argument("--family", help="series family name or index (default: the one the profile names)")
     ap.add_argument("--revision", type=int, help="revision number (e.g. 5)")
     ap.add_argument("--mbox", help="an mbox holding the patches, in order (e.g. from `kwb series export`)")
     ap.add_argument("--patch", nargs="+", help="patch files, applied in order")
@@ -162,7 +162,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ap.set_defaults(func=cmd_apply)
 
     bp = sub.add_parser("build", help="build a variant (default: series) of the tree, reusing the cache")
-    bp.add_argument("--variant", default="series", help="a name from patches/port-6.12/variants.toml")
+    bp.add_argument("--variant", default="series", help="a name from the profile's variants.toml")
     bp.add_argument("--ref", help="build this branch/commit of the tree instead of a variant")
     bp.add_argument("--label", help="name of the --ref build in the kernel cache")
     bp.add_argument("--fragment", action="append",

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                                    "series variant passes, the baseline shows the punt path and every "
                                    "mutant is flagged.")
     p.add_argument("--source", required=True, help="mbox, Maildir, public-inbox repo or message-id")
-    p.add_argument("--tree", type=Path, help="your kernel tree (git); default: Debian linux-source-6.12")
+    p.add_argument("--tree", type=Path, help="your kernel tree (git); default: the default tree "
+                                                   "(harness/profiles/trees.toml)")
     p.add_argument("--base", help="base ref in --tree")
     p.add_argument("--revision", type=int, help="revision of the series to apply to --tree")
     p.add_argument("--coverage", action="store_true", help="add the gcov coverage variant")

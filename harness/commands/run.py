@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                        description="Build (incrementally) and boot a kernel variant, run the workloads "
                                    "on each filesystem, write a structured result per job. Exit 0 when "
                                    "every job passed, 1 when a job failed, 2 on infrastructure errors.")
-    p.add_argument("--variant", required=True, help="variant name from patches/port-6.12/variants.toml")
+    p.add_argument("--variant", required=True, help="variant name from the profile's variants.toml")
     p.add_argument("--fs", default=None,
                    help=f"comma-separated filesystems (default: {','.join(FILESYSTEMS)})")
     p.add_argument("--workload", default=None,

@@ -134,7 +134,7 @@ def _common(p: argparse.ArgumentParser, *, series: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     if series:
         p.add_argument("--series", metavar="NAME|N",
-                       help="which series (default: the one in patches/async-buffered-reads/series.toml)")
+                       help="which series (default: the one the profile's series.toml names)")
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

@@ -1,4 +1,4 @@
-"""Reading numbers out of a job's ``metrics`` and ``evidence`` dicts, whatever shape a runner chose.
+"""Reading numbers out of a job's ``metrics`` dict, whatever shape a runner chose.
 
 Runners store a metric either as a plain number or as a summary of repeats
 (``{"median": m, "min": a, "max": b}``, ``{"values": [...]}``, optionally ``"spread"``). Every reader
@@ -24,11 +24,7 @@ METRIC_KEYS: dict[str, tuple[str, ...]] = {
     "ctx": ("ctx", "ctx_switches", "context_switches"),
 }
 
-# Counter names marking each path: harness.evidence role names, then raw function names (both eras).
-CALLBACK_PROBES = ("callback", "io_async_buf_func")
-PUNT_PROBES = ("iowq_enqueue", "io_wq_enqueue", "io_wqe_enqueue")
-# Same noise allowance as harness.evidence: a handful of enqueues (fio's own setup) is still "≈ 0".
-IOWQ_NOISE_FLOOR = 16
+# Which path a job's reads took is harness.evidence.job_path: the path rule lives there, once.
 
 
 @dataclass(frozen=True)
@@ -100,57 +96,6 @@ def cpu_per_io_us(metrics: Mapping[str, Any]) -> float | None:
     if cpu is None or iops is None or iops.median <= 0:
         return None
     return cpu.median / 100.0 / iops.median * 1e6
-
-
-def counters(evidence: Mapping[str, Any]) -> dict[str, int]:
-    """Probe hit counters from a job's evidence (``kprobes``/``counters``/``hits`` dicts or top level)."""
-    out: dict[str, int] = {}
-    for key in ("counts", "kprobes", "counters", "hits"):
-        block = evidence.get(key)
-        if isinstance(block, Mapping):
-            for name, raw in block.items():
-                val = raw.get("hits", raw.get("count")) if isinstance(raw, Mapping) else raw
-                if isinstance(val, int | float) and not isinstance(val, bool):
-                    out[str(name)] = int(val)
-    for name in CALLBACK_PROBES + PUNT_PROBES:
-        val = evidence.get(name)
-        if name not in out and isinstance(val, int | float) and not isinstance(val, bool):
-            out[name] = int(val)
-    return out
-
-
-def path_of(evidence: Mapping[str, Any]) -> tuple[str, str]:
-    """Which path a job's reads took: ("async"|"io-wq"|"mixed"|"none"|"unknown", evidence text).
-
-    A runner's own conclusion (``evidence["path"]``) wins unless it is "unknown"; otherwise the counters
-    decide: callback hits with io-wq enqueues under 1% of them is the async path, enqueues without
-    callbacks the punt. A callback that can't be probed counts as 0 — on a baseline kernel the
-    compiler drops the unused static io_async_buf_func(), so there is nothing to probe.
-    """
-    c = counters(evidence)
-    cb = next((c[n] for n in CALLBACK_PROBES if n in c), 0)
-    wq = next((c[n] for n in PUNT_PROBES if n in c), 0)
-    have = any(n in c for n in CALLBACK_PROBES + PUNT_PROBES)
-    text = f"callback={cb} io-wq={wq}" if have else "no path counters"
-    declared = evidence.get("path")
-    if isinstance(declared, str) and declared and declared != "unknown":
-        return _normalise_path(declared), text
-    if not have:
-        return "unknown", text
-    if cb > 0 and wq <= max(IOWQ_NOISE_FLOOR, cb // 100):
-        return "async", text
-    if wq > 0 and cb == 0:
-        return "io-wq", text
-    if cb > 0 and wq > 0:
-        return "mixed", text
-    return "none", text
-
-
-def _normalise_path(declared: str) -> str:
-    d = declared.lower()
-    if d in ("punt", "iowq", "io_wq", "io-wq", "worker", "workers"):
-        return "io-wq"
-    return d
 
 
 def job_value(job: Mapping[str, Any], name: str) -> Value | None:

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
+from harness import __version__, profile
 from harness.atomic import write_json, write_text
 from harness.report.schema import SCHEMA_VERSION
 from harness.verdict import VariantInfo, decide
 
-# The default tree's name in results.json (harness.tree.DEBIAN_TREE_NAME; not imported: GitPython).
-DEFAULT_TREE = "debian-6.12"
-DEFAULT_TREE_ORIGIN = "Debian linux-source-6.12"
+# The default tree's name in results.json (harness/profiles/trees.toml, as harness.tree reads it).
+DEFAULT_TREE = profile.default_tree().name
+DEFAULT_TREE_ORIGIN = profile.default_tree().origin
 
 
 def now_iso() -> str:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness import profile
 from harness.errors import UserError
-from harness.paths import project_root
 from harness.tomlfile import load_toml
 
 __all__ = [
@@ -295,8 +295,8 @@ _MATCHER_KEYS = {"match", "file", "function", "subject", "requires", "side"}
 
 
 def catalogue_path() -> Path:
-    """The project's concern catalogue."""
-    return project_root() / "patches" / "async-buffered-reads" / "concerns.toml"
+    """The concern catalogue of the active series profile."""
+    return profile.active().concerns_file
 
 
 def load_catalogue(path: Path | None = None) -> list[Concern]:

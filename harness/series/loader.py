@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import profile
 from harness.errors import UserError
-from harness.paths import project_root
 from harness.series.families import group_families
 from harness.series.grouping import ThreadIndex, collect_postings
 from harness.series.model import Family, Message
@@ -14,8 +14,6 @@ from harness.series.revisions import build_revision
 from harness.series.subjects import normalise_title
 from harness.sources.base import load_messages
 from harness.tomlfile import load_toml
-
-SERIES_TOML = Path("patches") / "async-buffered-reads" / "series.toml"
 
 
 @dataclass
@@ -51,9 +49,9 @@ def load_families(source: str | Path) -> list[Family]:
     return load_series(source).families
 
 
-def default_family_name(root: Path | None = None) -> str | None:
-    """The series title named in patches/async-buffered-reads/series.toml, if that file says one."""
-    path = (root or project_root()) / SERIES_TOML
+def default_family_name(path: Path | None = None) -> str | None:
+    """The series title named in the profile's series.toml (or ``path``), if that file says one."""
+    path = path or profile.active().series_file
     if not path.is_file():
         return None
     try:

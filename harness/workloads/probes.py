@@ -1,6 +1,6 @@
 """Review-concern probes: small C programs (``probes/probe-*.c``) built on the host, run in the guest.
 
-Each probe is tied to concern ids in ``patches/async-buffered-reads/concerns.toml``. It prints a last line
+Each probe is tied to concern ids in the series profile's ``concerns.toml``. It prints a last line
 ``KWB-RESULT {json}`` (probe, ok, skip, reason, counters) and exits 0 pass, 1 check failed, 77 skip,
 2 could not set itself up. Probes carry their own alarm() watchdog; the guest command has an outer
 timeout as well, so a hang is a failed (or timed-out) job, never a stuck run. While a probe runs, the
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import evidence
+from harness import evidence, profile
 from harness.atomic import write_json
 from harness.errors import InfraError, UserError
 from harness.paths import cache_dir
@@ -44,13 +44,12 @@ EXIT_PASS, EXIT_FAIL, EXIT_SETUP, EXIT_SKIP = 0, 1, 2, 77
 WATCHDOG_MARGIN = 20.0
 INT_PARAMS = ("size_mb", "iterations", "threads", "seconds", "probe_timeout")
 KNOWN_PARAMS = (*INT_PARAMS, "probe", "self_test_fail", "phase", "kprobes", "extra_kprobes")
-# Functions worth counting for a probe beyond harness.evidence's roles: for the lock_page_async()
-# probe, the branches Linus asked about (lock the page and read it ourselves vs wait for someone
-# else's read). A function the kernel can't probe is recorded with the reason, never dropped.
-EXTRA_KPROBES: dict[str, tuple[str, ...]] = {
-    "probe-lock-page-async": ("filemap_read_folio", "folio_wait_bit_common", "filemap_update_page",
-                              "page_cache_sync_ra", "page_cache_async_ra", "filemap_create_folio"),
-}
+
+
+def extra_kprobes(probe: str) -> tuple[str, ...]:
+    """Functions worth counting for ``probe`` beyond harness.evidence's roles (the series profile's
+    ``[kprobes]``). A function the kernel can't probe is recorded with the reason, never dropped."""
+    return profile.active().kprobes.get(probe, ())
 
 
 def available() -> list[str]:
@@ -261,7 +260,7 @@ class _PathCounters:
         if not p.kprobes:
             self.info["kprobes"] = "disabled by params.kprobes"
             return
-        extra = list(dict.fromkeys([*EXTRA_KPROBES.get(name, ()), *p.extra_kprobes]))
+        extra = list(dict.fromkeys([*extra_kprobes(name), *p.extra_kprobes]))
         try:
             self.probe_set = evidence.discover(guest)
             if not self.probe_set.source:

@@ -77,7 +77,7 @@ class _Run:
 
 
 def variant_kind(variant: str) -> str:
-    """The ``kind`` of a variant in patches/port-6.12/variants.toml; UserError for an unknown variant."""
+    """The ``kind`` of a variant in the series profile's variants.toml; UserError for an unknown variant."""
     from harness.variants import get_variant
 
     return get_variant(variant).kind
