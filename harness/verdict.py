@@ -263,7 +263,9 @@ def decide(jobs: Iterable[Mapping[str, Any]], variants: Iterable[VariantInfo],
             verdicts[name] = _other_verdict(info, vjobs, declared)
     reasons = [f"{n}: {v.verdict}: {v.reason}" for n, v in verdicts.items() if not v.ok]
     kinds = {i.kind for i in infos.values()}
-    reasons += [f"no {k} variant in this run" for k in ("series", "baseline") if k not in kinds]
+    # The kinds the profile has a proof for must be in the run (a profile without a baseline needs none).
+    needed = ["series", *(k for k in profile.active().proves if k != "series")]
+    reasons += [f"no {k} variant in this run" for k in needed if k not in kinds]
     return RunVerdict(verdicts, mutants, not reasons, reasons)
 
 

@@ -192,3 +192,14 @@ def test_job_status_values_match_the_model() -> None:
     from harness.verdict import INFRA_STATUSES, KILL_STATUSES, OK_STATUSES
 
     assert {s.value for s in JobStatus} == KILL_STATUSES | OK_STATUSES | INFRA_STATUSES
+
+
+def test_a_profile_without_a_baseline_proof_needs_no_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second profile declares only the series' proof: its series-only run is complete."""
+    from harness import profile
+
+    monkeypatch.setenv(profile.ENV, "cq-eventfd-disable")
+    job = {"workload": "liburing-eventfd", "fs": "ext4", "variant": "series", "status": "pass",
+           "evidence": {"checks": [{"name": "tests-pass", "ok": True, "reason": "4 pass"}]}}
+    v = decide([job], [VariantInfo("series", "series")])
+    assert v.ok and v.reasons == [] and v.variants["series"].verdict == "pass"
