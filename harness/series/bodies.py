@@ -6,6 +6,8 @@ import re
 
 import b4
 
+from harness.sources.message import Message
+
 _DIFF_START = re.compile(r"^diff --git ", re.MULTILINE)
 _PLAIN_DIFF = re.compile(r"^--- (a/|\S+\.[ch]\b)[^\n]*\n\+\+\+ ", re.MULTILINE)
 _ATTRIBUTION = re.compile(r"^(On .*|.*\b(wrote|writes|said):)\s*$")
@@ -29,6 +31,13 @@ def find_diff(body: str) -> str | None:
     text = body[m.start():]
     sig = text.rfind("\n-- \n")
     return text[: sig + 1] if sig >= 0 else text
+
+
+def has_diff(msg: Message) -> bool:
+    """Does ``msg`` carry a diff? (What the archive index recorded, else a look at the body.)"""
+    if msg.has_diff is not None:
+        return msg.has_diff
+    return find_diff(msg.body) is not None
 
 
 _HUNK = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@")

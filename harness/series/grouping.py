@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from harness.series.bodies import find_diff
+from harness.series.bodies import has_diff
 from harness.series.subjects import SubjectInfo, parse_subject
 from harness.sources.message import Message
 
@@ -47,12 +47,12 @@ def _is_cover(info: SubjectInfo, msg: Message | None = None) -> bool:
     # "[PATCH 0/N]", or an unnumbered "[PATCHSET] title" without a diff of its own.
     if not info.is_patch or info.is_reply:
         return False
-    return info.number == 0 or (info.number is None and msg is not None and find_diff(msg.body) is None)
+    return info.number == 0 or (info.number is None and msg is not None and not has_diff(msg))
 
 
 def _is_numbered_patch(info: SubjectInfo, msg: Message) -> bool:
     return (info.is_patch and not info.is_reply and info.number is not None and info.number > 0
-            and find_diff(msg.body) is not None)
+            and has_diff(msg))
 
 
 def _patch_key(msg: Message, index: ThreadIndex) -> str:
@@ -97,7 +97,7 @@ def collect_postings(messages: list[Message], index: ThreadIndex) -> list[Postin
         elif _is_numbered_patch(info, msg):
             postings.setdefault(_patch_key(msg, index), Posting(_patch_key(msg, index))).patches.append(
                 (info, msg))
-        elif (info.number is None and find_diff(msg.body) is not None
+        elif (info.number is None and has_diff(msg)
               and not _single_patch_is_reply(msg, index)):
             single = SubjectInfo(info.is_reply, True, info.version, info.rfc, 1, 1, info.label, info.title)
             postings.setdefault(msg.message_id, Posting(msg.message_id)).patches.append((single, msg))

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UserError
 from harness.paths import project_root
+from harness.series.bodies import find_diff
 from harness.series.families import group_families
 from harness.series.grouping import ThreadIndex, collect_postings
+from harness.series.integrity import check_patch
 from harness.series.model import Family, Message
-from harness.series.revisions import build_revision
-from harness.series.subjects import normalise_title
+from harness.series.revisions import RELABEL, build_revision
+from harness.series.subjects import normalise_title, parse_subject
 from harness.sources.base import load_messages
+from harness.sources.index import Annotator
+from harness.sources.message import split_head
 from harness.tomlfile import load_toml
 
 SERIES_TOML = Path("patches") / "async-buffered-reads" / "series.toml"
@@ -27,6 +32,16 @@ class LoadResult:
     message_count: int
     families: list[Family]
     warnings: list[str] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    index_note: str = ""
+
+    def late_warnings(self) -> list[str]:
+        """Warnings found while reading bodies after loading (e.g. an undecodable charset)."""
+        reported = set(self.warnings)
+        out: list[str] = []
+        for msg in self.messages:
+            out.extend(w for w in msg.warnings if w not in reported and w not in out)
+        return out
 
 
 def group_messages(messages: list[Message]) -> list[Family]:
@@ -39,11 +54,42 @@ def group_messages(messages: list[Message]) -> list[Family]:
     return group_families(revisions)
 
 
+_QUOTED_ENCODING = re.compile(rb"(?im)^content-transfer-encoding:\s*(base64|quoted-printable)")
+
+
+def body_facts(msg: Message) -> tuple[bool | None, bool | None, str | None]:
+    """What the archive index keeps about a body: (has a diff, may say "this is vN", integrity problem).
+
+    Only patch postings (not replies) have their body decoded here: grouping asks about their diffs.
+    A reply is only searched, undecoded, for relabel wording (None when its transfer encoding hides it).
+    """
+    info = parse_subject(msg.subject)
+    if info.is_patch and not info.is_reply:
+        body = msg.body
+        diff = find_diff(body)
+        return diff is not None, False, (check_patch(body, diff) or "") if diff else ""
+    head, body = split_head(msg.raw)
+    if _QUOTED_ENCODING.search(head):
+        return None, None, None
+    # The relabel rule reads the first lines of the author's own words: quoted lines never count.
+    own = [line for line in body.decode("latin-1").splitlines()[:200]
+           if line.strip() and not line.lstrip().startswith(">")][:8]
+    return None, RELABEL.search("\n".join(own)) is not None, None
+
+
+ANNOTATOR = Annotator("series-facts-2", body_facts)
+
+
 def load_series(source: str | Path) -> LoadResult:
     """Parse ``source`` and group its patch postings into families (warnings kept, not printed)."""
-    loaded = load_messages(source)
+    loaded = load_messages(source, ANNOTATOR)
     families = group_messages(loaded.messages)
-    return LoadResult(str(source), loaded.kind, len(loaded.messages), families, list(loaded.warnings))
+    warnings = list(loaded.warnings)
+    if loaded.skipped:
+        warnings.append(f"{loaded.skipped} message(s) of {source} could not be read (named above); the rest "
+                        "were used")
+    return LoadResult(str(source), loaded.kind, len(loaded.messages), families, warnings,
+                      loaded.messages, loaded.index_note)
 
 
 def load_families(source: str | Path) -> list[Family]:

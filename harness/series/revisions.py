@@ -11,24 +11,32 @@ from harness.series.model import Patch, Review, Revision
 from harness.sources.message import Message
 
 # "this one is v3", "this is really v3", "it should be v3", "should have been v3", "v3, not v2".
-_RELABEL = re.compile(
+RELABEL = re.compile(
     r"\b(?:(?:this|it|that)(?: one| series| posting)? (?:is|was) (?:really |actually |of course )?"
     r"|should (?:have been|be|read) |meant to be )v(\d+)\b|\bv(\d+)\s*,?\s*(?:obviously\s*,?\s*)?not v\d+\b",
     re.IGNORECASE)
 
 
-def make_review(msg: Message) -> Review:
-    """A Review of ``msg``: own words, trailers (b4's parser), and a proposed fix-up diff if it has one."""
+def analyse_reply(msg: Message) -> tuple[str, list[tuple[str, str]], str | None]:
+    """Own words, trailers (b4's parser) and a proposed fix-up diff of one reply."""
     text = own_words(msg.body)
     diff = find_diff(text) or find_snippet(text)
-    return Review(message=msg, reviewer=msg.sender_name, text=text,
-                  trailers=trailers(text, followup=True), fixup_diff=diff)
+    return text, trailers(text, followup=True), diff
+
+
+def make_review(msg: Message) -> Review:
+    """A Review of ``msg`` (its body is read when the review's text is first asked for)."""
+    return Review(message=msg, reviewer=msg.sender_name, analyse=analyse_reply)
+
+
+def analyse_patch(msg: Message) -> tuple[str, str, list[tuple[str, str]]]:
+    """Diff, commit message and own trailers of one patch message."""
+    message = commit_message(msg.body)
+    return find_diff(msg.body) or "", message, trailers(message, followup=False)
 
 
 def _make_patch(number: int, total: int, title: str, msg: Message) -> Patch:
-    message = commit_message(msg.body)
-    return Patch(number=number, total=total, subject=title, message=msg, diff=find_diff(msg.body) or "",
-                 commit_message=message, trailers=trailers(message, followup=False))
+    return Patch(number=number, total=total, subject=title, message=msg, analyse=analyse_patch)
 
 
 def _order_patches(post: Posting, warnings: list[str]) -> list[Patch]:
@@ -65,7 +73,6 @@ def _attach_reviews(rev: Revision, index: ThreadIndex, patch_ids: set[str]) -> N
                 rev.cover_reviews.append(review)
             else:
                 owner.reviews.append(review)
-                owner.trailers.extend(t for t in review.trailers if t not in owner.trailers)
 
 
 def _nearest_owner(msg: Message, owners: dict[str, Patch | None]) -> Patch | None:
@@ -78,10 +85,10 @@ def _nearest_owner(msg: Message, owners: dict[str, Patch | None]) -> Patch | Non
 def _relabel(rev: Revision, author: str) -> None:
     """Apply a version correction stated by the posting's author in a reply."""
     for review in rev.all_reviews():
-        if review.message.sender_email != author:
-            continue
+        if review.message.sender_email != author or review.message.claims_version is False:
+            continue  # the index saw no "this is vN" wording in this reply: its body is not read
         head = "\n".join(review.text.splitlines()[:5])
-        m = _RELABEL.search(head)
+        m = RELABEL.search(head)
         if m is None:
             continue
         said = int(m.group(1) or m.group(2))
