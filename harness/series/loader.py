@@ -68,11 +68,11 @@ def body_facts(msg: Message) -> tuple[bool | None, bool | None, str | None]:
         body = msg.body
         diff = find_diff(body)
         return diff is not None, False, (check_patch(body, diff) or "") if diff else ""
-    head, body = split_head(msg.raw)
+    head, rest = split_head(msg.raw)
     if _QUOTED_ENCODING.search(head):
         return None, None, None
     # The relabel rule reads the first lines of the author's own words: quoted lines never count.
-    own = [line for line in body.decode("latin-1").splitlines()[:200]
+    own = [line for line in rest.decode("latin-1").splitlines()[:200]
            if line.strip() and not line.lstrip().startswith(">")][:8]
     return None, RELABEL.search("\n".join(own)) is not None, None
 

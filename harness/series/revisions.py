@@ -7,6 +7,7 @@ import re
 
 from harness.series.bodies import commit_message, find_diff, find_snippet, own_words, trailers
 from harness.series.grouping import Posting, ThreadIndex, posting_counts
+from harness.series.integrity import check_patch
 from harness.series.model import Patch, Review, Revision
 from harness.sources.message import Message
 
@@ -112,6 +113,12 @@ def build_revision(post: Posting, index: ThreadIndex, patch_ids: set[str]) -> Re
     missing = [n for n in range(1, claimed + 1) if n not in numbers]
     if missing:
         warnings.append("missing patches: " + ", ".join(f"{n}/{claimed}" for n in missing))
+    for p in patches:
+        # The archive index recorded it when it read the patch; a small source has the body at hand.
+        problem = p.message.integrity if p.message.integrity is not None else check_patch(
+            p.message.body, p.diff)
+        if problem:
+            warnings.append(f"patch {p.number}/{p.total} <{p.message.message_id}> is cut short: {problem}")
     if post.cover is None and claimed > 1:
         warnings.append("no cover letter found")
     version = head.version or 1

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -28,6 +29,9 @@ class BatchReader:
         self.repo = repo
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._deadline = 0.0
+        self._killed = False
+        self._watchdog: threading.Thread | None = None
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
@@ -51,22 +55,37 @@ class BatchReader:
 
     def _answer(self, proc: subprocess.Popen[bytes], out: IO[bytes], name: str,
                 timeout: float) -> bytes | None:
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            head = out.readline()
-            if not head:
-                raise InfraError(f"git cat-file --batch in {self.repo} stopped answering at {name}")
-            fields = head.split()
-            if fields[-1] == b"missing" or len(fields) < 3:
-                return None
-            data = out.read(int(fields[2]))
-            out.read(1)  # the newline after each object
-            if timer.finished.is_set():
-                raise InfraError(f"git cat-file --batch in {self.repo} timed out at {name}")
-            return data
-        finally:
-            timer.cancel()
+        self._deadline = time.monotonic() + timeout
+        self._watch(proc)
+        head = out.readline()
+        if not head:
+            raise InfraError(f"git cat-file --batch in {self.repo} stopped answering at {name}"
+                             f"{' (timed out)' if self._killed else ''}")
+        fields = head.split()
+        if fields[-1] == b"missing" or len(fields) < 3:
+            return None
+        data = out.read(int(fields[2]))
+        out.read(1)  # the newline after each object
+        if len(data) < int(fields[2]):
+            raise InfraError(f"git cat-file --batch in {self.repo} stopped in the middle of {name}")
+        return data
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        # One watchdog thread per process (a timer per object was most of an archive read's time): it
+        # kills git when the current read's deadline passes, so a stuck git cannot hang kwb.
+        if self._watchdog is not None and self._watchdog.is_alive():
+            return
+
+        def watch() -> None:
+            while proc.poll() is None:
+                if time.monotonic() > self._deadline:
+                    self._killed = True
+                    proc.kill()
+                    return
+                time.sleep(0.5)
+
+        self._watchdog = threading.Thread(target=watch, daemon=True)
+        self._watchdog.start()
 
     def stream(self, names: Iterable[str], *, timeout: float = READ_TIMEOUT) -> Iterator[
             tuple[str, bytes | None]]:
