@@ -35,11 +35,12 @@ def _emit(args: argparse.Namespace, data: Any, text: str, loaded: LoadResult | N
 
 def _cmd_list(args: argparse.Namespace) -> int:
     loaded = _load(args)
-    series = [{"index": i + 1, "name": f.name, "first_date": f.first_date,
+    series = [{"index": i + 1, "name": f.name, "first_date": f.first_date, "notes": f.notes,
                "revisions": [r.summary() for r in f.revisions]} for i, f in enumerate(loaded.families)]
     lines = [f"{loaded.message_count} messages, {len(series)} series ({loaded.kind}: {loaded.source})"]
     for i, fam in enumerate(loaded.families):
         lines.append(f"#{i + 1} {fam.name}")
+        lines.extend(f"    note: {n}" for n in fam.notes)
         for r in fam.revisions:
             cover = f" cover <{r.cover.message_id}>" if r.cover else ""
             lines.append(f"    v{r.version} ({r.label}{', RFC' if r.rfc else ''}): {len(r.patches)}/"

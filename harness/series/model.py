@@ -170,6 +170,7 @@ class Family:
 
     name: str
     revisions: list[Revision]
+    notes: list[str] = field(default_factory=list)  # how the family was put together (title changes)
 
     def revision(self, version: int) -> Revision:
         """The revision with this version (the latest posting when two share it); UserError if unknown."""

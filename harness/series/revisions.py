@@ -68,7 +68,7 @@ def _attach_reviews(rev: Revision, index: ThreadIndex, patch_ids: set[str]) -> N
             if msg.message_id in seen or msg.message_id in patch_ids:
                 continue
             seen.add(msg.message_id)
-            owner = _nearest_owner(msg, owners)
+            owner = _nearest_owner(msg, owners, index)
             review = make_review(msg)
             if owner is None:
                 rev.cover_reviews.append(review)
@@ -76,8 +76,8 @@ def _attach_reviews(rev: Revision, index: ThreadIndex, patch_ids: set[str]) -> N
                 owner.reviews.append(review)
 
 
-def _nearest_owner(msg: Message, owners: dict[str, Patch | None]) -> Patch | None:
-    for ref in reversed(msg.references):
+def _nearest_owner(msg: Message, owners: dict[str, Patch | None], index: ThreadIndex) -> Patch | None:
+    for ref in reversed(index.chain(msg)):
         if ref in owners:
             return owners[ref]
     return None

@@ -25,7 +25,7 @@ from harness.paths import cache_dir
 from harness.sources.base import RawEntry, SourceResult
 from harness.sources.message import Message, parse_message
 
-SCHEMA = 1
+SCHEMA = 2  # 2: In-Reply-To is always the last reference
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,11 @@ def _parse(raw: bytes, origin: str, keep_raw: bool,
     reply = _ids(_header(msg, "In-Reply-To"))
     refs = _ids(_header(msg, "References"))
     in_reply_to = reply[0] if reply else (refs[-1] if refs else None)
-    if in_reply_to and in_reply_to not in refs:
+    if in_reply_to:
+        # In-Reply-To is the parent: ids after it in References were appended by a mail gateway
+        # (<CGME…@samsung.com>) and must not be taken for the nearest ancestor.
+        if in_reply_to in refs:
+            refs.remove(in_reply_to)
         refs.append(in_reply_to)
     message = Message(message_id=message_id, subject=subject, sender=_header(msg, "From"), date=date,
                       in_reply_to=in_reply_to, references=refs, raw=raw if keep_raw else None,
