@@ -42,7 +42,8 @@ def test_gateway_added_reference_does_not_beat_in_reply_to(tmp_path: Path) -> No
     # A gateway appends its own <CGME…> id after the cover in every patch's References.
     msgs = _series("z", "zone-append", ["a: one", "b: two", "c: three"])
     cover = _with_refs(msgs[0], ["CGME0@samsung.example"], "CGME0@samsung.example")
-    patches = [_with_refs(m, ["z-0@x", f"CGME{i}@samsung.example"], "z-0@x") for i, m in enumerate(msgs[1:], 1)]
+    patches = [_with_refs(m, ["z-0@x", f"CGME{i}@samsung.example"], "z-0@x")
+               for i, m in enumerate(msgs[1:], 1)]
     [fam] = _load(tmp_path, cover, *patches)
     [rev] = fam.revisions
     assert rev.cover is not None and len(rev.patches) == 3 and rev.expected == 3
@@ -51,7 +52,8 @@ def test_gateway_added_reference_does_not_beat_in_reply_to(tmp_path: Path) -> No
 def test_reply_with_trimmed_references_reaches_its_patch_through_in_reply_to(tmp_path: Path) -> None:
     msgs = _series("t", "trim", ["a: one", "b: two"])
     r1 = mail("r1@x", "Re: [PATCH 1/2] a: one", "> q\nfirst\n", reply_to="t-1@x", sender="R <r@x>")
-    r2 = _with_refs(mail("r2@x", "Re: [PATCH 1/2] a: one", "> q\nsecond\n", sender="S <s@x>"), ["r1@x"], "r1@x")
+    r2 = _with_refs(mail("r2@x", "Re: [PATCH 1/2] a: one", "> q\nsecond\n", sender="S <s@x>"),
+                    ["r1@x"], "r1@x")
     [fam] = _load(tmp_path, *msgs, r1, r2)
     assert [r.message.message_id for r in fam.revisions[0].patch(1).reviews] == ["r1@x", "r2@x"]
 
@@ -112,7 +114,7 @@ def test_revisions_in_posting_order_with_an_explanation(tmp_path: Path) -> None:
 def test_series_renamed_between_revisions_is_one_family_with_a_note(tmp_path: Path) -> None:
     subjects = ["a: one", "b: two", "c: three", "d: four"]
     v1 = _series("n1", "Add async reads", subjects, date="Mon, 1 Jun 2020 10:00:00 +0000")
-    v2 = _series("n2", "Add support for async buffered reads", subjects[:3] + ["e: five"],
+    v2 = _series("n2", "Add support for async buffered reads", [*subjects[:3], "e: five"],
                  label="PATCH v2", date="Tue, 2 Jun 2020 10:00:00 +0000")
     other = _series("o1", "Something else", ["a: one", "x: other", "y: other", "z: other"],
                     sender="Else <else@x>", date="Wed, 3 Jun 2020 10:00:00 +0000")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import b4
-
 from harness.sources.message import Message
 
 _DIFF_START = re.compile(r"^diff --git ", re.MULTILINE)
@@ -72,6 +70,8 @@ def commit_message(body: str) -> str:
 
 def trailers(text: str, *, followup: bool) -> list[tuple[str, str]]:
     """``(name, value)`` trailers in ``text``, found with b4's own trailer parser."""
+    import b4  # imported on first use: a listing needs no trailers, and b4 takes ~0.3 s to import
+
     found, _ = b4.LoreMessage.find_trailers(text, followup=followup)
     return [(t.name, t.value) for t in found]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import binascii
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from harness.series.revisions import RELABEL, build_revision
 from harness.series.subjects import normalise_title, parse_subject
 from harness.sources.base import load_messages
 from harness.sources.index import Annotator
-from harness.sources.message import split_head
+from harness.sources.message import read_headers, split_head
 from harness.tomlfile import load_toml
 
 SERIES_TOML = Path("patches") / "async-buffered-reads" / "series.toml"
@@ -54,14 +54,12 @@ def group_messages(messages: list[Message]) -> list[Family]:
     return group_families(revisions)
 
 
-_QUOTED_ENCODING = re.compile(rb"(?im)^content-transfer-encoding:\s*(base64|quoted-printable)")
-
-
 def body_facts(msg: Message) -> tuple[bool | None, bool | None, str | None]:
     """What the archive index keeps about a body: (has a diff, may say "this is vN", integrity problem).
 
     Only patch postings (not replies) have their body decoded here: grouping asks about their diffs.
-    A reply is only searched, undecoded, for relabel wording (None when its transfer encoding hides it).
+    A reply is only searched for relabel wording (transfer encoding undone with binascii, no MIME
+    parse; None for multipart mail, whose body is then read when the relabel rule asks).
     """
     info = parse_subject(msg.subject)
     if info.is_patch and not info.is_reply:
@@ -69,7 +67,16 @@ def body_facts(msg: Message) -> tuple[bool | None, bool | None, str | None]:
         diff = find_diff(body)
         return diff is not None, False, (check_patch(body, diff) or "") if diff else ""
     head, rest = split_head(msg.raw)
-    if _QUOTED_ENCODING.search(head):
+    headers = read_headers(head)
+    if headers.get("content-type", "").lower().startswith("multipart"):
+        return None, None, None  # the text may sit in an encoded part: look at the body when asked
+    encoding = headers.get("content-transfer-encoding", "").lower().strip()
+    try:
+        if encoding == "quoted-printable":
+            rest = binascii.a2b_qp(rest[:16384])
+        elif encoding == "base64":
+            rest = binascii.a2b_base64(rest)
+    except (binascii.Error, ValueError):
         return None, None, None
     # The relabel rule reads the first lines of the author's own words: quoted lines never count.
     own = [line for line in rest.decode("latin-1").splitlines()[:200]
@@ -77,7 +84,7 @@ def body_facts(msg: Message) -> tuple[bool | None, bool | None, str | None]:
     return None, RELABEL.search("\n".join(own)) is not None, None
 
 
-ANNOTATOR = Annotator("series-facts-2", body_facts)
+ANNOTATOR = Annotator("series-facts-3", body_facts)
 
 
 def load_series(source: str | Path) -> LoadResult:

@@ -88,7 +88,8 @@ def _relabel(rev: Revision, author: str) -> None:
     for review in rev.all_reviews():
         if review.message.sender_email != author or review.message.claims_version is False:
             continue  # the index saw no "this is vN" wording in this reply: its body is not read
-        head = "\n".join(review.text.splitlines()[:5])
+        # own_words, not review.text: the relabel needs no trailers (b4) nor fix-up search.
+        head = "\n".join(own_words(review.message.body).splitlines()[:5])
         m = RELABEL.search(head)
         if m is None:
             continue
