@@ -63,7 +63,8 @@ def _spans(f: BinaryIO, limit: int) -> Iterator[tuple[int, int, list[bytes] | No
             if start is not None:
                 if parts is not None:
                     parts.append(data[done:cut])
-                yield start, base + cut, parts
+                    held += cut - done
+                yield start, base + cut, parts if held <= limit else None
             start, parts, held, done = base + cut, [], 0, cut
         keep = len(data) if eof else max(done, len(data) - _KEEP)
         if start is not None and parts is not None:
@@ -77,12 +78,12 @@ def _spans(f: BinaryIO, limit: int) -> Iterator[tuple[int, int, list[bytes] | No
         if eof:
             break
     if start is not None:
-        yield start, base, parts
+        yield start, base, parts if held <= limit else None
 
 
-def iter_mbox(f: BinaryIO, limit: int = MAX_MESSAGE) -> Iterator[MboxSpan]:
-    """Every message of an mbox stream, one held at a time."""
-    for index, (start, end, parts) in enumerate(_spans(f, limit)):
+def iter_mbox(f: BinaryIO, limit: int | None = None) -> Iterator[MboxSpan]:
+    """Every message of an mbox stream, one held at a time (at most ``limit`` bytes, MAX_MESSAGE)."""
+    for index, (start, end, parts) in enumerate(_spans(f, MAX_MESSAGE if limit is None else limit)):
         if parts is None:
             yield MboxSpan(index + 1, start, end - start, None)
             continue
@@ -111,8 +112,9 @@ def read_span(path: Path, offset: int, length: int) -> bytes:
         raise UserError(f"{path}: cannot read back a message at byte {offset} ({exc.strerror})") from exc
 
 
-def mbox_entries(path: Path, limit: int = MAX_MESSAGE) -> Iterator[RawEntry]:
+def mbox_entries(path: Path, limit: int | None = None) -> Iterator[RawEntry]:
     """(origin, raw, locator) for each message of the file at ``path``; oversized ones with raw None."""
+    limit = MAX_MESSAGE if limit is None else limit
     try:
         f = path.open("rb")
     except OSError as exc:
@@ -124,7 +126,7 @@ def mbox_entries(path: Path, limit: int = MAX_MESSAGE) -> Iterator[RawEntry]:
             if span.raw is None:
                 yield RawEntry(origin, None, [span.offset, span.length],
                                f"{origin}: message at byte {span.offset} is {span.length} bytes, more than "
-                               f"the {limit >> 20} MiB a mail can be; skipped (a corrupt file?)")
+                               f"the {limit} bytes a mail can be; skipped (a corrupt file?)")
                 continue
             last = span.raw
             yield RawEntry(origin, span.raw, [span.offset, span.length])
