@@ -88,16 +88,18 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     fam = _family(args, loaded)
     old, new = fam.revision(args.old), fam.revision(args.new)
     changes = diff_revisions(old, new)
-    counts = {s: sum(c.status == s for c in changes) for s in ("unchanged", "changed", "new", "dropped")}
+    counts = {s: sum(c.status == s for c in changes)
+              for s in ("unchanged", "message-changed", "changed", "new", "dropped")}
     data = {"name": fam.name, "old": old.version, "new": new.version,
             "changes": [c.to_dict() for c in changes], "counts": counts}
     lines = [f"{fam.name}: v{old.version} → v{new.version}"]
     for c in changes:
         where = f"{c.old or '-'}→{c.new or '-'}"
-        lines.append(f"  {c.status:9} {where:7} {c.subject}")
+        also = " (commit message changed too)" if c.message_changed and c.status == "changed" else ""
+        lines.append(f"  {c.status:15} {where:7} {c.subject}{also}")
     lines.append("  " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if args.interdiff:
-        lines.extend(c.interdiff for c in changes if c.interdiff)
+        lines.extend(c.message_diff + c.interdiff for c in changes if c.interdiff or c.message_diff)
     return _emit(args, data, "\n".join(lines), loaded)
 
 

@@ -9,6 +9,9 @@ from harness.sources.message import Message
 _DIFF_START = re.compile(r"^diff --git ", re.MULTILINE)
 _PLAIN_DIFF = re.compile(r"^--- (a/|\S+\.[ch]\b)[^\n]*\n\+\+\+ ", re.MULTILINE)
 _ATTRIBUTION = re.compile(r"^(On .*|.*\b(wrote|writes|said):)\s*$")
+# "Am 05.06.20 um 23:02 schrieb X:", "Le … a écrit :", "El … escribió:": any language's attribution
+# line names an address or a date and ends with a colon right above the quote.
+_ATTRIBUTION_ANY = re.compile(r"^.*(@|\d{1,2}[./:]\d{1,2}|\d{4}).*:\s*$")
 _ATTRIBUTION_START = re.compile(r"^On .*[^:]\s*$")
 _SNIP = re.compile(r"^\[\s*(\.\.\.|…|snip(ped)?)\s*\]$|^<\s*snip\s*>$", re.IGNORECASE)
 
@@ -89,7 +92,8 @@ def own_words(body: str) -> str:
         if _SNIP.match(stripped):
             continue
         nxt = next((x for x in lines[i + 1:] if x.strip() and not _SNIP.match(x.strip())), "")
-        if _ATTRIBUTION.match(stripped) and nxt.lstrip().startswith(">"):
+        attribution = _ATTRIBUTION.match(stripped) or _ATTRIBUTION_ANY.match(stripped)
+        if attribution and nxt.lstrip().startswith(">"):
             continue
         # Attributions wrapped over two lines: "On Mon, ... Jens Axboe" / "<axboe@kernel.dk> wrote:".
         if _ATTRIBUTION_START.match(stripped) and i + 1 < len(lines) and lines[i + 1].rstrip().endswith(

@@ -22,7 +22,26 @@ def analyse_reply(msg: Message) -> tuple[str, list[tuple[str, str]], str | None]
     """Own words, trailers (b4's parser) and a proposed fix-up diff of one reply."""
     text = own_words(msg.body)
     diff = find_diff(text) or find_snippet(text)
-    return text, trailers(text, followup=True), diff
+    return text, review_trailers(text, msg), diff
+
+
+# Trailers a reply gives about the patch; a Link: or someone else's Signed-off-by in a reply comes from
+# a patch pasted inline or a reference, not from the reviewer.
+_NOT_REVIEW = {"link", "closes", "cc", "fixes"}
+
+
+def review_trailers(text: str, msg: Message) -> list[tuple[str, str]]:
+    """Trailers from the reviewer's own text: none from a pasted patch (Signed-off-by of others), no
+    Link:/Closes:/Cc:/Fixes: lines."""
+    me = msg.sender_email
+    out = []
+    for name, value in trailers(text, followup=True):
+        if name.lower() in _NOT_REVIEW:
+            continue
+        if name.lower() == "signed-off-by" and me not in value.lower():
+            continue
+        out.append((name, value))
+    return out
 
 
 def make_review(msg: Message) -> Review:
