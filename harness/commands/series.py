@@ -26,18 +26,21 @@ def _family(args: argparse.Namespace, loaded: LoadResult) -> Family:
     return find_family(loaded.families, getattr(args, "series", None))
 
 
-def _emit(args: argparse.Namespace, data: Any, text: str) -> int:
+def _emit(args: argparse.Namespace, data: Any, text: str, loaded: LoadResult | None = None) -> int:
     print(json.dumps(data, indent=2, default=str) if args.json else text.rstrip("\n"))
+    for warning in loaded.late_warnings() if loaded is not None else []:
+        print(f"kwb: warning: {warning}", file=sys.stderr)
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     loaded = _load(args)
-    series = [{"index": i + 1, "name": f.name, "first_date": f.first_date,
+    series = [{"index": i + 1, "name": f.name, "first_date": f.first_date, "notes": f.notes,
                "revisions": [r.summary() for r in f.revisions]} for i, f in enumerate(loaded.families)]
     lines = [f"{loaded.message_count} messages, {len(series)} series ({loaded.kind}: {loaded.source})"]
     for i, fam in enumerate(loaded.families):
         lines.append(f"#{i + 1} {fam.name}")
+        lines.extend(f"    note: {n}" for n in fam.notes)
         for r in fam.revisions:
             cover = f" cover <{r.cover.message_id}>" if r.cover else ""
             lines.append(f"    v{r.version} ({r.label}{', RFC' if r.rfc else ''}): {len(r.patches)}/"
@@ -45,7 +48,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             lines.extend(f"        warning: {w}" for w in r.warnings)
     data = {"source": loaded.source, "kind": loaded.kind, "messages": loaded.message_count,
             "warnings": loaded.warnings, "series": series}
-    return _emit(args, data, "\n".join(lines))
+    return _emit(args, data, "\n".join(lines), loaded)
 
 
 def _revision_text(rev: Revision) -> str:
@@ -70,41 +73,46 @@ def _first_line(text: str) -> str:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    fam = _family(args, _load(args))
+    loaded = _load(args)
+    fam = _family(args, loaded)
     revs = [fam.revision(args.revision)] if args.revision is not None else fam.revisions
     data = {"name": fam.name, "revisions": [
         {**r.summary(), "patches": [p.to_dict(full=args.full) for p in r.patches],
          "cover_reviews": [rv.to_dict() for rv in r.cover_reviews]} for r in revs]}
     text = f"{fam.name}\n" + "\n".join(_revision_text(r) for r in revs)
-    return _emit(args, data, text)
+    return _emit(args, data, text, loaded)
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    fam = _family(args, _load(args))
+    loaded = _load(args)
+    fam = _family(args, loaded)
     old, new = fam.revision(args.old), fam.revision(args.new)
     changes = diff_revisions(old, new)
-    counts = {s: sum(c.status == s for c in changes) for s in ("unchanged", "changed", "new", "dropped")}
+    counts = {s: sum(c.status == s for c in changes)
+              for s in ("unchanged", "message-changed", "changed", "new", "dropped")}
     data = {"name": fam.name, "old": old.version, "new": new.version,
             "changes": [c.to_dict() for c in changes], "counts": counts}
     lines = [f"{fam.name}: v{old.version} → v{new.version}"]
     for c in changes:
         where = f"{c.old or '-'}→{c.new or '-'}"
-        lines.append(f"  {c.status:9} {where:7} {c.subject}")
+        also = " (commit message changed too)" if c.message_changed and c.status == "changed" else ""
+        lines.append(f"  {c.status:15} {where:7} {c.subject}{also}")
     lines.append("  " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if args.interdiff:
-        lines.extend(c.interdiff for c in changes if c.interdiff)
-    return _emit(args, data, "\n".join(lines))
+        lines.extend(c.message_diff + c.interdiff for c in changes if c.interdiff or c.message_diff)
+    return _emit(args, data, "\n".join(lines), loaded)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from harness.series.export import export_revision
 
-    fam = _family(args, _load(args))
+    loaded = _load(args)
+    fam = _family(args, loaded)
     rev = fam.revision(args.revision)
     out = export_revision(rev, Path(args.output))
     data = {"name": fam.name, "version": rev.version, "output": str(out), "patches": len(rev.patches),
             "warnings": rev.warnings}
-    return _emit(args, data, f"wrote {len(rev.patches)} patches of v{rev.version} to {out}")
+    return _emit(args, data, f"wrote {len(rev.patches)} patches of v{rev.version} to {out}", loaded)
 
 
 def _cmd_concerns(args: argparse.Namespace) -> int:
@@ -112,13 +120,14 @@ def _cmd_concerns(args: argparse.Namespace) -> int:
         concerns = importlib.import_module("harness.series.concerns")
     except ImportError as exc:
         raise InfraError(f"concern catalogue support is not available yet ({exc})") from exc
-    fam = _family(args, _load(args))
+    loaded = _load(args)
+    fam = _family(args, loaded)
     statuses = concerns.evaluate_family(concerns.load_catalogue(), fam)
     records = [s.to_dict() for s in statuses]
     lines = [f"{fam.name}: {len(records)} concern statuses"]
     lines.extend(f"  v{r['version']} {r['concern_id']:32} {r['status']:15} "
                  f"{('#' + str(r['patch'])) if r['patch'] else '':4} {r['evidence'][:80]}" for r in records)
-    return _emit(args, {"name": fam.name, "concerns": records}, "\n".join(lines))
+    return _emit(args, {"name": fam.name, "concerns": records}, "\n".join(lines), loaded)
 
 
 def _version(text: str) -> int:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
-import b4
+from harness.sources.message import Message
 
 _DIFF_START = re.compile(r"^diff --git ", re.MULTILINE)
 _PLAIN_DIFF = re.compile(r"^--- (a/|\S+\.[ch]\b)[^\n]*\n\+\+\+ ", re.MULTILINE)
 _ATTRIBUTION = re.compile(r"^(On .*|.*\b(wrote|writes|said):)\s*$")
+# "Am 05.06.20 um 23:02 schrieb X:", "Le … a écrit :", "El … escribió:": any language's attribution
+# line names an address or a date and ends with a colon right above the quote.
+_ATTRIBUTION_ANY = re.compile(r"^.*(@|\d{1,2}[./:]\d{1,2}|\d{4}).*:\s*$")
 _ATTRIBUTION_START = re.compile(r"^On .*[^:]\s*$")
 _SNIP = re.compile(r"^\[\s*(\.\.\.|…|snip(ped)?)\s*\]$|^<\s*snip\s*>$", re.IGNORECASE)
 
@@ -29,6 +32,13 @@ def find_diff(body: str) -> str | None:
     text = body[m.start():]
     sig = text.rfind("\n-- \n")
     return text[: sig + 1] if sig >= 0 else text
+
+
+def has_diff(msg: Message) -> bool:
+    """Does ``msg`` carry a diff? (What the archive index recorded, else a look at the body.)"""
+    if msg.has_diff is not None:
+        return msg.has_diff
+    return find_diff(msg.body) is not None
 
 
 _HUNK = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@")
@@ -63,6 +73,8 @@ def commit_message(body: str) -> str:
 
 def trailers(text: str, *, followup: bool) -> list[tuple[str, str]]:
     """``(name, value)`` trailers in ``text``, found with b4's own trailer parser."""
+    import b4  # imported on first use: a listing needs no trailers, and b4 takes ~0.3 s to import
+
     found, _ = b4.LoreMessage.find_trailers(text, followup=followup)
     return [(t.name, t.value) for t in found]
 
@@ -80,7 +92,8 @@ def own_words(body: str) -> str:
         if _SNIP.match(stripped):
             continue
         nxt = next((x for x in lines[i + 1:] if x.strip() and not _SNIP.match(x.strip())), "")
-        if _ATTRIBUTION.match(stripped) and nxt.lstrip().startswith(">"):
+        attribution = _ATTRIBUTION.match(stripped) or _ATTRIBUTION_ANY.match(stripped)
+        if attribution and nxt.lstrip().startswith(">"):
             continue
         # Attributions wrapped over two lines: "On Mon, ... Jens Axboe" / "<axboe@kernel.dk> wrote:".
         if _ATTRIBUTION_START.match(stripped) and i + 1 < len(lines) and lines[i + 1].rstrip().endswith(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.errors import InfraError, UserError
 from harness.run import run
+from harness.series.integrity import check_patch
 from harness.series.model import Revision
 from harness.sources.lore import b4_command, b4_env
 from harness.sources.message import Message
@@ -57,10 +58,20 @@ def count_patches(mbx: Path) -> int:
         box.close()
 
 
+def check_revision(rev: Revision) -> None:
+    """UserError naming the first patch of ``rev`` whose body does not add up (hunks, diffstat)."""
+    for p in rev.patches:
+        problem = check_patch(p.message.body, p.diff)
+        if problem:
+            raise UserError(f"v{rev.version} patch {p.number}/{p.total} <{p.message.message_id}> "
+                            f"({p.subject[:60]!r}) is cut short: {problem}; not exporting a shorter patch")
+
+
 def export_revision(rev: Revision, output: Path, *, timeout: float = 300.0) -> Path:
     """Write ``rev`` as an am-ready mbox at ``output`` (via b4 am); returns ``output``."""
     if not rev.patches:
         raise UserError(f"revision v{rev.version} has no patches to export")
+    check_revision(rev)
     anchor = rev.cover if rev.cover is not None and _cover_usable(rev) else rev.patches[0].message
     with tempfile.TemporaryDirectory(prefix="kwb-export-") as tmp:
         local = Path(tmp) / "revision.mbox"

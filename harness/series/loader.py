@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import binascii
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import profile
 from harness.errors import UserError
+from harness.series.bodies import find_diff
 from harness.series.families import group_families
 from harness.series.grouping import ThreadIndex, collect_postings
+from harness.series.integrity import check_patch
 from harness.series.model import Family, Message
-from harness.series.revisions import build_revision
-from harness.series.subjects import normalise_title
+from harness.series.revisions import RELABEL, build_revision
+from harness.series.subjects import normalise_title, parse_subject
 from harness.sources.base import load_messages
+from harness.sources.index import Annotator
+from harness.sources.message import read_headers, split_head
 from harness.tomlfile import load_toml
 
 
@@ -25,6 +30,16 @@ class LoadResult:
     message_count: int
     families: list[Family]
     warnings: list[str] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    index_note: str = ""
+
+    def late_warnings(self) -> list[str]:
+        """Warnings found while reading bodies after loading (e.g. an undecodable charset)."""
+        reported = set(self.warnings)
+        out: list[str] = []
+        for msg in self.messages:
+            out.extend(w for w in msg.warnings if w not in reported and w not in out)
+        return out
 
 
 def group_messages(messages: list[Message]) -> list[Family]:
@@ -37,11 +52,49 @@ def group_messages(messages: list[Message]) -> list[Family]:
     return group_families(revisions)
 
 
+def body_facts(msg: Message) -> tuple[bool | None, bool | None, str | None]:
+    """What the archive index keeps about a body: (has a diff, may say "this is vN", integrity problem).
+
+    Only patch postings (not replies) have their body decoded here: grouping asks about their diffs.
+    A reply is only searched for relabel wording (transfer encoding undone with binascii, no MIME
+    parse; None for multipart mail, whose body is then read when the relabel rule asks).
+    """
+    info = parse_subject(msg.subject)
+    if info.is_patch and not info.is_reply:
+        body = msg.body
+        diff = find_diff(body)
+        return diff is not None, False, (check_patch(body, diff) or "") if diff else ""
+    head, rest = split_head(msg.raw)
+    headers = read_headers(head)
+    if headers.get("content-type", "").lower().startswith("multipart"):
+        return None, None, None  # the text may sit in an encoded part: look at the body when asked
+    encoding = headers.get("content-transfer-encoding", "").lower().strip()
+    try:
+        if encoding == "quoted-printable":
+            rest = binascii.a2b_qp(rest[:16384])
+        elif encoding == "base64":
+            rest = binascii.a2b_base64(rest)
+    except (binascii.Error, ValueError):
+        return None, None, None
+    # The relabel rule reads the first lines of the author's own words: quoted lines never count.
+    own = [line for line in rest.decode("latin-1").splitlines()[:200]
+           if line.strip() and not line.lstrip().startswith(">")][:8]
+    return None, RELABEL.search("\n".join(own)) is not None, None
+
+
+ANNOTATOR = Annotator("series-facts-3", body_facts)
+
+
 def load_series(source: str | Path) -> LoadResult:
     """Parse ``source`` and group its patch postings into families (warnings kept, not printed)."""
-    loaded = load_messages(source)
+    loaded = load_messages(source, ANNOTATOR)
     families = group_messages(loaded.messages)
-    return LoadResult(str(source), loaded.kind, len(loaded.messages), families, list(loaded.warnings))
+    warnings = list(loaded.warnings)
+    if loaded.skipped:
+        warnings.append(f"{loaded.skipped} message(s) of {source} could not be read (named above); the rest "
+                        "were used")
+    return LoadResult(str(source), loaded.kind, len(loaded.messages), families, warnings,
+                      loaded.messages, loaded.index_note)
 
 
 def load_families(source: str | Path) -> list[Family]:

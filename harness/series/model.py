@@ -5,6 +5,7 @@ Plain data handed to the next pipeline stages (apply, concerns, report); see INT
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,15 +15,46 @@ from harness.sources.message import Message
 __all__ = ["Family", "Message", "Patch", "Review", "Revision"]
 
 
-@dataclass
-class Review:
-    """A reply to a patch or cover: the reviewer's own words (quotes stripped), trailers, fix-up diff."""
+Analysis = Callable[[Message], tuple[str, list[tuple[str, str]], str | None]]
 
-    message: Message
-    reviewer: str
-    text: str
-    trailers: list[tuple[str, str]] = field(default_factory=list)
-    fixup_diff: str | None = None
+
+class Review:
+    """A reply to a patch or cover: the reviewer's own words (quotes stripped), trailers, fix-up diff.
+
+    ``analyse`` (own words, trailers, fix-up of a message) runs the first time any of the three is
+    asked for: listing a whole archive counts replies without reading their bodies.
+    """
+
+    def __init__(self, message: Message, reviewer: str, text: str = "",
+                 trailers: list[tuple[str, str]] | None = None, fixup_diff: str | None = None, *,
+                 analyse: Analysis | None = None) -> None:
+        self.message = message
+        self.reviewer = reviewer
+        self._analyse = analyse
+        self._text, self._trailers, self._fixup = text, trailers or [], fixup_diff
+
+    def _ready(self) -> None:
+        if self._analyse is not None:
+            self._text, self._trailers, self._fixup = self._analyse(self.message)
+            self._analyse = None
+
+    @property
+    def text(self) -> str:
+        """The reviewer's own words."""
+        self._ready()
+        return self._text
+
+    @property
+    def trailers(self) -> list[tuple[str, str]]:
+        """Trailers the reviewer gave in their own text (Reviewed-by, Acked-by …)."""
+        self._ready()
+        return self._trailers
+
+    @property
+    def fixup_diff(self) -> str | None:
+        """A change the reviewer proposes (diff or code snippet), None when there is none."""
+        self._ready()
+        return self._fixup
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -32,18 +64,49 @@ class Review:
                 "trailers": [list(t) for t in self.trailers], "fixup_diff": self.fixup_diff}
 
 
-@dataclass
-class Patch:
-    """One patch of a revision; ``diff`` runs from the first ``diff --git`` to the end, as posted."""
+PatchAnalysis = Callable[[Message], tuple[str, str, list[tuple[str, str]]]]
 
-    number: int
-    total: int
-    subject: str
-    message: Message
-    diff: str
-    commit_message: str
-    trailers: list[tuple[str, str]] = field(default_factory=list)
-    reviews: list[Review] = field(default_factory=list)
+
+class Patch:
+    """One patch of a revision; ``diff`` runs from the first ``diff --git`` to the end, as posted.
+
+    ``diff``, ``commit_message`` and the patch's own trailers come from ``analyse`` on first use;
+    ``trailers`` adds those given in replies.
+    """
+
+    def __init__(self, number: int, total: int, subject: str, message: Message, diff: str = "",
+                 commit_message: str = "", trailers: list[tuple[str, str]] | None = None,
+                 reviews: list[Review] | None = None, *, analyse: PatchAnalysis | None = None) -> None:
+        self.number, self.total, self.subject, self.message = number, total, subject, message
+        self.reviews: list[Review] = reviews if reviews is not None else []
+        self._analyse = analyse
+        self._diff, self._commit_message, self._own = diff, commit_message, trailers or []
+
+    def _ready(self) -> None:
+        if self._analyse is not None:
+            self._diff, self._commit_message, self._own = self._analyse(self.message)
+            self._analyse = None
+
+    @property
+    def diff(self) -> str:
+        """The diff as posted."""
+        self._ready()
+        return self._diff
+
+    @property
+    def commit_message(self) -> str:
+        """The commit message (up to ``---``)."""
+        self._ready()
+        return self._commit_message
+
+    @property
+    def trailers(self) -> list[tuple[str, str]]:
+        """The patch's own trailers, then those reviewers gave in replies (each once)."""
+        self._ready()
+        out = list(self._own)
+        for review in self.reviews:
+            out.extend(t for t in review.trailers if t not in out)
+        return out
 
     def to_dict(self, *, full: bool = False) -> dict[str, Any]:
         """JSON-ready summary (``full`` adds the diff, commit message and review texts)."""
@@ -107,6 +170,7 @@ class Family:
 
     name: str
     revisions: list[Revision]
+    notes: list[str] = field(default_factory=list)  # how the family was put together (title changes)
 
     def revision(self, version: int) -> Revision:
         """The revision with this version (the latest posting when two share it); UserError if unknown."""

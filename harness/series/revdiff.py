@@ -23,19 +23,30 @@ _FAKE_SHA = "{:040x}"
 class PatchChange:
     """How one patch differs between revision A and revision B."""
 
-    status: str  # unchanged | changed | new | dropped
+    status: str  # unchanged | message-changed (same diff, new commit message) | changed | new | dropped
     subject: str
     old: int | None
     new: int | None
     old_patch_id: str | None
     new_patch_id: str | None
     interdiff: str = ""
+    message_changed: bool = False
+    message_diff: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record."""
         return {"status": self.status, "subject": self.subject, "old": self.old, "new": self.new,
                 "old_patch_id": self.old_patch_id, "new_patch_id": self.new_patch_id,
-                "interdiff": self.interdiff}
+                "interdiff": self.interdiff, "message_changed": self.message_changed,
+                "message_diff": self.message_diff}
+
+
+_TRAILER = re.compile(r"^[A-Z][A-Za-z-]+: .*\S")
+
+
+def _message_text(message: str) -> list[str]:
+    # Trailers collected between revisions (Acked-by, Reviewed-by …) are not a change of the message.
+    return [line.rstrip() + "\n" for line in message.strip("\n").splitlines() if not _TRAILER.match(line)]
 
 
 def patch_ids(patches: list[Patch]) -> dict[int, str]:
@@ -96,6 +107,10 @@ def diff_revisions(a: Revision, b: Revision) -> list[PatchChange]:
             same = old_id is not None and old_id == new_id
             text = "" if same else interdiff(old.diff, new.diff, f"v{a.version}/{old.number:02d}",
                                               f"v{b.version}/{new.number:02d}")
-            changes.append(PatchChange("unchanged" if same else "changed", new.subject, old.number,
-                                       new.number, old_id, new_id, text))
+            before, after = _message_text(old.commit_message), _message_text(new.commit_message)
+            labels = (f"v{a.version}/{old.number:02d} message", f"v{b.version}/{new.number:02d} message")
+            message = "" if before == after else "".join(difflib.unified_diff(before, after, *labels, n=1))
+            status = "changed" if not same else ("message-changed" if message else "unchanged")
+            changes.append(PatchChange(status, new.subject, old.number, new.number, old_id, new_id, text,
+                                       bool(message), message))
     return changes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ class SubjectInfo:
     title: str  # the subject without reply markers and prefixes
 
 
+@functools.lru_cache(maxsize=1 << 16)  # an archive repeats each subject in every reply to it
 def parse_subject(subject: str) -> SubjectInfo:
     """Parse reply markers and bracket prefixes off ``subject``."""
     text = " ".join(subject.split())

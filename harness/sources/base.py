@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.errors import UserError
 from harness.sources.message import Message, parse_message
+
+if TYPE_CHECKING:
+    from harness.sources.index import Annotator
 
 
 @dataclass
@@ -24,6 +27,19 @@ class SourceResult:
     location: str
     messages: list[Message] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    skipped: int = 0  # messages that could not be read at all (each named in a warning)
+    index_note: str = ""  # how the archive index was used ("built", "reused", "extended by N")
+
+
+@dataclass
+class RawEntry:
+    """One message as a source reads it: ``raw`` None when it could not be read (``warning`` says why);
+    ``locator`` tells the source how to read it again (for the archive index)."""
+
+    origin: str
+    raw: bytes | None
+    locator: list[Any] = field(default_factory=list)
+    warning: str = ""
 
 
 class Source(Protocol):
@@ -36,17 +52,25 @@ class Source(Protocol):
     def load(self, spec: str) -> SourceResult: ...
 
 
-def parse_all(kind: str, location: str, raws: Iterable[tuple[str, bytes]]) -> SourceResult:
-    """Parse ``(origin, raw bytes)`` pairs into a :class:`SourceResult`, collecting warnings."""
+def parse_all(kind: str, location: str, raws: Iterable[tuple[str, bytes] | RawEntry]) -> SourceResult:
+    """Parse ``(origin, raw bytes)`` pairs or entries into a :class:`SourceResult`, collecting warnings:
+    an unreadable message is counted and named, never an abort."""
     result = SourceResult(kind, location)
     seen: set[str] = set()
-    for origin, raw in raws:
-        msg, warnings = parse_message(raw, origin)
+    for item in raws:
+        entry = item if isinstance(item, RawEntry) else RawEntry(item[0], item[1])
+        if entry.raw is None:
+            result.warnings.append(entry.warning)
+            result.skipped += bool(entry.locator)
+            continue
+        msg, warnings = parse_message(entry.raw, entry.origin)
         result.warnings.extend(warnings)
         if msg is None:
+            result.skipped += 1
             continue
         if msg.message_id in seen:
-            result.warnings.append(f"{origin}: duplicate Message-ID <{msg.message_id}>, later copy ignored")
+            result.warnings.append(f"{entry.origin}: duplicate Message-ID <{msg.message_id}>, later copy "
+                                   "ignored")
             continue
         seen.add(msg.message_id)
         result.messages.append(msg)
@@ -81,10 +105,16 @@ def open_source(spec: str | Path) -> Source:
     raise UserError(f"{text}: not a usable series source ({'; '.join(reasons)})")
 
 
-def load_messages(spec: str | Path) -> SourceResult:
-    """Read every message of ``spec`` through the source kind that accepts it."""
+def load_messages(spec: str | Path, annotator: Annotator | None = None) -> SourceResult:
+    """Read every message of ``spec`` through the source kind that accepts it; with an ``annotator``,
+    through the archive index of sources that keep one (headers only, bodies read on demand)."""
     source = open_source(spec)
-    result = source.load(str(spec))
+    if annotator is not None and getattr(source, "indexed", False):
+        from harness.sources.index import load_indexed
+
+        result = load_indexed(source, str(spec), annotator)  # type: ignore[arg-type]
+    else:
+        result = source.load(str(spec))
     if not result.messages:
         detail = f" ({result.warnings[0]})" if result.warnings else ""
         raise UserError(f"{spec}: no readable messages in this {source.name}{detail}")

@@ -14,45 +14,116 @@ import email.message
 import email.utils
 import hashlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
+_NAME_ADDR = re.compile(r'^([^<>",@()\\]*|"[^"\\]*")\s*<([^<>\s@]+@[^<>\s@]+)>$')
 
 
-@dataclass
 class Message:
-    """A decoded mail message; ``raw`` keeps the bytes as posted (for export and patch-ids)."""
+    """A decoded mail message; ``raw`` keeps the bytes as posted (for export and patch-ids).
 
-    message_id: str
-    subject: str
-    sender: str
-    date: datetime | None
-    in_reply_to: str | None
-    references: list[str]
-    body: str
-    raw: bytes
-    origin: str = ""  # where it came from (file and position), for warnings
-    warnings: list[str] = field(default_factory=list)
+    A message read from an archive index carries only its headers: ``raw`` and ``body`` are read back
+    from the archive (through ``loader``) the first time they are asked for, so a whole-archive listing
+    holds no message bodies. ``has_diff`` and ``claims_version`` are what the index recorded about the
+    body (None: not recorded, look at the body).
+    """
+
+    __slots__ = ("_addr", "_body", "_loader", "_raw", "claims_version", "date", "has_diff", "in_reply_to",
+                 "integrity", "message_id", "origin", "references", "sender", "subject", "warnings")
+
+    def __init__(self, message_id: str, subject: str, sender: str, date: datetime | None,
+                 in_reply_to: str | None, references: list[str], body: str | None = None,
+                 raw: bytes | None = None, origin: str = "", warnings: list[str] | None = None, *,
+                 loader: Callable[[], bytes] | None = None, has_diff: bool | None = None,
+                 claims_version: bool | None = None, integrity: str | None = None) -> None:
+        self.message_id = message_id
+        self.subject = subject
+        self.sender = sender
+        self.date = date
+        self.in_reply_to = in_reply_to
+        self.references = references
+        self.origin = origin  # where it came from (file and position), for warnings
+        self.warnings = warnings if warnings is not None else []
+        self._body = body
+        self._raw = raw
+        self._loader = loader
+        self._addr: tuple[str, str] | None = None
+        self.has_diff = has_diff
+        self.claims_version = claims_version
+        self.integrity = integrity  # a cut-short patch body, as the index recorded it ("" when sound)
+
+    def __repr__(self) -> str:
+        return f"Message(<{self.message_id}>, {self.subject[:40]!r}, {self.origin})"
+
+    @property
+    def raw(self) -> bytes:
+        """The message as posted (read back from the archive when only headers were kept)."""
+        if self._raw is None:
+            if self._loader is None:
+                return b""
+            return self._loader()  # not kept: a listing touches thousands, an export a dozen
+        return self._raw
+
+    @property
+    def body(self) -> str:
+        """The decoded text body (kept once decoded)."""
+        if self._body is None:
+            self._body = decode_body(self.raw, self.origin, self.warnings)
+        return self._body
+
+    def _address(self) -> tuple[str, str]:
+        if self._addr is None:
+            # The common "Name <addr>" form by regex: parseaddr is most of a whole-archive listing's time.
+            m = _NAME_ADDR.match(self.sender)
+            name, addr = (m.group(1).strip().strip('"'), m.group(2)) if m else email.utils.parseaddr(
+                self.sender)
+            self._addr = (name, addr)
+        return self._addr
 
     @property
     def sender_email(self) -> str:
         """The lower-cased address part of ``sender`` (the whole sender when it has no address, as in
         archive renderings that show names only)."""
-        addr = email.utils.parseaddr(self.sender)[1]
+        addr = self._address()[1]
         return (addr if "@" in addr else " ".join(self.sender.split())).lower()
 
     @property
     def sender_name(self) -> str:
         """The display name of ``sender`` (the address when there is none)."""
-        name, addr = email.utils.parseaddr(self.sender)
+        name, addr = self._address()
         return name or (addr if "@" in addr else " ".join(self.sender.split()))
 
 
-def _header(msg: email.message.Message, name: str) -> str:
-    value = msg.get(name)
+_WANTED = re.compile(rb"(?im)^(subject|message-id|from|date|in-reply-to|references|content-type|"
+                     rb"content-transfer-encoding)[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)")
+_ANY_HEADER = re.compile(rb"(?m)^[!-9;-~]+[ \t]*:")
+
+
+def read_headers(head: bytes) -> dict[str, str]:
+    """The headers kwb uses (first occurrence of each, unfolded, lower-cased names) from a header block;
+    empty when the block has no header line at all.
+
+    Six headers found by one regex over the bytes instead of email's feed parser over all of them: that
+    is what lets an archive of tens of thousands of messages be indexed at the speed of reading it.
+    """
+    out: dict[str, str] = {}
+    for m in _WANTED.finditer(head):
+        name = m.group(1).lower().decode()
+        if name not in out:
+            out[name] = " ".join(m.group(2).decode("utf-8", errors="replace").split())
+    if not out and _ANY_HEADER.search(head):
+        out[" other"] = ""
+    return out
+
+
+def _header(msg: email.message.Message | dict[str, str], name: str) -> str:
+    value = msg.get(name.lower()) if isinstance(msg, dict) else msg.get(name)
     if value is None:
         return ""
+    if isinstance(msg, dict) and "=?" not in value:
+        return " ".join(value.split())
     try:
         parts = email.header.decode_header(str(value))
     except (email.errors.HeaderParseError, ValueError):
@@ -100,16 +171,78 @@ def _text_body(msg: email.message.Message, warnings: list[str], label: str) -> s
     return "\n".join(texts).replace("\r\n", "\n")
 
 
-def parse_message(raw: bytes, origin: str) -> tuple[Message | None, list[str]]:
-    """Parse one raw message; returns (message or None, warnings naming it)."""
+def split_head(raw: bytes) -> tuple[bytes, bytes]:
+    """(header block, body bytes) of a raw message: split at the first empty line."""
+    for sep in (b"\n\n", b"\r\n\r\n"):
+        at = raw.find(sep)
+        if at >= 0:
+            return raw[:at + len(sep)], raw[at + len(sep):]
+    return raw, b""
+
+
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
+
+
+def _plain_body(raw: bytes, sink: list[str], origin: str) -> str | None:
+    """The body of a single-part text/plain message without a transfer encoding, decoded directly (what
+    email would give, without parsing the message again); None for anything else."""
+    head, body = split_head(raw)
+    headers = read_headers(head)
+    ctype = headers.get("content-type", "text/plain").lower()
+    cte = headers.get("content-transfer-encoding", "7bit").lower().strip()
+    if not ctype.startswith("text/plain") or cte not in ("7bit", "8bit", "binary", ""):
+        return None
+    m = _CHARSET.search(ctype)
+    charset = m.group(1) if m else "utf-8"
+    try:
+        text = body.decode(charset)
+    except LookupError:
+        sink.append(f"{origin}: unknown charset {charset!r}, decoded as utf-8 with replacements")
+        text = body.decode("utf-8", errors="replace")
+    except UnicodeDecodeError:
+        sink.append(f"{origin}: body is not valid {charset}, undecodable bytes replaced")
+        text = body.decode(charset, errors="replace")
+    return text.replace("\r\n", "\n")
+
+
+def decode_body(raw: bytes, origin: str, warnings: list[str] | None = None) -> str:
+    """The text body of ``raw`` (text/plain and patch parts; transfer encodings and charsets undone)."""
+    sink = warnings if warnings is not None else []
+    plain = _plain_body(raw, sink, origin)
+    if plain is not None:
+        return plain
+    try:
+        return _text_body(email.message_from_bytes(raw), sink, origin)
+    except Exception as exc:
+        sink.append(f"{origin}: body could not be decoded ({exc.__class__.__name__}: {exc}), read as text")
+        return split_head(raw)[1].decode("utf-8", errors="replace").replace("\r\n", "\n")
+
+
+def parse_message(raw: bytes, origin: str, *, keep_raw: bool = True,
+                  loader: Callable[[], bytes] | None = None) -> tuple[Message | None, list[str]]:
+    """Parse one raw message's headers; returns (message or None, warnings naming it).
+
+    The body is decoded when first asked for. With ``keep_raw=False`` the raw bytes are not kept
+    (``loader`` reads them back on demand), so memory stays bounded by the headers of an archive.
+    Never raises for a broken message: it is skipped with a warning naming it.
+    """
+    try:
+        return _parse(raw, origin, keep_raw, loader)
+    except Exception as exc:
+        return None, [f"{origin}: unreadable message skipped ({exc.__class__.__name__}: {exc})"]
+
+
+def _parse(raw: bytes, origin: str, keep_raw: bool,
+           loader: Callable[[], bytes] | None) -> tuple[Message | None, list[str]]:
     warnings: list[str] = []
     if not raw.strip():
         return None, [f"{origin}: empty message skipped"]
-    msg = email.message_from_bytes(raw)
+    head, _ = split_head(raw)
+    msg = read_headers(head)
     subject = _header(msg, "Subject")
     ids = _ids(_header(msg, "Message-ID"))
     label = f"{origin} ({subject[:60]!r})" if subject else origin
-    if not msg.keys() or not (subject or msg.get("From")):
+    if not msg or not (subject or msg.get("from")):
         return None, [f"{origin}: no mail headers found, skipped (not a mail message?)"]
     if ids:
         message_id = ids[0]
@@ -127,10 +260,13 @@ def parse_message(raw: bytes, origin: str) -> tuple[Message | None, list[str]]:
     reply = _ids(_header(msg, "In-Reply-To"))
     refs = _ids(_header(msg, "References"))
     in_reply_to = reply[0] if reply else (refs[-1] if refs else None)
-    if in_reply_to and in_reply_to not in refs:
+    if in_reply_to:
+        # In-Reply-To is the parent: ids after it in References were appended by a mail gateway
+        # (<CGME…@samsung.com>) and must not be taken for the nearest ancestor.
+        if in_reply_to in refs:
+            refs.remove(in_reply_to)
         refs.append(in_reply_to)
-    body = _text_body(msg, warnings, label)
     message = Message(message_id=message_id, subject=subject, sender=_header(msg, "From"), date=date,
-                      in_reply_to=in_reply_to, references=refs, body=body, raw=raw, origin=origin,
-                      warnings=warnings)
+                      in_reply_to=in_reply_to, references=refs, raw=raw if keep_raw else None,
+                      origin=origin, warnings=warnings, loader=loader)
     return message, warnings

@@ -1,24 +1,25 @@
 """public-inbox v2 mirrors: epoch repositories ``git/N.git``, one message per commit in a file ``m``.
 
-Commit order comes from ``git log`` (through harness.run); blob bytes are read with gitdb's pure-Python
-object reader, because raw mail is bytes and the runner decodes output as text.
+Commits come from ``git rev-list`` (through harness.run); each message is read as ``<commit>:m`` from
+one streaming ``git cat-file --batch`` (harness.sources.gitbatch). A commit whose blob is missing from
+the mirror is a warning naming it; a commit without ``m`` (a public-inbox deletion) is passed over.
+The source's identity is each epoch's head, so the archive index can read only new commits.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from gitdb import GitDB
-from gitdb.exc import BadObject
-
 from harness.errors import InfraError, UserError
 from harness.run import run
-from harness.sources.base import SourceResult, parse_all
+from harness.sources.base import RawEntry, SourceResult, parse_all
+from harness.sources.gitbatch import BatchReader
 
 _EPOCH = re.compile(r"^(\d+)\.git$")
-_RAW_LINE = re.compile(r"^:\d+ \d+ [0-9a-f]+ ([0-9a-f]+) ([AMD])\tm$")
+_READERS: dict[Path, BatchReader] = {}
 
 
 def _is_git_dir(path: Path) -> bool:
@@ -36,40 +37,65 @@ def epochs(path: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _blob_ids(repo: Path) -> list[tuple[str, str]]:
-    result = run(["git", "-C", str(repo), "log", "--reverse", "--format=%H", "--raw", "--no-abbrev",
-                  "--no-renames", "--first-parent", "--branches", "--", "m"], timeout=300)
+def _git(repo: Path, *args: str, timeout: float = 300) -> str:
+    result = run(["git", "-C", str(repo), *args], timeout=timeout)
     if result.timed_out:
-        raise InfraError(f"git log timed out on {repo}")
+        raise InfraError(f"git {args[0]} timed out on {repo}")
     if not result.ok:
         if "does not have any commits" in result.stderr or "unknown revision" in result.stderr:
-            return []
+            return ""
         raise UserError(f"{repo}: not a readable public-inbox epoch: {result.tail(1)}")
-    out: list[tuple[str, str]] = []
-    commit = ""
-    for line in result.stdout.splitlines():
-        if re.fullmatch(r"[0-9a-f]{40}", line):
-            commit = line
-        elif (m := _RAW_LINE.match(line)) and m.group(2) != "D":
-            out.append((commit, m.group(1)))
-    return out
+    return result.stdout
 
 
-def _raw_messages(repos: list[Path]) -> Iterator[tuple[str, bytes]]:
-    for repo in repos:
-        db = GitDB(str(repo / "objects"))
-        for commit, blob in _blob_ids(repo):
-            try:
-                data = db.stream(bytes.fromhex(blob)).read()
-            except (BadObject, ValueError, OSError) as exc:
-                raise UserError(f"{repo.name}@{commit[:12]}: cannot read message blob ({exc})") from exc
-            yield f"{repo.name}@{commit[:12]}", data
+def heads(repo: Path) -> list[str]:
+    """The commit ids of the epoch's branches (what says it is unchanged)."""
+    return sorted(_git(repo, "for-each-ref", "--format=%(objectname)", "refs/heads").split())
+
+
+def commits(repo: Path, since: list[str] | None = None) -> list[str]:
+    """Message commits oldest first (first parents of the branches; only after ``since`` when given)."""
+    excluded = [f"^{c}" for c in since or []]
+    return _git(repo, "rev-list", "--reverse", "--first-parent", "--branches", *excluded).split()
+
+
+def _is_ancestor(repo: Path, old: str, new: list[str]) -> bool:
+    return any(run(["git", "-C", str(repo), "merge-base", "--is-ancestor", old, n], timeout=60).ok
+               for n in new)
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch_map(spec: str) -> dict[str, Path]:
+    return {repo.name: repo for repo in epochs(Path(spec))}
+
+
+def reader(repo: Path) -> BatchReader:
+    """The shared cat-file reader of one epoch."""
+    if repo not in _READERS:
+        _READERS[repo] = BatchReader(repo)
+    return _READERS[repo]
+
+
+def _entries(repo: Path, todo: list[str]) -> Iterator[RawEntry]:
+    for name, data in reader(repo).stream(f"{c}:m" for c in todo):
+        commit = name[:-2]
+        origin = f"{repo.name}@{commit[:12]}"
+        if data is not None:
+            yield RawEntry(origin, data, [repo.name, commit])
+            continue
+        blob = run(["git", "-C", str(repo), "rev-parse", "--verify", "-q", name], timeout=60)
+        if blob.ok:  # the tree names a blob the mirror does not have
+            yield RawEntry(origin, None, [repo.name, commit],
+                           f"{origin}: cannot read message blob {blob.stdout.strip()[:12]} (missing from the "
+                           "mirror); message skipped")
+        # else: no m in this commit, a public-inbox deletion: nothing to read.
 
 
 class PublicInboxSource:
     """A public-inbox v2 directory (``git/0.git`` …) or a single epoch repository."""
 
     name = "public-inbox"
+    indexed = True
 
     def accepts(self, spec: str) -> tuple[bool, str]:
         """A directory with epoch repositories under git/, or a bare epoch repository."""
@@ -80,7 +106,38 @@ class PublicInboxSource:
             return False, "no git/N.git epoch repositories"
         return True, ""
 
+    def identity(self, spec: str) -> dict[str, object]:
+        """Each epoch's branch heads."""
+        return {repo.name: heads(repo) for repo in epochs(Path(spec))}
+
+    def can_extend(self, spec: str, old: dict[str, object]) -> bool:
+        """True when every epoch indexed before still holds its old heads (new commits only on top)."""
+        for repo in epochs(Path(spec)):
+            before = old.get(repo.name)
+            if not isinstance(before, list):
+                continue
+            now = heads(repo)
+            if any(not _is_ancestor(repo, str(h), now) for h in before if h not in now):
+                return False
+        return True
+
+    def entries(self, spec: str, since: dict[str, object] | None) -> Iterator[RawEntry]:
+        """Every message of every epoch, oldest epoch first; only commits after ``since`` when given."""
+        for repo in epochs(Path(spec)):
+            old = (since or {}).get(repo.name)
+            todo = commits(repo, [str(h) for h in old] if isinstance(old, list) else None)
+            yield from _entries(repo, todo)
+
+    def read(self, spec: str, locator: list[object]) -> bytes:
+        """Read one message back by its (epoch, commit) locator."""
+        epoch, commit = str(locator[0]), str(locator[1])
+        repo = _epoch_map(spec).get(epoch)
+        data = reader(repo).read(f"{commit}:m") if repo is not None else None
+        if data is None:
+            raise UserError(f"{spec}: message {epoch}@{commit[:12]} is no longer in the mirror (rebuild: "
+                            "remove the archive index)")
+        return data
+
     def load(self, spec: str) -> SourceResult:
         """Every message of every epoch, oldest epoch first, commit order within one."""
-        repos = epochs(Path(spec))
-        return parse_all(self.name, spec, _raw_messages(repos))
+        return parse_all(self.name, spec, self.entries(spec, None))
