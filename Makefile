@@ -8,6 +8,7 @@ TREE    ?=
 BASE    ?=
 SOURCE  ?= ../shared/lore/io-uring-2020-05-18--2020-07-15.mbox
 REV     ?=
+REVS    ?=
 COVERAGE ?= 0
 FRESH_BASELINE ?= 0
 
@@ -25,7 +26,7 @@ test-unit: setup
 
 test-series: setup
 	@$(KWB) test-series --source "$(SOURCE)" $(if $(TREE),--tree "$(TREE)") $(if $(BASE),--base "$(BASE)") \
-		$(if $(REV),--revision "$(REV)") $(if $(filter 1,$(COVERAGE)),--coverage) \
+		$(if $(REV),--revision "$(REV)") $(if $(REVS),--revisions "$(REVS)") $(if $(filter 1,$(COVERAGE)),--coverage) \
 		$(if $(filter 1,$(FRESH_BASELINE)),--fresh-baseline)
 
 lint: setup

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
+from harness import conflict
 from harness.errors import InfraError, UserError
 from harness.run import run
 from harness.tree import Tree, branch_commit, git, locked, rev_parse
@@ -209,17 +210,26 @@ def _strip_signature(diff: str) -> str:
     return diff
 
 
-def failed_hunks(tree: Tree, info: PatchInfo) -> list[str]:
-    """``file: @@ header`` for every hunk of ``info`` that does not apply to the checked-out tree."""
+def patch_diff(info: PatchInfo) -> str:
+    """The diff part of a patch file (mail body or plain diff), without format-patch's signature."""
     text = info.path.read_text(encoding="utf-8", errors="replace")
     diff = _parse_mail(info.path.read_bytes())[1] if info.is_mail else text
-    diff = _strip_signature(diff[diff.find("diff --git"):] if "diff --git" in diff else diff)
+    return _strip_signature(diff[diff.find("diff --git"):] if "diff --git" in diff else diff)
+
+
+def _failed(tree: Tree, info: PatchInfo) -> list[tuple[str, str, str]]:
+    """(file, header, single-hunk patch) of every hunk that does not apply to the checked-out tree."""
     failed = []
-    for name, header, single in _hunks(diff):
+    for name, header, single in _hunks(patch_diff(info)):
         res = git(tree.path, "apply", "--check", "--recount", "-", input=single, check=False, timeout=60)
         if not res.ok:
-            failed.append(f"{name}: {header}")
+            failed.append((name, header, single))
     return failed
+
+
+def failed_hunks(tree: Tree, info: PatchInfo) -> list[str]:
+    """``file: @@ header`` for every hunk of ``info`` that does not apply to the checked-out tree."""
+    return [f"{name}: {header}" for name, header, _single in _failed(tree, info)]
 
 
 def _reverse_applies(tree: Tree, info: PatchInfo) -> bool:
@@ -238,21 +248,37 @@ def _am_failure(tree: Tree, infos: Sequence[PatchInfo], offset: int, output: str
     # Judge the failing patch against the tree with its predecessors applied (HEAD), not the base:
     # drop the conflicted 3-way state first, then let `git am --abort` restore the original HEAD.
     git(tree.path, "read-tree", "--reset", "-u", "HEAD", check=False, timeout=300)
-    error = _patch_error(tree, info, output)
+    error = _patch_error(tree, info, output, infos)
     abort_am(tree)
     return error
 
 
-def _patch_error(tree: Tree, info: PatchInfo, output: str) -> ApplyError:
-    hunks = failed_hunks(tree, info)
-    what = "is already applied in the base" if _reverse_applies(tree, info) else "does not apply"
+def _patch_error(tree: Tree, info: PatchInfo, output: str,
+                 infos: Sequence[PatchInfo] = ()) -> ApplyError:
+    failed = _failed(tree, info)
+    hunks = [f"{name}: {header}" for name, header, _single in failed]
+    already = _reverse_applies(tree, info)
+    what = "is already applied in the base" if already else "does not apply"
     details: dict[str, object] = {"patch": info.number, "total": info.total, "subject": info.subject,
                                   "files": info.files, "failed_hunks": hunks,
                                   "git_output": output.strip().splitlines()[-8:]}
     hunk_text = "; ".join(hunks[:6]) + (f" (+{len(hunks) - 6} more)" if len(hunks) > 6 else "")
-    return ApplyError(f"patch {info.number}/{info.total} \"{info.subject}\" {what}: files "
-                      f"{', '.join(info.files)}" + (f"; failed hunks: {hunk_text}" if hunks else ""),
-                      details)
+    message = (f"patch {info.number}/{info.total} \"{info.subject}\" {what}: files "
+               f"{', '.join(info.files)}" + (f"; failed hunks: {hunk_text}" if hunks else ""))
+    if not already:
+        report = _conflict_report(tree, info, failed, infos or [info])
+        details["conflict"] = report.to_dict()
+        message += " | " + report.summary()
+    return ApplyError(message, details)
+
+
+def _conflict_report(tree: Tree, info: PatchInfo, failed: list[tuple[str, str, str]],
+                     infos: Sequence[PatchInfo]) -> conflict.ConflictReport:
+    """What the tree has instead of each failed hunk, who put it there, and the base the series wants."""
+    hunks = [conflict.explain_hunk(tree.path, name, header, single) for name, header, single in failed]
+    mails = [i.path for i in infos if i.is_mail]
+    base = conflict.guess_base(tree.path, mails, [patch_diff(i) for i in infos], tree.base)
+    return conflict.ConflictReport(info.number, info.total, info.subject, hunks, base)
 
 
 def _apply_one_plain(tree: Tree, info: PatchInfo) -> None:

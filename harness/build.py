@@ -215,6 +215,7 @@ def _store(variant: str, commit: str, cfg_hash: str, build_dir: Path, duration: 
 def build_tree(tree: Tree, variant: str, fragments: Sequence[kconfig.Fragment],
                progress: Progress | None = None) -> KernelBuild:
     """Build whatever is checked out in ``tree`` (no locking; callers hold the build lock)."""
+    fragments = kconfig.for_tree(tree.path, fragments, progress)  # the tree's era (harness.eras)
     cfg_hash = kconfig.config_hash(fragments)
     commit = current_commit(tree)
     hit = _cached(variant, commit, cfg_hash)

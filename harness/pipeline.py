@@ -42,6 +42,8 @@ class Options:
     tree: Path | None = None
     base: str | None = None
     revision: int | None = None
+    # Several revisions on one user tree: the base built once as the baseline, each revision a variant.
+    revisions: list[int] | None = None
     coverage: bool = False
     variants: list[str] | None = None
     filesystems: list[str] = field(default_factory=lambda: list(DEFAULT_FILESYSTEMS))
@@ -68,6 +70,8 @@ class Stages:
     run_coverage: Callable[..., tuple[list[JobResult], dict[str, Any]]]
     # (kernel, filesystems, workloads) -> the key a baseline's results are kept under; None: never reuse
     reuse_key: Callable[[Any, list[str], list[str]], str | None] | None = None
+    # (revisions, jobs, {version: variant}, concerns) -> (revisions.json data, revisions.md text)
+    compare_revisions: Callable[..., tuple[dict[str, Any], str]] | None = None
 
 
 @dataclass
@@ -76,6 +80,7 @@ class _Planned:
     tree: Path | None = None
     base: str | None = None
     build_variant: str = ""  # the variants.toml entry to build (user trees: always the unmodified one)
+    workloads: list[str] | None = None  # instead of workloads_for() (a user tree's base: the revisions')
 
 
 def run_pipeline(opts: Options, stages: Stages, progress: Progress) -> int:
@@ -131,7 +136,8 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
     with _step(record, progress, "series"):
         family = stages.load_family(opts.source)
         statuses = stages.concern_statuses(family)
-        wanted = set(profile.active().concern_revisions) | ({opts.revision} if opts.revision else set())
+        wanted = set(profile.active().concern_revisions) | ({opts.revision} if opts.revision else set()) | set(
+            opts.revisions or ())
         record.concerns = [s for s in statuses if int(s["version"]) in wanted]
     plan = _plan(opts, stages, record, family, progress)
     record.variant_infos = [p.info for p in plan]
@@ -157,7 +163,35 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
                 # One variant failing (build broke, guest never booted) must not cost the others.
                 record.add_jobs([_error_job(planned.info.name, str(exc))])
                 first = first or exc
+    if opts.tree is not None and stages.compare_revisions is not None:
+        _compare_revisions(opts, stages, family, record, run_dir, progress)
     return first
+
+
+def _compare_revisions(opts: Options, stages: Stages, family: Any, record: RunRecord, run_dir: Path,
+                       progress: Progress) -> None:
+    """revisions.json / revisions.md: each revision against the base, and what changed between them."""
+    from harness import atomic
+
+    assert stages.compare_revisions is not None
+    versions = opts.revisions or ([opts.revision] if opts.revision is not None else [])
+    try:
+        data, text = stages.compare_revisions([family.revision(v) for v in versions], record.jobs,
+                                              {v: _revision_variant(opts, v) for v in versions},
+                                              record.concerns)
+    except KwbError as exc:  # the comparison is a report: its failure must not hide the run's results
+        progress(f"revision comparison not written: {exc}")
+        return
+    atomic.write_json(run_dir / "revisions.json", data)
+    atomic.write_text(run_dir / "revisions.md", text)
+    for pair in data["pairs"]:
+        progress(f"{pair['old']} → {pair['new']}: {len(pair['patches'])} patch(es) changed, "
+                 f"{len(pair['checks'])} check(s) changed outcome")
+
+
+def _revision_variant(opts: Options, version: int) -> str:
+    """The variant name a revision runs under (one revision: "series", as before)."""
+    return f"series-v{version}" if opts.revisions else "series"
 
 
 def _overlappable(running: _Planned, following: _Planned) -> bool:
@@ -209,7 +243,13 @@ class _Prebuilder:
 
 def _check_options(opts: Options) -> None:
     # Usage errors first, before minutes of parsing and building.
-    if opts.tree is not None and opts.revision is None:
+    if opts.revisions is not None and opts.revision is not None:
+        raise UserError("--revision and --revisions are exclusive (use --revisions N,M,… for several)")
+    if opts.revisions is not None and opts.tree is None:
+        raise UserError("--revisions needs --tree (the default tree carries the series already)")
+    if opts.revisions is not None and len(set(opts.revisions)) != len(opts.revisions):
+        raise UserError(f"--revisions names a revision twice: {opts.revisions}")
+    if opts.tree is not None and opts.revision is None and not opts.revisions:
         raise UserError("--tree needs --revision N (which revision of the series to apply)")
     if opts.tree is None and opts.base is not None:
         raise UserError("--base needs --tree")
@@ -222,13 +262,7 @@ def _check_options(opts: Options) -> None:
 def _plan(opts: Options, stages: Stages, record: RunRecord, family: Any,
           progress: Progress) -> list[_Planned]:
     if opts.tree is not None:
-        with _step(record, progress, f"apply v{opts.revision}"):
-            revision = family.revision(opts.revision)
-            ref = stages.apply_revision(opts.tree, opts.base, revision, progress)
-        record.kernel.update({"tree": str(opts.tree), "base": opts.base, "revision": opts.revision})
-        # On a user's tree the baseline is the base itself: mainline before the series.
-        return [_Planned(VariantInfo("series", "series"), opts.tree, ref, "series"),
-                _Planned(VariantInfo("baseline", "baseline"), opts.tree, opts.base, "series")]
+        return _plan_user_tree(opts, stages, record, family, progress)
     catalogue = stages.variant_catalogue()
     known = {v.name: v for v in catalogue}
     names = list(opts.matrix) if opts.matrix else opts.variants
@@ -240,6 +274,38 @@ def _plan(opts: Options, stages: Stages, record: RunRecord, family: Any,
     else:
         chosen = [v for v in catalogue if v.kind != "coverage" or opts.coverage]
     return [_Planned(v, None, None, v.name) for v in chosen]
+
+
+def _plan_user_tree(opts: Options, stages: Stages, record: RunRecord, family: Any,
+                    progress: Progress) -> list[_Planned]:
+    """Each revision applied to the user's base as a variant, then the base itself as the baseline.
+
+    With several revisions one that does not apply is an error job of its own variant (its conflict
+    report as the reason) and the others still run; with one, that stops the run as before.
+    """
+    assert opts.tree is not None
+    single = [opts.revision] if opts.revision is not None else []
+    versions = list(opts.revisions) if opts.revisions else single
+    planned: list[_Planned] = []
+    for version in versions:
+        name = _revision_variant(opts, version)
+        try:
+            with _step(record, progress, f"apply v{version}"):
+                ref = stages.apply_revision(opts.tree, opts.base, family.revision(version), progress)
+        except UserError as exc:
+            if not opts.revisions:
+                raise
+            record.add_jobs([_error_job(name, f"v{version} does not apply: {exc}")])
+            continue
+        planned.append(_Planned(VariantInfo(name, "series"), opts.tree, ref, "series"))
+    record.kernel.update({"tree": str(opts.tree), "base": opts.base, "revision": opts.revision})
+    if opts.revisions:
+        record.kernel["revisions"] = list(opts.revisions)
+    # On a user's tree the baseline is the base itself (mainline before the series), running the same
+    # checks as the revisions so each failure can be told apart: introduced, or on the base too.
+    same = list(opts.workloads or workloads_for(VariantInfo("series", "series"), stages.workload_catalogue()))
+    planned.append(_Planned(VariantInfo("baseline", "baseline"), opts.tree, opts.base, "series", same))
+    return planned
 
 
 def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, planned: _Planned,
@@ -272,7 +338,8 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
         return kernel
 
     fss = list((opts.matrix or {}).get(name, opts.filesystems))
-    workloads = list(opts.workloads or workloads_for(planned.info, stages.workload_catalogue()))
+    workloads = list(opts.workloads or planned.workloads or workloads_for(planned.info,
+                                                                          stages.workload_catalogue()))
     key = _reuse_key(stages, planned, build, fss, workloads, progress)
     if key is not None and not opts.fresh_baseline and _take_kept(record, run_dir, name, key, progress):
         return
@@ -453,10 +520,17 @@ def _reuse_key_real(kernel: Any, filesystems: list[str], workloads: list[str]) -
                            accel.accel)
 
 
+def _compare_revisions_real(revisions: list[Any], jobs: list[dict[str, Any]], variants: dict[int, str],
+                            concerns: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    revcompare = _need("harness.revcompare", "revision comparison")
+    comp = revcompare.compare(revisions, jobs, variants, "baseline", concerns)
+    return comp.to_dict(), str(revcompare.markdown(comp))
+
+
 def real_stages() -> Stages:
     """The stages backed by the other kwb modules (imported when first called)."""
     return Stages(load_family=_load_family, concern_statuses=_concern_statuses,
                   variant_catalogue=_variant_catalogue, workload_catalogue=_workload_catalogue,
                   build_kernel=_build_kernel,
                   run_variant=_run_variant, apply_revision=_apply_revision, run_coverage=_run_coverage,
-                  reuse_key=_reuse_key_real)
+                  reuse_key=_reuse_key_real, compare_revisions=_compare_revisions_real)

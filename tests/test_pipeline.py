@@ -430,3 +430,95 @@ def test_real_series_vs_baseline_on_ext4(built_kernel: Any, lore_mbox: Path, tmp
     assert reused["variants"]["baseline"]["paths"]["ext4"]["path"] == "io-wq"
     (job,) = reused["jobs"]
     assert Path(job["job_dir"]).is_relative_to(tmp_path / "out" / reused["run"]["id"])
+
+
+# ---- several revisions on one user tree: the base once, each revision a variant ------------------
+
+def _revision_jobs(versions: list[int]) -> list[JobResult]:
+    """The synthetic series jobs once per revision variant, plus the baseline's (same checks)."""
+    series = [j for j in synthetic_jobs() if j.variant == "series"]
+    jobs = [JobResult(**{**j.__dict__, "variant": f"series-v{v}"}) for v in versions for j in series]
+    baseline = [j for j in synthetic_jobs() if j.variant == "baseline"]
+    return jobs + baseline
+
+
+@dataclass
+class RevRecorder(Recorder):
+    unappliable: set[str] = field(default_factory=set)
+    compared: list[tuple[list[Any], dict[int, str]]] = field(default_factory=list)
+
+    def apply(self, tree: Path, base: str | None, revision: Any, progress: Any) -> str:
+        self.applied.append((tree, base, revision))
+        if revision in self.unappliable:
+            raise UserError(f"patch 2/12 \"mm: allow read-ahead\" does not apply ({revision})")
+        return f"kwb/series/{revision}"
+
+    def compare(self, revisions: list[Any], jobs: list[dict[str, Any]], variants: dict[int, str],
+                concerns: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+        self.compared.append((revisions, variants))
+        return {"pairs": [{"old": "v3", "new": "v4", "patches": [{}], "checks": []}]}, "# revisions\n"
+
+    def stages(self) -> Stages:
+        stages = super().stages()
+        stages.compare_revisions = self.compare
+        return stages
+
+
+def test_revisions_build_the_base_once_and_each_revision_as_a_variant(tmp_path: Path) -> None:
+    rec = RevRecorder(jobs=_revision_jobs([3, 4, 5]))
+    tree = tmp_path / "linux"
+    code = run_pipeline(_opts(tmp_path, tree=tree, base="v5.8-base", revisions=[3, 4, 5]), rec.stages(),
+                        _quiet())
+    assert code == 0
+    assert [a[2] for a in rec.applied] == ["rev-3", "rev-4", "rev-5"]
+    assert rec.builds == [("series", tree, "kwb/series/rev-3"), ("series", tree, "kwb/series/rev-4"),
+                          ("series", tree, "kwb/series/rev-5"), ("series", tree, "v5.8-base")]
+    # the base runs the same checks as the revisions (so each failure can be attributed)
+    workloads = {r[0]: r[2] for r in rec.runs}
+    assert workloads["baseline"] == workloads["series-v3"] == workloads["series-v5"]
+    assert rec.compared == [(["rev-3", "rev-4", "rev-5"], {3: "series-v3", 4: "series-v4", 5: "series-v5"})]
+    data = _latest(tmp_path)
+    assert set(data["variants"]) == {"series-v3", "series-v4", "series-v5", "baseline"}
+    assert data["kernel"]["revisions"] == [3, 4, 5]
+    assert (tmp_path / "out" / "latest" / "revisions.md").read_text() == "# revisions\n"
+    assert json.loads((tmp_path / "out" / "latest" / "revisions.json").read_text())["pairs"][0]["old"] == "v3"
+
+
+def test_a_revision_that_does_not_apply_is_its_own_error_and_the_others_run(tmp_path: Path) -> None:
+    rec = RevRecorder(jobs=_revision_jobs([4, 5]), unappliable={"rev-3"})
+    tree = tmp_path / "linux"
+    code = run_pipeline(_opts(tmp_path, tree=tree, base="b", revisions=[3, 4, 5]), rec.stages(), _quiet())
+    assert code == 1
+    assert [r[0] for r in rec.runs] == ["series-v4", "series-v5", "baseline"]
+    data = _latest(tmp_path)
+    [err] = [j for j in data["jobs"] if j["variant"] == "series-v3"]
+    assert err["status"] == "error" and "v3 does not apply: patch 2/12" in err["reason"]
+    assert data["variants"]["series-v3"]["ok"] is False
+
+
+def test_revisions_options_are_checked_first(tmp_path: Path) -> None:
+    rec = RevRecorder()
+    with pytest.raises(UserError, match="--revisions needs --tree"):
+        run_pipeline(_opts(tmp_path, revisions=[3, 4]), rec.stages(), _quiet())
+    with pytest.raises(UserError, match="exclusive"):
+        run_pipeline(_opts(tmp_path, tree=tmp_path, base="b", revision=5, revisions=[3]), rec.stages(),
+                     _quiet())
+    with pytest.raises(UserError, match="names a revision twice"):
+        run_pipeline(_opts(tmp_path, tree=tmp_path, base="b", revisions=[3, 3]), rec.stages(), _quiet())
+    assert rec.builds == []
+
+
+def test_cli_takes_revisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Options] = []
+
+    def fake_run(opts: Options, stages: Stages, progress: Progress) -> int:
+        seen.append(opts)
+        return 0
+
+    monkeypatch.setattr("harness.commands.pipeline.run_pipeline", fake_run)
+    assert main(["-q", "test-series", "--source", "x.mbox", "--tree", str(tmp_path), "--base", "b",
+                 "--revisions", "3,4,5"]) == 0
+    assert seen[0].revisions == [3, 4, 5] and seen[0].revision is None
+    with pytest.raises(SystemExit) as exc:
+        main(["-q", "test-series", "--source", "x.mbox", "--revisions", "3,x"])
+    assert exc.value.code == 3

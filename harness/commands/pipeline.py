@@ -17,6 +17,13 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _versions(text: str) -> list[int]:
+    try:
+        return [int(part) for part in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated revision numbers, not {text!r}") from None
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Register `kwb test-series`."""
     p = sub.add_parser("test-series", help="the whole job: series → tree → build → boot → workloads → report",
@@ -30,6 +37,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                                                    "(harness/profiles/trees.toml)")
     p.add_argument("--base", help="base ref in --tree")
     p.add_argument("--revision", type=int, help="revision of the series to apply to --tree")
+    p.add_argument("--revisions", type=_versions,
+                   help="several revisions side by side on --tree (e.g. 3,4,5): the base built once as the "
+                        "baseline, each revision its own variant, revisions.md names what changed")
     p.add_argument("--coverage", action="store_true", help="add the gcov coverage variant")
     p.add_argument("--variants", type=_csv, help="comma-separated variant names (default: all)")
     p.add_argument("--fs", type=_csv, default=list(DEFAULT_FILESYSTEMS),
@@ -44,7 +54,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     opts = Options(source=args.source, out_root=args.out or results_root(),
                    command="kwb " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "kwb test-series",
-                   tree=args.tree, base=args.base, revision=args.revision, coverage=args.coverage,
+                   tree=args.tree, base=args.base, revision=args.revision,
+                   revisions=args.revisions, coverage=args.coverage,
                    fresh_baseline=args.fresh_baseline,
                    variants=args.variants, filesystems=args.fs, workloads=args.workloads)
     return run_pipeline(opts, real_stages(), Progress(quiet=getattr(args, "quiet", False)))

@@ -1,0 +1,149 @@
+"""Tree eras: the data file, kconfig resolution on synthetic trees, roles from System.map, mkfs options."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import eras, kconfig
+from harness.eras import resolve
+from harness.errors import UserError
+
+
+def _tree(root: Path, version: str, kconfig_text: str) -> Path:
+    major, minor = version.split(".")[:2]
+    root.mkdir(parents=True)
+    (root / "Makefile").write_text(f"VERSION = {major}\nPATCHLEVEL = {minor}\nSUBLEVEL = 1\nEXTRAVERSION =\n")
+    (root / "arch").mkdir()
+    (root / "arch" / "Kconfig").write_text(kconfig_text)
+    return root
+
+
+def _frag(tmp: Path, name: str, text: str) -> kconfig.Fragment:
+    path = tmp / f"{name}.config"
+    path.write_text(text)
+    return kconfig.load_fragment(str(path))
+
+
+KCONFIG = ("config MODULES\n\tbool\n\nmenuconfig KPROBES\n\tbool \"Kprobes\"\n\tdepends on MODULES\n\n"
+           "config KPROBE_EVENTS\n\tbool\n")
+
+
+def test_packaged_eras_cover_the_2020_trees_and_leave_the_default_tree_alone() -> None:
+    known = eras.load_eras()
+    old = eras.era_for("5.8.1", known)
+    assert [n.symbol for n in old.kconfig] == ["CONFIG_MODULES"]
+    assert old.mkfs_options("xfs") == ["-m", "bigtime=0,inobtcount=0"] and old.mkfs_options("ext4") == []
+    assert old.roles["async_lock"] == ("__lock_page_async",)
+    new = eras.era_for("6.12.117", known)
+    assert new.kconfig == () and new.mkfs_options("xfs") == []
+    assert new.roles["async_lock"] == ("__folio_lock_async",)
+    with pytest.raises(UserError, match=r"no kernel era covers release 4\.19"):
+        eras.era_for("4.19.0", known)
+
+
+def test_an_eras_file_with_overlapping_ranges_is_refused(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "eras.toml"
+    bad.write_text('[[era]]\nname = "a"\nmin = "5.0"\nmax = "5.10"\n[[era]]\nname = "b"\nmin = "5.8"\n')
+    monkeypatch.setenv(eras.ENV, str(bad))
+    with pytest.raises(UserError, match="eras 'a' and 'b' overlap"):
+        eras.load_eras()
+    bad.write_text('[[era]]\nname = "a"\nmin = "5.0"\n[era.roles.x]\ncandidates = []\n')
+    with pytest.raises(UserError, match=r"roles\.x\.candidates must be a non-empty list"):
+        eras.load_eras()
+
+
+def test_a_set_symbol_the_tree_lacks_is_reported_before_merging(tmp_path: Path, cache: Path) -> None:
+    tree = _tree(tmp_path / "linux", "5.8", KCONFIG)
+    frags = [_frag(tmp_path, "tracing", "CONFIG_KPROBES=y\nCONFIG_NOT_HERE=y\n# CONFIG_GONE is not set\n")]
+    with pytest.raises(UserError, match=r"CONFIG_NOT_HERE=y \(tracing\)") as exc:
+        resolve.resolve_fragments(tree, frags)
+    assert "Linux 5.8.1, era 5.7-5.9" in str(exc.value) and "CONFIG_GONE" not in str(exc.value)
+
+
+def test_the_eras_needs_become_one_more_fragment_in_the_config_hash(tmp_path: Path, cache: Path) -> None:
+    tree = _tree(tmp_path / "linux", "5.8", KCONFIG)
+    frags = [_frag(tmp_path, "tracing",
+                   "CONFIG_KPROBES=y\nCONFIG_KPROBE_EVENTS=y\n# CONFIG_GONE is not set\n")]
+    res = resolve.resolve_fragments(tree, frags)
+    assert [f.name for f in res.fragments] == ["tracing", "era-5.7-5.9"]
+    assert res.fragments[-1].symbols == {"CONFIG_MODULES": "y"}
+    assert res.added == {"CONFIG_MODULES": "KPROBES depends on MODULES before 6.10"}
+    assert res.absent_unset == ["CONFIG_GONE"]
+    assert kconfig.config_hash(res.fragments) != kconfig.config_hash(frags)
+    assert any("adds CONFIG_MODULES" in n for n in res.notes())
+    # without KPROBES requested the era adds nothing
+    plain = [_frag(tmp_path, "plain", "CONFIG_KPROBE_EVENTS=y\n")]
+    assert resolve.resolve_fragments(tree, plain).fragments == plain
+
+
+def test_a_6_12_tree_gets_its_fragments_unchanged(tmp_path: Path, cache: Path) -> None:
+    tree = _tree(tmp_path / "linux", "6.12", KCONFIG)
+    frags = [_frag(tmp_path, "tracing", "CONFIG_KPROBES=y\nCONFIG_KPROBE_EVENTS=y\n")]
+    res = resolve.resolve_fragments(tree, frags)
+    assert res.fragments == frags and res.notes() == []
+    assert kconfig.config_hash(res.fragments) == kconfig.config_hash(frags)
+
+
+def test_kconfig_for_tree_on_the_real_fragments_keeps_the_default_hash(tmp_path: Path, cache: Path) -> None:
+    frags = kconfig.load_fragments()
+    text = "".join(f"config {s.removeprefix('CONFIG_')}\n" for s in kconfig.requested(frags))
+    tree = _tree(tmp_path / "linux", "6.12", text)
+    assert kconfig.config_hash(kconfig.for_tree(tree, frags)) == kconfig.config_hash(frags)
+
+
+SYSTEM_MAP = """\
+ffffffff81000000 T _stext
+ffffffff81000100 T __kprobes_text_start
+ffffffff81000120 t kprobe_helper
+ffffffff81000200 T __kprobes_text_end
+ffffffff81200000 T io_wq_enqueue
+ffffffff81200100 t io_async_buf_func
+ffffffff81200200 t wake_page_match.isra.0
+ffffffff81200300 D io_queue_async_work
+"""
+
+
+def test_roles_resolve_from_system_map_with_a_reason_for_each_one_that_cannot_be_probed() -> None:
+    roles = {"iowq_enqueue": ("io_wq_enqueue",), "callback": ("io_async_buf_func",),
+             "wake_match": ("wake_page_match",), "queue_async": ("io_queue_async_work",),
+             "async_lock": ("__lock_page_async", "__folio_lock_async"), "guarded": ("kprobe_helper",)}
+    points = {p.role: p for p in resolve.resolve_roles(SYSTEM_MAP, roles)}
+    assert points["iowq_enqueue"].probeable and points["callback"].function == "io_async_buf_func"
+    assert points["wake_match"].function == "wake_page_match.isra.0" and points["wake_match"].probeable
+    assert not points["queue_async"].probeable  # a data symbol of that name is no function
+    assert "no text symbol io_queue_async_work" in points["queue_async"].reason
+    assert points["async_lock"].reason.startswith("not probeable on this kernel: no text symbol "
+                                                  "__lock_page_async or __folio_lock_async in System.map")
+    assert points["guarded"].reason == "kprobe_helper is in the kprobes text section, which kprobes refuse"
+
+
+def test_roles_for_kernel_uses_the_eras_names(tmp_path: Path) -> None:
+    sysmap = tmp_path / "System.map"
+    sysmap.write_text(SYSTEM_MAP + "ffffffff81300000 T __lock_page_async\n")
+    points = {p.role: p for p in resolve.roles_for_kernel(sysmap, "5.8.1")}
+    assert points["async_lock"].function == "__lock_page_async"
+    assert not points["should_retry"].probeable
+    with pytest.raises(UserError, match=r"no System\.map"):
+        resolve.roles_for_kernel(tmp_path / "nope", "5.8.1")
+
+
+@pytest.mark.skipif(shutil.which("mkfs.xfs") is None or shutil.which("xfs_db") is None,
+                    reason="xfsprogs not installed (make setup installs it)")
+def test_the_5_8_xfs_options_make_a_filesystem_without_the_features_5_8_cannot_mount(tmp_path: Path) -> None:
+    image = tmp_path / "xfs.img"
+    with image.open("wb") as fh:
+        fh.truncate(320 << 20)
+
+    def features(extra: list[str]) -> str:
+        subprocess.run(["mkfs.xfs", "-q", "-f", *extra, str(image)], check=True, timeout=120)
+        return subprocess.run(["xfs_db", "-r", "-c", "version", str(image)], check=True, capture_output=True,
+                              text=True, timeout=60).stdout
+
+    assert "BIGTIME" in features(resolve.mkfs_options("6.12.0", "xfs"))  # the host's defaults
+    old = features(resolve.mkfs_options("5.8.1", "xfs"))
+    assert "BIGTIME" not in old and "INOBTCNT" not in old and "CRC" in old and "REFLINK" in old
