@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _matrix_args(shard)
     shard.add_argument("--shard", required=True, help="I/N, e.g. 2/5")
     shard.add_argument("--plan", type=Path, help="plan JSON from `kwb ci plan` (default: recompute it)")
-    shard.add_argument("--source", required=True)
+    shard.add_argument("--source", help="as for test-series (default: shared archive, else lore, else skip)")
     shard.add_argument("--tree", type=Path)
     shard.add_argument("--base")
     shard.add_argument("--workloads", type=_csv)
