@@ -6,7 +6,9 @@ PYTEST_ARGS ?=
 # test-series variables: run the same pipeline on a user's tree for one revision of the 2020 series
 TREE    ?=
 BASE    ?=
-SOURCE  ?= ../shared/lore/io-uring-2020-05-18--2020-07-15.mbox
+# SOURCE empty: the shared archive beside the checkout if there is one, else lore (b4) when online,
+# else the static concern step is skipped (the kernel part needs no mail). SOURCE=lore: lore only.
+SOURCE  ?=
 REV     ?=
 REVS    ?=
 COVERAGE ?= 0
@@ -25,7 +27,7 @@ test-unit: setup
 	@KWB_SKIP_REAL=1 bash scripts/pytest.sh -m "not real" $(PYTEST_ARGS)
 
 test-series: setup
-	@$(KWB) test-series --source "$(SOURCE)" $(if $(TREE),--tree "$(TREE)") $(if $(BASE),--base "$(BASE)") \
+	@$(KWB) test-series $(if $(SOURCE),--source "$(SOURCE)") $(if $(TREE),--tree "$(TREE)") $(if $(BASE),--base "$(BASE)") \
 		$(if $(REV),--revision "$(REV)") $(if $(REVS),--revisions "$(REVS)") $(if $(filter 1,$(COVERAGE)),--coverage) \
 		$(if $(filter 1,$(FRESH_BASELINE)),--fresh-baseline)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,49 @@ def shard(items: Sequence[T], i: int, n: int) -> list[T]:
     if n < 1 or not 1 <= i <= n:
         raise UserError(f"shard {i}/{n} does not exist")
     return list(items[i - 1::n])
+
+
+def shard_of_plan(plan_data: dict[str, Any], i: int, n: int) -> list[dict[str, Any]]:
+    """The items CI job ``i`` of ``n`` runs. ``n`` is the CI's job count (GitLab's literal ``parallel:``),
+    at least the plan's shard count: jobs past the plan's shards run nothing. Fewer jobs than shards
+    would drop items, so that is refused."""
+    planned = int(plan_data["shards"])
+    if n < planned:
+        raise UserError(f"--shard {i}/{n}: the plan has {planned} shards; {n} CI jobs would leave "
+                        f"{planned - n} of them unrun (raise parallel/the matrix, or lower --shards)")
+    if i > planned:
+        return []
+    return shard(plan_data["items"], i, planned)
+
+
+def check_merged(plan_data: dict[str, Any], results: dict[str, Any], junit_xml: str) -> list[str]:
+    """What a merged run gets wrong against its plan: a planned (variant or revision, fs) item with no
+    job, a job no item planned, junit testcases that don't match the jobs. Empty when they agree."""
+    key = "variant" if plan_data["kind"] == "variant" else "revision"
+    planned = {(str(it[key]), str(it["fs"])) for it in plan_data["items"]}
+    jobs = results.get("jobs") or []
+
+    def item_of(job: dict[str, Any]) -> tuple[str, str]:
+        variant = str(job["variant"])
+        if key == "revision":  # merged revision shards name variants v<N>/<variant>
+            variant = variant.split("/", 1)[0].lstrip("v") if "/" in variant else str(
+                (results.get("run") or {}).get("revision"))
+        return variant, str(job["fs"])
+
+    ran = {item_of(j) for j in jobs if j["fs"] != "-"}
+    broken = {item_of(j)[0] for j in jobs if j["fs"] == "-"}  # a build/boot error covers its variant
+    problems = [f"planned {key} {v} on {fs}: no job in the merged run"
+                for v, fs in sorted(planned - ran) if v not in broken]
+    problems += [f"job on {key} {v} {fs} was not planned" for v, fs in sorted(ran - planned)]
+    try:
+        root = ET.fromstring(junit_xml)
+    except ET.ParseError as exc:
+        return [*problems, f"junit.xml does not parse: {exc}"]
+    count = sum(len(suite.findall("testcase")) for suite in root.iter("testsuite")
+                if str(suite.get("name", "")).startswith("variant."))  # one testcase per job
+    if count != len(jobs):
+        problems.append(f"junit.xml has {count} testcases, the merged run {len(jobs)} jobs")
+    return problems
 
 
 def group_items(items: Iterable[dict[str, Any]], key: str) -> dict[Any, list[str]]:

@@ -36,7 +36,7 @@ BuildFn = Callable[..., Any]
 class Options:
     """What `kwb test-series` was asked to do."""
 
-    source: str
+    source: str | None  # None: harness.mailsource picks one (shared archive, lore) or skips the concern step
     out_root: Path
     command: str = "kwb test-series"
     tree: Path | None = None
@@ -72,6 +72,8 @@ class Stages:
     reuse_key: Callable[[Any, list[str], list[str]], str | None] | None = None
     # (revisions, jobs, {version: variant}, concerns) -> (revisions.json data, revisions.md text)
     compare_revisions: Callable[..., tuple[dict[str, Any], str]] | None = None
+    # (--source or None, progress) -> MailChoice: where the series' mail comes from (harness.mailsource)
+    choose_source: Callable[[str | None, Callable[[str], None]], Any] | None = None
 
 
 @dataclass
@@ -111,6 +113,8 @@ def run_pipeline(opts: Options, stages: Stages, progress: Progress) -> int:
         raise kind(f"{failure} (partial results in {run_dir})")
     verdict = data["verdict"]
     progress.note("verdict: PASS" if verdict["ok"] else "verdict: FAIL: " + "; ".join(verdict["reasons"]))
+    for item in verdict.get("not_checked") or []:
+        progress.note(f"not checked: {item}")
     return int(verdict["exit_code"])
 
 
@@ -133,12 +137,7 @@ def _step(record: RunRecord, progress: Progress, name: str) -> Iterator[None]:
 def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
            progress: Progress) -> KwbError | None:
     _check_options(opts)
-    with _step(record, progress, "series"):
-        family = stages.load_family(opts.source)
-        statuses = stages.concern_statuses(family)
-        wanted = set(profile.active().concern_revisions) | ({opts.revision} if opts.revision else set()) | set(
-            opts.revisions or ())
-        record.concerns = [s for s in statuses if int(s["version"]) in wanted]
+    family = _series_step(opts, stages, record, progress)
     plan = _plan(opts, stages, record, family, progress)
     record.variant_infos = [p.info for p in plan]
     runnable: list[_Planned] = []
@@ -192,6 +191,30 @@ def _compare_revisions(opts: Options, stages: Stages, family: Any, record: RunRe
 def _revision_variant(opts: Options, version: int) -> str:
     """The variant name a revision runs under (one revision: "series", as before)."""
     return f"series-v{version}" if opts.revisions else "series"
+
+
+def _series_step(opts: Options, stages: Stages, record: RunRecord, progress: Progress) -> Any:
+    """The static concern step; None (step skipped, the verdict says what was not checked) when there
+    is no mail to read. The default tree's kernel part needs no mail, a user's tree does (the revision)."""
+    choose = stages.choose_source or _choose_source
+    with _step(record, progress, "mail source"):
+        choice = choose(opts.source, progress)
+    record.mail = choice.to_dict()
+    if choice.spec is None:
+        if opts.tree is not None:
+            raise UserError(f"--tree needs the series' mail to apply v{opts.revision}: {choice.reason}")
+        record.steps.append({"name": "series", "status": "skipped", "seconds": 0.0, "reason": choice.reason})
+        record.not_checked.append(f"review concerns (static, per revision): {choice.reason}")
+        progress.note(f"series: {choice.reason}")
+        return None
+    record.source = choice.spec
+    with _step(record, progress, "series"):
+        family = stages.load_family(choice.spec)
+        statuses = stages.concern_statuses(family)
+        wanted = set(profile.active().concern_revisions) | ({opts.revision} if opts.revision else set()) | set(
+            opts.revisions or ())
+        record.concerns = [s for s in statuses if int(s["version"]) in wanted]
+    return family
 
 
 def _overlappable(running: _Planned, following: _Planned) -> bool:
@@ -462,6 +485,11 @@ def _concern_statuses(family: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _choose_source(given: str | None, progress: Callable[[str], None]) -> Any:
+    mailsource = _need("harness.mailsource", "mail source")
+    return mailsource.resolve(given, progress)
+
+
 def _workload_catalogue() -> dict[str, WorkloadSpec]:
     catalogue = _need("harness.workloads.catalogue", "workload catalogue")
     specs: dict[str, WorkloadSpec] = catalogue.load_catalogue()
@@ -533,4 +561,5 @@ def real_stages() -> Stages:
                   variant_catalogue=_variant_catalogue, workload_catalogue=_workload_catalogue,
                   build_kernel=_build_kernel,
                   run_variant=_run_variant, apply_revision=_apply_revision, run_coverage=_run_coverage,
-                  reuse_key=_reuse_key_real, compare_revisions=_compare_revisions_real)
+                  reuse_key=_reuse_key_real, compare_revisions=_compare_revisions_real,
+                  choose_source=_choose_source)

@@ -50,4 +50,18 @@ if [ ! -e "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
     timeout 1800 "$venv/bin/pip" install -q -e "$here[dev]"
     touch "$stamp"
 fi
+# gitlab-ci-local runs ci/gitlab-ci.yml's jobs on this host (the CI-engine test); pinned, and kept in
+# the checkout (.tools/), never installed globally. 4.50.0 is the last release that runs on Node 20.
+gcl_version=4.50.0
+gcl=$here/.tools/gitlab-ci-local
+if command -v npm >/dev/null 2>&1; then
+    have_gcl=$("$gcl/node_modules/.bin/gitlab-ci-local" --version 2>/dev/null || true)
+    if [ "$have_gcl" != "$gcl_version" ]; then
+        echo "setup: npm install gitlab-ci-local@$gcl_version into $gcl"
+        mkdir -p "$gcl"
+        timeout 600 npm install --prefix "$gcl" --no-audit --no-fund --silent "gitlab-ci-local@$gcl_version"
+    fi
+else
+    echo "setup: npm not found: gitlab-ci-local (the CI-engine test) not installed"
+fi
 echo "setup: ok"

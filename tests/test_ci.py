@@ -97,7 +97,11 @@ def test_run_shard_runs_its_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert main(["-q", "ci", "run-shard", "--revisions", "4,5", "--fs", "ext4,xfs", "--shards", "2",
                  "--shard", "1/2", "--source", "x", "--tree", str(tmp_path)]) == 0
     assert [(c[0], c[1]) for c in calls] == [(4, ["ext4"]), (5, ["ext4"])]
-    assert main(["ci", "run-shard", "--plan", str(plan), "--shard", "1/3", "--source", "x"]) == 3
+    # Fewer CI jobs than the plan's shards would drop items; more leave the extra jobs empty.
+    assert main(["ci", "run-shard", "--plan", str(plan), "--shard", "1/1", "--source", "x"]) == 3
+    calls.clear()
+    assert main(["-q", "ci", "run-shard", "--plan", str(plan), "--shard", "3/3", "--source", "x"]) == 0
+    assert calls == []
 
 
 # ---- the CI files -------------------------------------------------------------------------------
@@ -128,18 +132,22 @@ def test_github_workflow_plan_matrix_merge() -> None:
 def test_gitlab_ci_plan_matrix_merge() -> None:
     doc = yaml.safe_load((CI_DIR / "gitlab-ci.yml").read_text())
     assert doc["stages"] == ["plan", "test", "merge"]
+    # The templates (.kwb-plan, .kwb-shard, .kwb-merge) carry the scripts; kwb-* and kwb-*-shell extend them.
     jobs = {k: v for k, v in doc.items() if isinstance(v, dict) and "stage" in v}
     by_stage = {v["stage"]: (k, v) for k, v in jobs.items()}
+    assert set(jobs) == {".kwb-plan", ".kwb-shard", ".kwb-merge"}
     _, plan_job = by_stage["plan"]
     assert any("kwb ci plan" in c for c in _commands(plan_job))
     _, shard_job = by_stage["test"]
     assert any(RUN_SHARD.search(c) and "--shard" in c for c in _commands(shard_job))
-    # GitLab's `parallel` must be a literal: it has to match the plan's shard count (run-shard checks).
+    # GitLab's `parallel` must be a literal: the most shards a plan may have (run-shard refuses fewer jobs).
     assert shard_job["parallel"] == int(doc["variables"]["KWB_SHARDS"])
-    assert any("--shards $KWB_SHARDS" in c for c in _commands(plan_job))
+    assert any('--shards "$KWB_SHARDS"' in c for c in _commands(plan_job))
     _, merge_job = by_stage["merge"]
     assert any("kwb report --merge" in c for c in _commands(merge_job))
-    assert merge_job["when"] == "always"
+    assert any("kwb ci check-merged" in c for c in _commands(merge_job))
+    for name in ("kwb-merge", "kwb-merge-shell"):
+        assert doc[name]["rules"][0]["when"] == "always"
 
 
 # ---- watch --------------------------------------------------------------------------------------

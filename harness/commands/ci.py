@@ -52,12 +52,22 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _matrix_args(shard)
     shard.add_argument("--shard", required=True, help="I/N, e.g. 2/5")
     shard.add_argument("--plan", type=Path, help="plan JSON from `kwb ci plan` (default: recompute it)")
-    shard.add_argument("--source", required=True)
+    shard.add_argument("--source", help="as for test-series (default: shared archive, else lore, else skip)")
     shard.add_argument("--tree", type=Path)
     shard.add_argument("--base")
     shard.add_argument("--workloads", type=_csv)
     shard.add_argument("--out", type=Path)
     shard.set_defaults(func=_run_shard)
+    cfg = verbs.add_parser("config-hash", help="the kernel configuration hash (a CI cache key part)")
+    cfg.add_argument("--variant", default="series", help="variant whose configuration (default: series)")
+    cfg.add_argument("--check", type=Path, metavar="FILE",
+                     help="fail unless FILE (e.g. ci/kernel-config.hash) holds the current hash")
+    cfg.set_defaults(func=_config_hash)
+    merged = verbs.add_parser("check-merged", help="does a merged run hold every job of the plan, and "
+                                                   "does its junit.xml match its jobs")
+    merged.add_argument("--plan", type=Path, required=True, help="plan JSON from `kwb ci plan`")
+    merged.add_argument("run", type=Path, help="the merged run directory (e.g. merged/latest)")
+    merged.set_defaults(func=_check_merged)
     watch = verbs.add_parser("watch", help="start a run for each new revision of the tracked series")
     watch.add_argument("--source", required=True, help="public-inbox repository or mbox")
     watch.add_argument("--state", type=Path, help="state file (default: in the cache dir, per source)")
@@ -101,10 +111,13 @@ def _load_plan(path: Path) -> dict[str, Any]:
 def _run_shard(args: argparse.Namespace) -> int:
     plan = _load_plan(args.plan) if args.plan else _plan_data(args)
     i, n = ci.parse_shard(args.shard)
-    if n != plan["shards"] and args.plan:
-        raise UserError(f"--shard {args.shard} does not match the plan's {plan['shards']} shards")
-    items = ci.shard(plan["items"], i, n)
+    if not args.plan:  # recomputed here: the job count is the shard count
+        plan = {**plan, "shards": n}
+    items = ci.shard_of_plan(plan, i, n)
     progress = Progress(quiet=args.quiet)
+    if not items:
+        progress.note(f"shard {i}/{n}: nothing to run (the plan has {plan['shards']} shards)")
+        return 0
     command = "kwb " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "kwb ci run-shard"
     out_root = args.out or results_root()
     base = Options(source=args.source, out_root=out_root, command=command, tree=args.tree, base=args.base,
@@ -117,6 +130,46 @@ def _run_shard(args: argparse.Namespace) -> int:
         opts = Options(**{**base.__dict__, "revision": int(revision), "filesystems": fss})
         worst = max(worst, run_pipeline(opts, real_stages(), progress))
     return worst
+
+
+def config_hash(variant: str = "series") -> str:
+    """The configuration hash of ``variant``'s kernel (what names its build directory)."""
+    from harness import kconfig, variants
+
+    return kconfig.config_hash(kconfig.load_fragments(list(variants.get_variant(variant).fragments)))
+
+
+def _config_hash(args: argparse.Namespace) -> int:
+    value = config_hash(args.variant)
+    if args.check is not None:
+        try:
+            recorded = args.check.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UserError(f"--check {args.check}: cannot read ({exc.strerror})") from exc
+        if recorded != value:
+            raise UserError(f"{args.check} holds {recorded[:12] or 'nothing'}, the kernel configuration "
+                            f"is {value[:12]}: write `kwb ci config-hash > {args.check}` and commit it "
+                            "(it keys the CI cache)")
+    print(value)
+    return 0
+
+
+def _check_merged(args: argparse.Namespace) -> int:
+    from harness.report.schema import load_results
+
+    plan = _load_plan(args.plan)
+    results = load_results(args.run)
+    junit = args.run / "junit.xml"
+    if not junit.is_file():
+        raise UserError(f"{args.run}: no junit.xml")
+    problems = ci.check_merged(plan, results, junit.read_text(encoding="utf-8"))
+    for problem in problems:
+        print(f"kwb ci check-merged: {problem}", file=sys.stderr)
+    if problems:
+        raise UserError(f"{args.run}: the merged run does not match the plan ({len(problems)} problems)")
+    print(f"{args.run}: {len(results['jobs'])} jobs cover the plan's {len(plan['items'])} items; "
+          f"junit.xml agrees")
+    return 0
 
 
 def _kwb() -> str:

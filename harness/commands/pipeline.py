@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                                    "the report in out/<run-id>/ (and out/latest). Exit 0 only when the "
                                    "series variant passes, the baseline shows the punt path and every "
                                    "mutant is flagged.")
-    p.add_argument("--source", required=True, help="mbox, Maildir, public-inbox repo or message-id")
+    p.add_argument("--source", help="mbox, Maildir, public-inbox repo or message-id; 'lore': the series' "
+                                    "threads through b4; default: the shared archive beside the checkout, "
+                                    "else lore when online, else the static concern step is skipped")
     p.add_argument("--tree", type=Path, help="your kernel tree (git); default: the default tree "
                                                    "(harness/profiles/trees.toml)")
     p.add_argument("--base", help="base ref in --tree")

@@ -16,7 +16,9 @@ from harness.series.revdiff import diff_revisions
 
 
 def _load(args: argparse.Namespace) -> LoadResult:
-    loaded = load_series(args.source)
+    from harness import mailsource  # no --source: the shared archive, else lore; offline it fails fast
+
+    loaded = load_series(mailsource.require(args.source, lambda line: print(line, file=sys.stderr)))
     for warning in loaded.warnings:
         print(f"kwb: warning: {warning}", file=sys.stderr)
     return loaded
@@ -138,8 +140,10 @@ def _version(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, series: bool = True) -> None:
-    p.add_argument("--source", required=True, metavar="PATH|MSGID",
-                   help="mbox/mboxrd, Maildir, public-inbox v2 dir, saved lore thread view, or a message-id")
+    p.add_argument("--source", metavar="PATH|MSGID",
+                   help="mbox/mboxrd, Maildir, public-inbox v2 dir, saved lore thread view, or a message-id "
+                        "(default: the shared archive beside the checkout, else the series' threads from "
+                        "lore; offline with neither: an error within seconds)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     if series:
         p.add_argument("--series", metavar="NAME|N",

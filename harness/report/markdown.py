@@ -129,6 +129,9 @@ def _mutant_section(data: Mapping[str, Any]) -> list[str]:
 
 def _concern_section(data: Mapping[str, Any]) -> list[str]:
     concerns = data.get("concerns") or []
+    mail = (data.get("run") or {}).get("mail") or {}
+    if not concerns and mail.get("kind") == "none":
+        return [f"_{mail.get('reason')}_", ""]
     if not concerns:
         return ["_No static concern status in this run._", ""]
     revisions = sorted({int(c["version"]) for c in concerns})
@@ -178,6 +181,8 @@ def _header(data: Mapping[str, Any]) -> list[str]:
              *_reused(data), ""]
     if verdict["reasons"]:
         lines += ["Why it did not pass:", *[f"- {r}" for r in verdict["reasons"]], ""]
+    if verdict.get("not_checked"):
+        lines += ["Not checked by this run:", *[f"- {r}" for r in verdict["not_checked"]], ""]
     lines += ["| variant | kind | verdict | detail |", "|---|---|---|---|"]
     lines += [f"| {n} | {v['kind']} | {v['verdict']} | {v['reason']} |" for n, v in data["variants"].items()]
     return [*lines, ""]

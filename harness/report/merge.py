@@ -98,6 +98,13 @@ def merge_runs(dirs: list[Path], out_root: Path, command: str) -> tuple[RunRecor
         if data["run"]["status"] != "complete":
             why = data["run"].get("error", "")
             errors.append(f"shard {shard_id} {data['run']['status']}" + (f": {why}" if why else ""))
+    for _, data in shards:
+        # What one shard could not check the merged run could not either (each shard reads the same mail).
+        for item in (data.get("verdict") or {}).get("not_checked") or []:
+            if item not in record.not_checked:
+                record.not_checked.append(item)
+        if record.mail is None and data["run"].get("mail"):
+            record.mail = data["run"]["mail"]
     record.variant_infos = list(infos.values())
     record.concerns = list(concerns.values())
     record.accel = "+".join(sorted(accels)) or "unknown"

@@ -61,6 +61,8 @@ class RunRecord:
     shards: list[str] = field(default_factory=list)
     coverage: dict[str, Any] | None = None  # the coverage variant's summary (harness.coverage_run)
     reused: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> kept run (harness.reuse)
+    mail: dict[str, Any] | None = None  # where the series' mail came from (harness.mailsource.MailChoice)
+    not_checked: list[str] = field(default_factory=list)  # what this run could not check, and why
 
     def add_jobs(self, jobs: list[dict[str, Any]]) -> None:
         """Record job results and their durations."""
@@ -71,7 +73,7 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """results.json content (see docs/results-schema.json); the verdict is recomputed each time."""
-        verdict = judge(self.jobs, self.variant_infos, self.status, self.error)
+        verdict = judge(self.jobs, self.variant_infos, self.status, self.error, self.not_checked)
         run: dict[str, Any] = {"id": self.run_id, "started": self.started, "finished": self.finished,
                                "command": self.command, "kwb_version": __version__,
                                "host": socket.gethostname(), "status": self.status, "steps": self.steps,
@@ -80,6 +82,8 @@ class RunRecord:
             run["error"] = self.error
         if self.shards:
             run["shards"] = self.shards
+        if self.mail is not None:
+            run["mail"] = self.mail
         timings = dict(self.timings)
         timings["total"] = _elapsed(self.started, self.finished)
         data = {"schema": SCHEMA_VERSION, "run": run, "kernel": self.kernel, "accel": self.accel,
@@ -92,13 +96,18 @@ class RunRecord:
         return data
 
 
-def judge(jobs: list[dict[str, Any]], infos: list[VariantInfo], status: str, error: str) -> dict[str, Any]:
-    """``variants``/``mutants``/``verdict`` for a run; a run that didn't complete can't pass."""
+def judge(jobs: list[dict[str, Any]], infos: list[VariantInfo], status: str, error: str,
+          not_checked: list[str] | None = None) -> dict[str, Any]:
+    """``variants``/``mutants``/``verdict`` for a run; a run that didn't complete can't pass.
+    ``not_checked``: what the run could not check (no mail: no concern status); said, never a failure."""
     verdict = decide(jobs, infos).to_dict()
+    if not_checked:  # only when something was left out: a complete run's verdict keeps its old form
+        verdict["verdict"]["not_checked"] = list(not_checked)
     if status != "complete":
         why = f"run {status}" + (f": {error}" if error else "")
         verdict["verdict"] = {"ok": False, "exit_code": 2 if status == "failed" else 1,
-                              "reasons": [why, *verdict["verdict"]["reasons"]]}
+                              "reasons": [why, *verdict["verdict"]["reasons"]],
+                              **({"not_checked": list(not_checked)} if not_checked else {})}
     return verdict
 
 
@@ -133,7 +142,8 @@ def kernel_base(data: Mapping[str, Any]) -> str:
 def rejudge(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` with its verdict recomputed by the current rules (for `kwb report RUN`)."""
     run = data["run"]
-    verdict = judge(data["jobs"], infos_of(data), str(run["status"]), str(run.get("error", "")))
+    verdict = judge(data["jobs"], infos_of(data), str(run["status"]), str(run.get("error", "")),
+                    list((data.get("verdict") or {}).get("not_checked") or []))
     return {**data, "variants": verdict["variants"], "mutants": verdict["mutants"],
             "verdict": verdict["verdict"]}
 
