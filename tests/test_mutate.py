@@ -269,3 +269,17 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     assert main(["mutate", "--checks", "no-such-check"]) == 3
     assert "unknown check no-such-check" in capsys.readouterr().err
     assert main(["mutate", "--base", "x"]) == 3
+
+
+def test_only_runs_just_the_named_mutants(tmp_path: Path) -> None:
+    mutants = _mutants()
+    fake = FakeLab(mutants)
+    state = run_campaign(State(_settings(), mutants), fake.lab(), tmp_path, lambda _l: None,
+                         only={mutants[3].id})
+    assert fake.built == [mutants[3].id]
+    assert report.summary(state)["counts"]["pending"] == 3
+
+
+def test_rerun_needs_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mutate", "--rerun"]) == 3
+    assert "--rerun needs --only" in capsys.readouterr().err

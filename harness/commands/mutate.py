@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--out", type=Path, help="campaign directory (an existing one is resumed)")
     p.add_argument("--shard", help="run only shard I/N of the mutants (merge the shards with --merge)")
     p.add_argument("--only", help="comma-separated mutant ids to run (of the generated list)")
+    p.add_argument("--rerun", action="store_true", help="with --only: run those mutants again (a reproducer)")
     p.add_argument("--list", action="store_true", help="print the mutants and stop (no build)")
     p.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
                    help="merge campaign/shard dirs into --out")
@@ -87,6 +88,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         raise UserError(f"--max must be at least 1, not {args.max}")
     if args.budget is not None and args.budget <= 0:
         raise UserError(f"--budget must be a positive number of minutes, not {args.budget}")
+    if args.rerun and not args.only:
+        raise UserError("--rerun needs --only ID,... (which mutants to run again)")
     if args.tree is None and (args.base or args.head):
         raise UserError("--base/--head need --tree")
     path = operators_path(args.profile)
@@ -121,6 +124,9 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     if not mutants:
         raise UserError("no mutants generated (no operator matches the series' lines of these files)")
     state = _state(out, settings, mutants)
+    if args.rerun:
+        for m in mutants:
+            state.outcomes.pop(m.id, None)
     out.mkdir(parents=True, exist_ok=True)
     for m in mutants:
         write_text(out / "mutants" / f"{m.id}.diff", m.diff())
@@ -129,7 +135,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         with progress.step("reference objects"):
             builder.reference(sorted({m.file for m in mutants}))
         run_campaign(state, real_lab(builder, source), out, progress, budget_minutes=args.budget,
-                     save=save_state(out / "state.json"))
+                     save=save_state(out / "state.json"), only={m.id for m in mutants})
     finally:
         report.write(state, out)
         builder.restore()

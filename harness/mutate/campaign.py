@@ -174,15 +174,17 @@ def run_mutant(lab: Lab, mutant: Mutant, checks: list[str], filesystems: list[st
 
 
 def run_campaign(state: State, lab: Lab, out_dir: Path, progress: Progress, *,
-                 budget_minutes: float | None = None, save: Callable[[State], None] | None = None) -> State:
+                 budget_minutes: float | None = None, save: Callable[[State], None] | None = None,
+                 only: set[str] | None = None) -> State:
     """Run every mutant of ``state`` without a final outcome; stop starting new ones past the budget.
 
     ``save`` is called after every mutant (the state file); an interrupt leaves the running mutant
-    pending, to be run again on resume.
+    pending, to be run again on resume. ``only``: run just these mutant ids.
     """
     session = time.monotonic()
     wall0 = state.wall_seconds
-    todo = [m for m in state.mutants if state.outcomes.get(m.id, Outcome()).status in ("pending", "error")]
+    todo = [m for m in state.mutants if state.outcomes.get(m.id, Outcome()).status in ("pending", "error")
+            and (only is None or m.id in only)]
     progress(f"{len(todo)} of {len(state.mutants)} mutants to run")
     try:
         for i, mutant in enumerate(todo, 1):
