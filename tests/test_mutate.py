@@ -12,7 +12,7 @@ import pytest
 from conftest import git
 
 from harness.cli import main
-from harness.errors import UserError
+from harness.errors import InfraError, UserError
 from harness.mutate import generate as gen
 from harness.mutate import report
 from harness.mutate.campaign import (
@@ -23,6 +23,7 @@ from harness.mutate.campaign import (
     check_order,
     judge,
     run_campaign,
+    run_control,
     save_state,
 )
 from harness.mutate.kernel import BuildOutcome, mutant_commit, object_of, same_code
@@ -283,3 +284,16 @@ def test_only_runs_just_the_named_mutants(tmp_path: Path) -> None:
 def test_rerun_needs_only(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["mutate", "--rerun"]) == 3
     assert "--rerun needs --only" in capsys.readouterr().err
+
+
+def test_control_must_pass_on_the_unmodified_kernel(tmp_path: Path) -> None:
+    mutants = _mutants()
+    state = State(_settings(), mutants)
+    fake = FakeLab(mutants)
+    assert run_control(state, fake.lab(), "kernel-series", tmp_path, lambda _l: None).status == "survived"
+    assert state.control is not None
+    assert state.control["checks_run"] == ["probe-a/ext4: pass", "probe-b/ext4: pass"]
+    assert "Control: the unmodified kernel passed every check" in report.markdown(state)
+    with pytest.raises(InfraError, match="control: the unmodified kernel does not pass the checks"):
+        run_control(state, fake.lab(), "kernel-2", tmp_path, lambda _l: None)  # this "kernel" fails probe-b
+    assert state.control["status"] == "killed"

@@ -21,7 +21,7 @@ FINAL = {"killed", "timeout", "survived", "stillborn", "equivalent"}
 def test_three_mutant_campaign_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "campaign"
     argv = ["mutate", "--max", "3", "--seed", "1", "--checks", "probe-short-read,probe-completion-accounting",
-            "--fs", "ext4", "--out", str(out)]
+            "--fs", "ext4", "--control", "--out", str(out)]
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 0, err[-2000:]
@@ -40,6 +40,7 @@ def test_three_mutant_campaign_end_to_end(tmp_path: Path, capsys: pytest.Capture
             assert o["cost"]["kernel"] > 0 and o["cost"]["boot"] > 0 and o["checks_run"], row
         if o["status"] == "stillborn":
             assert "error" in o["evidence"] or "failed" in o["evidence"], row
+    assert data["control"]["status"] == "survived"  # the checks pass on the unmodified kernel
     summary = data["summary"]
     assert summary["scored"] == sum(r["outcome"]["status"] in ("killed", "timeout", "survived") for r in rows)
     md = (out / "report.md").read_text()

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--out", type=Path, help="campaign directory (an existing one is resumed)")
     p.add_argument("--shard", help="run only shard I/N of the mutants (merge the shards with --merge)")
     p.add_argument("--only", help="comma-separated mutant ids to run (of the generated list)")
+    p.add_argument("--control", action="store_true",
+                   help="first run the checks on the unmodified kernel (once per campaign); stop if one "
+                        "fails")
     p.add_argument("--rerun", action="store_true", help="with --only: run those mutants again (a reproducer)")
     p.add_argument("--list", action="store_true", help="print the mutants and stop (no build)")
     p.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
@@ -71,7 +74,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     """kwb mutate."""
     from harness.coverage import git_source
     from harness.mutate import generate, report
-    from harness.mutate.campaign import Settings, run_campaign, save_state
+    from harness.mutate.campaign import Settings, run_campaign, run_control, save_state
     from harness.mutate.kernel import MutantBuilder
     from harness.mutate.real import merge_states, plan_mutants, real_lab, validate_checks
 
@@ -134,9 +137,14 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     try:
         with progress.step("reference objects"):
             builder.reference(sorted({m.file for m in mutants}))
-        run_campaign(state, real_lab(builder, source), out, progress, budget_minutes=args.budget,
+        lab = real_lab(builder, source)
+        if args.control and (state.control or {}).get("status") != "survived":
+            with progress.step("control"):
+                run_control(state, lab, builder.series_kernel(), out, progress)
+        run_campaign(state, lab, out, progress, budget_minutes=args.budget,
                      save=save_state(out / "state.json"), only={m.id for m in mutants})
     finally:
+        save_state(out / "state.json")(state)
         report.write(state, out)
         builder.restore()
     return _exit(state, args, progress, out)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_json
-from harness.errors import UserError
+from harness.errors import InfraError, UserError
 from harness.mutate.generate import Mutant
 from harness.mutate.kernel import BuildOutcome
 from harness.workloads.model import JobResult, JobStatus
@@ -84,13 +84,14 @@ class State:
     kills: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     wall_seconds: float = 0.0  # summed over every (resumed) session
+    control: dict[str, Any] | None = None  # the checks on the unmodified kernel (--control), an Outcome
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (state.json)."""
         return {"schema": STATE_SCHEMA, "settings": asdict(self.settings),
                 "mutants": [m.to_dict() for m in self.mutants],
                 "outcomes": {k: v.to_dict() for k, v in self.outcomes.items()}, "kills": self.kills,
-                "started": self.started, "wall_seconds": round(self.wall_seconds, 2)}
+                "started": self.started, "wall_seconds": round(self.wall_seconds, 2), "control": self.control}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> State:
@@ -100,7 +101,8 @@ class State:
         return cls(Settings(**data["settings"]), [Mutant(**m) for m in data["mutants"]],
                    {k: Outcome(**v) for k, v in data.get("outcomes", {}).items()},
                    {str(k): int(v) for k, v in data.get("kills", {}).items()},
-                   float(data.get("started", time.time())), float(data.get("wall_seconds", 0.0)))
+                   float(data.get("started", time.time())), float(data.get("wall_seconds", 0.0)),
+                   data.get("control"))
 
 
 def check_order(checks: Sequence[str], kills: dict[str, int]) -> list[str]:
@@ -170,6 +172,21 @@ def run_mutant(lab: Lab, mutant: Mutant, checks: list[str], filesystems: list[st
         cost["guest_other"] = round(max(0.0, rest), 2)
     cost["total"] = round(time.monotonic() - start, 2)
     out.cost = cost
+    return out
+
+
+def run_control(state: State, lab: Lab, kernel: Any, out_dir: Path, progress: Progress) -> Outcome:
+    """Run the campaign's checks on the unmodified kernel: a check that fails there kills every mutant
+    for nothing, so the campaign stops (InfraError) instead of reporting a meaningless score."""
+    timer = _BootTimer(progress)
+    jobs = lab.run_checks("control-series", kernel, list(state.settings.checks), state.settings.filesystems,
+                          out_dir, timer)
+    out = judge(jobs)
+    out.cost = {"boot": timer.seconds, "checks": round(sum(j.duration for j in jobs), 2)}
+    state.control = out.to_dict()
+    if out.status != "survived":
+        raise InfraError(f"control: the unmodified kernel does not pass the checks ({out.status}"
+                         + (f" by {out.check} on {out.fs}" if out.check else "") + f": {out.evidence})")
     return out
 
 

@@ -158,6 +158,13 @@ class MutantBuilder:
             seconds["kernel"] = round(time.monotonic() - start, 2)
         return BuildOutcome("built", kernel=kernel, seconds=seconds)
 
+    def series_kernel(self) -> Any:
+        """The unmodified series kernel (the control), built or reused from the kernel cache."""
+        tree = self._tree()
+        with locked("kernel", progress=self.progress):
+            checkout(tree, self.series)
+            return build.build_tree(tree, "series", self.frags, self.progress)
+
     def restore(self) -> None:
         """Leave the tree on the series' commit (the next build of any variant checks out its own)."""
         if self.prepared is not None and self.series:

@@ -39,7 +39,7 @@ def results(state: State) -> dict[str, Any]:
         o = state.outcomes.get(m.id, Outcome())
         rows.append({**m.to_dict(), "diff": m.diff(), "outcome": o.to_dict()})
     return {"kind": "mutation-campaign", "settings": state.to_dict()["settings"], "summary": summary(state),
-            "mutants": rows}
+            "control": state.control, "mutants": rows}
 
 
 def _pct(score: float | None) -> str:
@@ -49,6 +49,14 @@ def _pct(score: float | None) -> str:
 def _stat(cost: dict[str, Any], part: str) -> str:
     s = cost.get(part)
     return "-" if not s else f"{s['median']:.0f} s (min {s['min']:.0f}, max {s['max']:.0f}, n={s['n']})"
+
+
+def _control(state: State) -> str:
+    c = state.control
+    if c is None:
+        return "Control: not run (`--control` runs the checks on the unmodified kernel first)."
+    ok = "passed every check" if c["status"] == "survived" else f"FAILED ({c['status']}: {c['evidence']})"
+    return f"Control: the unmodified kernel {ok} — " + ", ".join(c.get("checks_run", []))
 
 
 def markdown(state: State) -> str:
@@ -66,6 +74,7 @@ def markdown(state: State) -> str:
            f"timeout {c['timeout']}) of {s['scored']} non-equivalent mutants that ran; survived "
            f"{c['survived']}, stillborn {c['stillborn']}, equivalent by object {c['equivalent']}, "
            f"error {c['error']}, pending {c['pending']}.", "",
+           _control(state), "",
            "## Cost", "",
            f"Campaign wall time: {cost['wall_seconds']:.0f} s. Per mutant (median, min, max):", "",
            f"- object build (stillborn/equivalent decided here): {_stat(cost, 'object')}",
