@@ -147,6 +147,8 @@ class MutantBuilder:
             try:
                 obj = self._make_object(mutant.file)
             except InfraError as exc:
+                if "timed out" in str(exc):
+                    raise  # a stuck build is the host's failure, not the mutant's
                 seconds["object"] = round(time.monotonic() - start, 2)
                 return BuildOutcome("stillborn", reason=str(exc), seconds=seconds)
             seconds["object"] = round(time.monotonic() - start, 2)
