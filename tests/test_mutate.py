@@ -136,8 +136,8 @@ def _settings() -> Settings:
 class FakeLab:
     """Builds: mutant 0 stillborn, 1 equivalent, 2 killed by probe-b, 3 survives; optional interrupt."""
 
-    def __init__(self, mutants: list[gen.Mutant], interrupt_at: str = "") -> None:
-        self.m, self.interrupt_at = mutants, interrupt_at
+    def __init__(self, mutants: list[gen.Mutant], interrupt_at: str = "", broken: str = "") -> None:
+        self.m, self.interrupt_at, self.broken = mutants, interrupt_at, broken
         self.orders: list[list[str]] = []
         self.built: list[str] = []
 
@@ -145,6 +145,8 @@ class FakeLab:
         self.built.append(mutant.id)
         if mutant.id == self.interrupt_at:
             raise KeyboardInterrupt
+        if mutant.id == self.broken:
+            raise InfraError("kernel build timed out after 3600s")
         i = self.m.index(mutant)
         if i == 0:
             return BuildOutcome("stillborn", reason="error: expected ';'", seconds={"object": 1.0})
@@ -297,3 +299,11 @@ def test_control_must_pass_on_the_unmodified_kernel(tmp_path: Path) -> None:
     with pytest.raises(InfraError, match="control: the unmodified kernel does not pass the checks"):
         run_control(state, fake.lab(), "kernel-2", tmp_path, lambda _l: None)  # this "kernel" fails probe-b
     assert state.control["status"] == "killed"
+
+
+def test_a_harness_failure_costs_one_mutant_not_the_campaign(tmp_path: Path) -> None:
+    mutants = _mutants()
+    state = run_campaign(State(_settings(), mutants), FakeLab(mutants, broken=mutants[2].id).lab(), tmp_path,
+                         lambda _l: None)
+    assert [state.outcomes[m.id].status for m in mutants] == ["stillborn", "equivalent", "error", "survived"]
+    assert "timed out" in state.outcomes[mutants[2].id].evidence

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_json
-from harness.errors import InfraError, UserError
+from harness.errors import InfraError, KwbError, UserError
 from harness.mutate.generate import Mutant
 from harness.mutate.kernel import BuildOutcome
 from harness.workloads.model import JobResult, JobStatus
@@ -157,14 +157,21 @@ def run_mutant(lab: Lab, mutant: Mutant, checks: list[str], filesystems: list[st
                progress: Progress) -> Outcome:
     """Build, boot and check one mutant; every stage timed into ``Outcome.cost``."""
     start = time.monotonic()
-    built = lab.build(mutant)
+    try:
+        built = lab.build(mutant)
+    except KwbError as exc:
+        # The harness failed (a stuck build, a broken tree), not the mutant: run it again on resume.
+        return Outcome(status="error", evidence=str(exc), cost={"total": round(time.monotonic() - start, 2)})
     cost = dict(built.seconds)
     if built.status != "built":
         out = Outcome(status=built.status, evidence=built.reason)
     else:
         timer = _BootTimer(progress)
         run_start = time.monotonic()
-        jobs = lab.run_checks(f"gen-{mutant.id}", built.kernel, checks, filesystems, out_dir, timer)
+        try:
+            jobs = lab.run_checks(f"gen-{mutant.id}", built.kernel, checks, filesystems, out_dir, timer)
+        except KwbError as exc:
+            jobs = [JobResult("run", "-", f"gen-{mutant.id}", JobStatus.ERROR, str(exc))]
         out = judge(jobs)
         cost["checks"] = round(sum(j.duration for j in jobs), 2)
         cost["boot"] = timer.seconds
