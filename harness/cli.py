@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "harness.commands.report",
     "harness.commands.ci",
     "harness.commands.pipeline",
+    "harness.commands.mutate",
 )
 
 

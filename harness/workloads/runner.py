@@ -322,19 +322,21 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
                 progress: Progress | None = None, *, guest_factory: GuestFactory | None = None,
                 build: BuildFn | None = None, scan: ScanFn | None = None,
                 catalogue: dict[str, WorkloadSpec] | None = None, max_boots: int = 0,
-                stop_on_flag: bool = False, templates: TemplateFn | None = None) -> list[JobResult]:
+                stop_on_flag: bool = False, templates: TemplateFn | None = None,
+                kind: str | None = None) -> list[JobResult]:
     """Build ``variant``, boot it once (re-boot after a crash/hang), run the workloads on each filesystem.
 
     ``guest_factory``, ``build``, ``scan``, ``catalogue`` and ``templates`` (the host-made filesystem images,
     :mod:`harness.qemu.templates`) are for tests (fakes); ``max_boots`` bounds
     re-boots (default: one more than the number of jobs). ``stop_on_flag`` (mutants) ends the run at the
     first job that fails a check: the rest are recorded as skipped, naming the job that flagged it.
+    ``kind`` is the variant's kind when it is not in variants.toml (kwb mutate's generated mutants).
     """
     say = progress or (lambda _msg: None)
     unknown = [fs for fs in filesystems if fs not in FILESYSTEMS]
     if unknown:
         raise UserError(f"unknown filesystem {', '.join(unknown)} (known: {', '.join(FILESYSTEMS)})")
-    kind = variant_kind(variant)
+    kind = kind or variant_kind(variant)
     specs = [replace(s, variant_kind=kind) for s in select(workloads or None, catalogue)]
     kernel = (build or _ensure_kernel)(variant, progress=say)
     fss = [fs for fs in filesystems if any(fs in s.filesystems for s in specs)]

@@ -1,0 +1,56 @@
+"""kwb mutate end to end on the default tree: three generated mutants built, booted and checked.
+
+Needs the default tree and its `series` kernel (a cold build takes ~20 min; each mutant is an incremental
+build plus a TCG boot). Run under the heavy lock: `flock /tmp/kwb-heavy.lock pytest -m real -k mutate`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+pytestmark = pytest.mark.real
+
+FINAL = {"killed", "timeout", "survived", "stillborn", "equivalent"}
+
+
+def test_three_mutant_campaign_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "campaign"
+    argv = ["mutate", "--max", "3", "--seed", "1", "--checks", "probe-short-read,probe-completion-accounting",
+            "--fs", "ext4", "--control", "--out", str(out)]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 0, err[-2000:]
+    data = json.loads((out / "results.json").read_text())
+    rows = data["mutants"]
+    assert len(rows) == 3
+    for row in rows:
+        o = row["outcome"]
+        assert o["status"] in FINAL, row
+        assert o["cost"]["object"] > 0 and o["cost"]["total"] >= o["cost"]["object"]
+        assert (out / "mutants" / f"{row['id']}.diff").is_file()
+        if o["status"] in ("killed", "timeout"):
+            assert o["check"] and o["fs"] and o["evidence"], row
+        if o["status"] in ("killed", "timeout", "survived") and o["check"] != "boot":
+            # one boot and at least one check really ran for this mutant's kernel
+            assert o["cost"]["kernel"] > 0 and o["cost"]["boot"] > 0 and o["checks_run"], row
+        if o["status"] == "stillborn":
+            assert "error" in o["evidence"] or "failed" in o["evidence"], row
+    assert data["control"]["status"] == "survived"  # the checks pass on the unmodified kernel
+    summary = data["summary"]
+    assert summary["scored"] == sum(r["outcome"]["status"] in ("killed", "timeout", "survived") for r in rows)
+    md = (out / "report.md").read_text()
+    assert "Mutation score:" in md and "Campaign wall time:" in md
+    for row in rows:
+        if row["outcome"]["status"] == "survived":
+            assert row["mutated"] in md  # the survivor's diff is in the report
+
+    # A second run with the same --out resumes: nothing left to build, same outcomes.
+    assert main(argv) == 0
+    assert "0 of 3 mutants to run" in capsys.readouterr().err
+    again = json.loads((out / "results.json").read_text())
+    assert [r["outcome"]["status"] for r in again["mutants"]] == [r["outcome"]["status"] for r in rows]
