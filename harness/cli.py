@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ COMMAND_MODULES = (
     "harness.commands.report",
     "harness.commands.ci",
     "harness.commands.pipeline",
+    "harness.commands.guest_root",
 )
 
 
@@ -41,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kwb", description="Kernel patch-series workbench.")
     parser.add_argument("--version", action="version", version=f"kwb {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live progress (CI logs)")
+    parser.add_argument("--host-root", action="store_true",
+                        help="boot guests on the host's root (read-only 9p, full user network) instead of "
+                             "kwb's isolated image: the host's tools in the guest, for your own machine only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
@@ -61,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if getattr(args, "host_root", False):
+        # An environment variable so every guest this run starts (and its child kwb processes) agree.
+        os.environ["KWB_GUEST_ROOT"] = "host"
     try:
         return int(args.func(args))
     except KwbError as exc:

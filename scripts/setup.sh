@@ -50,4 +50,9 @@ if [ ! -e "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
     timeout 1800 "$venv/bin/pip" install -q -e "$here[dev]"
     touch "$stamp"
 fi
+# kwb's isolated guest root (a minimal Debian tree, mmdebstrap'ed once per cache; ~1.5 min the first time,
+# instant afterwards). Not needed when guests boot on the host's root (KWB_GUEST_ROOT=host).
+if [ "${KWB_GUEST_ROOT:-isolated}" != host ]; then
+    timeout 1800 "$venv/bin/kwb" guest-image --base-only >/dev/null
+fi
 echo "setup: ok"
