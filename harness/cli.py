@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "harness.commands.ci",
     "harness.commands.pipeline",
     "harness.commands.mutate",
+    "harness.commands.guest_root",
 )
 
 
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", metavar="NAME", default=None,
                         help=f"series profile (harness/profiles/NAME; known: {', '.join(profile.names())}; "
                              f"default: {profile.default_name()})")
+    parser.add_argument("--host-root", action="store_true",
+                        help="boot guests on the host's root (read-only 9p, full user network) instead of "
+                             "kwb's isolated image: the host's tools in the guest, for your own machine only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
@@ -101,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if getattr(args, "host_root", False):
+        # An environment variable so every guest this run starts (and its child kwb processes) agree.
+        os.environ["KWB_GUEST_ROOT"] = "host"
     try:
         check_profile(profile.use(args.profile))
         return int(args.func(args))

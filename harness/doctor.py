@@ -1,4 +1,5 @@
-"""`kwb doctor`: is this machine able to run kwb? Tools and versions, KVM state, cache disk space.
+"""`kwb doctor`: is this machine able to run kwb? Tools and versions, KVM state, cache disk space, and
+the guest isolation in effect (kwb's own root image, or the host's root with ``--host-root``).
 
 The tool list is data (``harness/doctor.toml``). KVM is probed afresh with a bounded test boot (see
 :mod:`harness.qemu.accel`), so the whole check stays well under a minute even when KVM hangs.
@@ -16,7 +17,7 @@ from typing import Any
 
 from harness.errors import InfraError
 from harness.paths import cache_dir
-from harness.qemu import accel
+from harness.qemu import accel, rootfs
 from harness.run import run
 from harness.tomlfile import load_toml
 
@@ -56,6 +57,7 @@ class Report:
     disk_total_gb: float
     duration: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    isolation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def missing(self) -> list[str]:
@@ -74,7 +76,7 @@ class Report:
         return {"usable": self.usable, "missing": self.missing, "tools": tools, "kvm": self.kvm,
                 "kvm_reason": self.kvm_reason, "accel": self.accel, "cache_dir": self.cache_dir,
                 "disk": {"free_gb": round(self.disk_free_gb, 1), "total_gb": round(self.disk_total_gb, 1)},
-                "warnings": self.warnings, "duration": round(self.duration, 1)}
+                "isolation": self.isolation, "warnings": self.warnings, "duration": round(self.duration, 1)}
 
 
 def load_tools(path: Path | None = None) -> list[Tool]:
@@ -105,6 +107,24 @@ def check_tool(tool: Tool) -> Tool:
     return tool
 
 
+def isolation() -> dict[str, Any]:
+    """What a guest booted now may see and reach (the mode comes from KWB_GUEST_ROOT / ``--host-root``)."""
+    mode = rootfs.mode()
+    if mode == "host":
+        return {"mode": "host", "chosen_by": "--host-root (KWB_GUEST_ROOT=host)",
+                "host_files": "the host's whole root, read-only over 9p",
+                "network": "QEMU user network: the host's loopback services are reachable at 10.0.2.2",
+                "writable_host_paths": "the results directory"}
+    base = rootfs.existing_base()
+    return {"mode": "isolated", "chosen_by": "default",
+            "host_files": "none: the guest root is kwb's image (a per-boot overlay on it)",
+            "network": "SSH forward on 127.0.0.1 only (QEMU user network, restrict=on)",
+            "writable_host_paths": "the results directory",
+            "image": {"built": base is not None, "identity": base.identity if base else "",
+                      "tree": str(base.tree if base else rootfs.base_dir() / "tree"),
+                      "build_seconds": round(base.build_seconds, 1) if base else None}}
+
+
 def diagnose(kernel: Path | None = None) -> Report:
     """Run every check (KVM probed afresh and recorded)."""
     start = time.monotonic()
@@ -120,6 +140,11 @@ def diagnose(kernel: Path | None = None) -> Report:
     for t in tools:
         if not t.required and not t.ok:
             report.warnings.append(f"{t.name} not found: {t.reason}")
+    report.isolation = isolation()
+    image = report.isolation.get("image")
+    if isinstance(image, dict) and not image["built"]:
+        report.warnings.append("the isolated guest root is not built yet: `kwb guest-image` "
+                               "(or `make setup`) builds it; otherwise the first boot does")
     report.duration = time.monotonic() - start
     return report
 
@@ -134,6 +159,15 @@ def render(report: Report) -> str:
     lines.append(f"  {'accelerator':<20} {report.accel}")
     lines.append(f"  {'cache':<20} {report.disk_free_gb:.1f} GiB free of {report.disk_total_gb:.1f} "
                  f"GiB  {report.cache_dir}")
+    iso = report.isolation
+    if iso:
+        lines.append(f"  {'guest root':<20} {iso['mode']:<20} {iso['host_files']} ({iso['chosen_by']})")
+        lines.append(f"  {'guest network':<20} {'restricted' if iso['mode'] == 'isolated' else 'open':<20} "
+                     f"{iso['network']}")
+        image = iso.get("image")
+        if isinstance(image, dict):
+            state = f"built ({image['identity']})" if image["built"] else "not built"
+            lines.append(f"  {'guest image':<20} {state:<20} {image['tree']}")
     lines += [f"warning: {w}" for w in report.warnings]
     verdict = "usable" if report.usable else f"NOT usable: missing {', '.join(report.missing)}"
     lines.append(f"kwb doctor: {verdict} ({report.duration:.1f}s)")

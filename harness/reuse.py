@@ -6,8 +6,10 @@ already shows, and re-measuring it costs about three minutes per revision on the
 complete baseline run (no job errored, timed out or crashed, no kernel findings) is kept under
 ``$KWB_CACHE/results/``, keyed by everything that decides
 its results: the kernel commit, the .config, the filesystems, the workload definitions, the code that runs
-them and the accelerator. A later run with the same key takes those results (job directories included)
-instead of booting the baseline, and results.json / report.md say which run measured them.
+them, the accelerator and the guest root (the isolated image's identity — recipe and package versions —
+or "host"): a rebuilt image re-measures the baseline. A later run with the same key takes those results
+(job directories included) instead of booting the baseline, and results.json / report.md say which run
+measured them.
 ``kwb test-series --fresh-baseline`` (``make test-series FRESH_BASELINE=1``) re-measures.
 """
 
@@ -60,9 +62,21 @@ def code_digest(root: Path | None = None) -> str:
     return h.hexdigest()
 
 
+def guest_root_identity() -> str:
+    """What the guest boots on: ``isolated:<image identity>`` (the image is built if missing: the run
+    needs it right after) or ``host``."""
+    from harness.qemu import rootfs
+
+    if rootfs.mode() == "host":
+        return "host"
+    return f"isolated:{rootfs.ensure_base().identity}"
+
+
 def reuse_key(kernel: Any, filesystems: Iterable[str], specs: Iterable[Any], accel: str,
-              code: str | None = None) -> str | None:
-    """The cache key of a variant run, or None when the kernel does not say what it is."""
+              code: str | None = None, root: str | None = None) -> str | None:
+    """The cache key of a variant run, or None when the kernel does not say what it is.
+
+    ``root`` is the guest root's identity (default: :func:`guest_root_identity`)."""
     commit = getattr(kernel, "commit", None)
     config = getattr(kernel, "config", None)
     if not commit or not config or not Path(config).is_file():
@@ -74,7 +88,9 @@ def reuse_key(kernel: Any, filesystems: Iterable[str], specs: Iterable[Any], acc
         workloads.append(d)
     blob = json.dumps({"commit": commit, "config": hashlib.sha256(Path(config).read_bytes()).hexdigest(),
                        "filesystems": sorted(filesystems), "workloads": workloads, "accel": accel,
-                       "code": code if code is not None else code_digest()}, sort_keys=True, default=str)
+                       "code": code if code is not None else code_digest(),
+                       "root": root if root is not None else guest_root_identity()},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

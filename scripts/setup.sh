@@ -64,4 +64,9 @@ if command -v npm >/dev/null 2>&1; then
 else
     echo "setup: npm not found: gitlab-ci-local (the CI-engine test) not installed"
 fi
+# kwb's isolated guest root (a minimal Debian tree, mmdebstrap'ed once per cache; ~1.5 min the first time,
+# instant afterwards). Not needed when guests boot on the host's root (KWB_GUEST_ROOT=host).
+if [ "${KWB_GUEST_ROOT:-isolated}" != host ]; then
+    timeout 1800 "$venv/bin/kwb" guest-image --base-only >/dev/null
+fi
 echo "setup: ok"

@@ -29,7 +29,9 @@ def _fake_vng(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
 def _cfg(tmp_path: Path, **kw: Any) -> GuestConfig:
     kernel = tmp_path / "bzImage"
     kernel.write_bytes(b"fake")
-    base: dict[str, Any] = dict(kernel=kernel, results_dir=tmp_path / "res", accel="tcg", boot_timeout=3)
+    # root="host": the fake vng needs no guest root image (the isolated root is tested in test_qemu_rootfs)
+    base: dict[str, Any] = dict(kernel=kernel, results_dir=tmp_path / "res", accel="tcg", boot_timeout=3,
+                                root="host")
     base.update(kw)
     return GuestConfig(**base)
 
@@ -38,7 +40,7 @@ WRITE_PID = "import os,sys,time; open('{pidfile}','w').write(str(os.getpid())); 
 
 
 def test_missing_kernel_is_a_usage_error(tmp_path: Path) -> None:
-    cfg = GuestConfig(tmp_path / "nope", tmp_path)
+    cfg = GuestConfig(tmp_path / "nope", tmp_path, root="host")
     with pytest.raises(UserError, match="kernel image not found"), Guest(cfg):
         pass
 
@@ -202,8 +204,9 @@ def test_real_boot_filesystems_and_isolation(built_kernel: Any, tmp_path: Path) 
     res_dir = tmp_path / "results"
     specs = [("ext4", 256), ("xfs", 300), ("btrfs", 256)]
     images = [disks.make_disk(tmp_path / f"{fs}.img", mb) for fs, mb in specs]
+    # The host root (`kwb --host-root`); the isolated root has its own test in test_qemu_rootfs.py.
     cfg = GuestConfig(kernel=Path(built_kernel.bzimage), results_dir=res_dir, disks=images, accel="auto",
-                      boot_timeout=BOOT_TIMEOUT)
+                      boot_timeout=BOOT_TIMEOUT, root="host")
     with Guest(cfg) as g:
         assert g.boot_seconds is not None and g.boot_seconds < cfg.boot_timeout
         assert g.run("uname -r", timeout=30).stdout.strip() == built_kernel.release == "6.12.117"

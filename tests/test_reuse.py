@@ -32,7 +32,8 @@ def kernel(tmp_path: Path) -> K:
 
 
 def _key(kernel: Any, **kw: Any) -> str | None:
-    args: dict[str, Any] = {"filesystems": ["ext4", "xfs"], "specs": [_spec()], "accel": "tcg", "code": "c1"}
+    args: dict[str, Any] = {"filesystems": ["ext4", "xfs"], "specs": [_spec()], "accel": "tcg", "code": "c1",
+                            "root": "isolated:r1"}
     args.update(kw)
     return reuse.reuse_key(kernel, **args)
 

@@ -30,7 +30,7 @@ from harness import atomic
 from harness.errors import InfraError, UserError
 from harness.paths import cache_dir
 from harness.qemu import accel as accel_mod
-from harness.qemu import console, vng
+from harness.qemu import console, rootfs, vng
 from harness.qemu.console import ConsoleWatch, Finding
 from harness.qemu.ssh import SshSession
 from harness.run import Result, run
@@ -59,6 +59,9 @@ class GuestConfig:
     # is abandoned (an oopsed task usually dies at once; a stuck one would otherwise cost its timeout).
     stuck_grace: float = 10.0
     shutdown_timeout: float = 30.0
+    # "isolated" (kwb's own image, no host files, no network but SSH) or "host" (the host's root over
+    # 9p, read-only); "" = the mode in effect (KWB_GUEST_ROOT, set by `kwb --host-root`).
+    root: str = ""
 
 
 class BootError(InfraError):
@@ -105,6 +108,7 @@ class Guest:
         self.port = 0
         self.boot_seconds: float | None = None
         self.argv: list[str] = []
+        self.root = rootfs.BootRoot(cfg.root or "unprepared")
         self._watch = ConsoleWatch()
         self._ssh: SshSession | None = None
         self._thread: threading.Thread | None = None
@@ -153,11 +157,13 @@ class Guest:
             timeout=30, check=True)
         choice = accel_mod.choose(cfg.accel, cfg.kernel)
         self.accel, self.kvm, self.accel_reason = choice.accel, choice.kvm, choice.reason
+        self.root = rootfs.prepare_boot(cfg.root or rootfs.mode(), self.state_dir)
         self.port = free_port()
         spec = vng.VngSpec(kernel=cfg.kernel, name=self.name, ssh_port=self.port,
                            pidfile=self.state_dir / "qemu.pid", accel=self.accel,
                            memory_mb=cfg.memory_mb, cpus=cfg.cpus, rwdirs=[cfg.results_dir.resolve()],
-                           disks=[d.resolve() for d in cfg.disks], cmdline=list(cfg.extra_cmdline))
+                           disks=[d.resolve() for d in cfg.disks], cmdline=list(cfg.extra_cmdline),
+                           root_disk=self.root.overlay, restrict_net=self.root.mode == "isolated")
         self.argv = vng.build_argv(spec)
         self.console_log.unlink(missing_ok=True)  # one console log per boot
         self._ssh = SshSession(self.port, key, key.parent / "etc" / "ssh" / "ssh_host_ed25519_key.pub")
@@ -361,7 +367,7 @@ class Guest:
         return {"name": self.name, "kernel": str(self.cfg.kernel), "accel": self.accel, "kvm": self.kvm,
                 "accel_reason": self.accel_reason, "ssh_port": self.port,
                 "boot_to_ssh_seconds": self.boot_seconds, "boot_milestones": self.milestones,
-                "outcome": self.outcome,
+                "outcome": self.outcome, "guest_root": self.root.info(),
                 "infra_failure": self._infra_failure,
                 "findings": [f.to_dict() for f in self.findings], "console_log": str(self.console_log),
                 "vng_argv": self.argv}

@@ -18,6 +18,16 @@ Why each flag (checked against virtme-ng 1.42's source):
   so bash would run the host user's ~/.bashrc for every command sshd starts — slow under TCG (seconds
   per command with pyenv-style rc files) and noisy. The init script hides it (a bind mount inside the
   guest only), prints :data:`READY_MARKER` and sleeps; SSH attempts start once the marker is seen.
+
+The isolated root (:mod:`harness.qemu.rootfs`, ``VngSpec.root_disk``) changes three things:
+
+- ``--root-disk IMAGE --root-fstype ext4 --rw`` instead of the host's ``/`` over 9p: IMAGE is a per-boot
+  qcow2 overlay, so ``--rw`` writes only that overlay. vng attaches it as the first virtio-blk device;
+  kwb's own disks must stay /dev/vda, vdb, ... so the first of them is swapped onto vng's drive
+  (``-set drive.virtme-root.file=...``) and the root goes last (``--root-dev /dev/vdN``).
+- ``--rwdir=PATH=PATH``: the results directory appears at its host path (vng makes the mount point).
+- ``-set netdev.ssh.restrict=on``: QEMU's user network then carries nothing but the SSH forward — the
+  guest cannot reach the host's loopback services (10.0.2.2) or anything beyond.
 """
 
 from __future__ import annotations
@@ -56,6 +66,8 @@ class VngSpec:
     cmdline: list[str] = field(default_factory=list)
     cwd: str = "/"
     user: str = "root"
+    root_disk: Path | None = None     # the isolated root's per-boot overlay; None = the host's root
+    restrict_net: bool = False        # no guest traffic except the SSH forward
 
 
 def vng_binary() -> Path:
@@ -78,10 +90,10 @@ def check_path(path: Path, what: str) -> str:
     return text
 
 
-def disk_qemu_opts(disks: list[Path]) -> list[str]:
+def disk_qemu_opts(disks: list[Path], first_index: int = 0) -> list[str]:
     """QEMU options attaching images as virtio-blk (vda, vdb, ... in order), each with its explicit format."""
     opts: list[str] = []
-    for i, disk in enumerate(disks):
+    for i, disk in enumerate(disks, start=first_index):
         path = check_path(disk, "disk image")
         fmt = disk_format(disk)
         opts += ["-drive", f"if=none,id=kwbdisk{i},file={path},format={fmt},cache=writeback",
@@ -89,9 +101,31 @@ def disk_qemu_opts(disks: list[Path]) -> list[str]:
     return opts
 
 
+# vng's drive id for --root-disk (virtme/commands/run.py, export_root_disk); checked by a --dry-run test.
+VNG_ROOT_DRIVE = "virtme-root"
+
+
+def root_device(spec: VngSpec) -> str:
+    """The guest device of the root disk: after kwb's disks (see :func:`qemu_opts`)."""
+    return "/dev/vd" + "abcdefghijklmnopqrstuvwxyz"[len(spec.disks)]
+
+
 def qemu_opts(spec: VngSpec) -> list[str]:
     """The extra QEMU options kwb passes through vng."""
-    return ["-no-reboot", "-pidfile", check_path(spec.pidfile, "pid file"), *disk_qemu_opts(spec.disks)]
+    opts = ["-no-reboot", "-pidfile", check_path(spec.pidfile, "pid file")]
+    if spec.restrict_net:
+        opts += ["-set", "netdev.ssh.restrict=on"]
+    if spec.root_disk is None or not spec.disks:
+        return opts + disk_qemu_opts(spec.disks)
+    # vng's root device comes first on the PCI bus (vda): give it kwb's first disk, attach the root last.
+    first, rest = spec.disks[0], spec.disks[1:]
+    opts += ["-set", f"drive.{VNG_ROOT_DRIVE}.file={check_path(first, 'disk image')}",
+             "-set", f"drive.{VNG_ROOT_DRIVE}.format={disk_format(first)}",
+             "-set", f"drive.{VNG_ROOT_DRIVE}.cache=writeback"]
+    opts += disk_qemu_opts(rest, first_index=1)
+    root = check_path(spec.root_disk, "root image")
+    return [*opts, "-drive", f"if=none,id=kwbroot,file={root},format={disk_format(spec.root_disk)}",
+            "-device", "virtio-blk-pci,drive=kwbroot,serial=kwbroot"]
 
 
 def build_argv(spec: VngSpec, vng: Path | None = None) -> list[str]:
@@ -111,8 +145,16 @@ def build_argv(spec: VngSpec, vng: Path | None = None) -> list[str]:
     ]
     if spec.accel == "tcg":
         argv.append("--disable-kvm")
+    if spec.root_disk is not None:
+        if len(spec.disks) >= 25:
+            raise UserError("at most 25 disks fit beside the isolated root")
+        # The image is the overlay we hand in (format detected by vng); --rw writes only that overlay.
+        argv += ["--root-disk", check_path(spec.root_disk, "root image"), "--root-fstype", "ext4",
+                 "--root-dev", root_device(spec), "--rw"]
     for d in spec.rwdirs:
-        argv += ["--rwdir", check_path(d, "rw directory")]
+        path = check_path(d, "rw directory")
+        # With a root of its own the guest path must be given; the same path keeps host paths valid.
+        argv += ["--rwdir", f"{path}={path}" if spec.root_disk is not None else path]
     argv += ["--append", " ".join([*BASE_CMDLINE, *spec.cmdline])]
     # Must stay last: vng appends it verbatim after every other virtme-run option.
     argv.append("--qemu-opts=" + " ".join(qemu_opts(spec)))
