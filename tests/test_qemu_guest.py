@@ -78,6 +78,47 @@ def test_qemu_failing_before_the_kernel_is_an_error(tmp_path: Path, monkeypatch:
     assert exc.value.outcome == "error" == g.outcome
 
 
+RACE_CONSOLE = Path(__file__).parent / "data" / "console" / "rename-race.log"
+
+
+def test_no_network_is_given_up_at_once_with_the_reason_and_rebooted_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorded rename race: both boots are given up on as soon as the console says why."""
+    _fake_vng(monkeypatch, WRITE_PID + f"sys.stdout.write(open({str(RACE_CONSOLE)!r}).read()); "
+                                       "sys.stdout.flush(); time.sleep(600)")
+    g = Guest(_cfg(tmp_path, boot_timeout=300))
+    start = time.monotonic()
+    with pytest.raises(BootError, match="guest has no network: eth0 renamed to enp0s10") as exc:
+        g.start()
+    assert time.monotonic() - start < 20  # not the 300 s boot timeout
+    assert exc.value.outcome == "error" and g.outcome == "error"
+    assert [b["reason"] for b in g.lost_boots] == [exc.value.reason]  # one reboot, then the error
+    assert (tmp_path / "res" / "console-lost-boot-1.log").read_text().count("renamed from eth0") == 1
+    assert guest.pids_with(g.name) == []
+
+
+def test_booted_but_unreachable_is_given_up_after_ssh_after_boot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_vng(monkeypatch, WRITE_PID + "print('Linux version 6.12.117'); print('Run /x as init process'); "
+                                       "print('udhcpc: lease of 10.0.2.15'); "
+                                       "print('virtme-ng-init: starting script', flush=True); time.sleep(600)")
+    g = Guest(_cfg(tmp_path, boot_timeout=300, ssh_after_boot=1, boot_retries=0))
+    start = time.monotonic()
+    with pytest.raises(BootError, match="within 1s of finishing its set-up: sshd not answering") as exc:
+        g.start()
+    assert time.monotonic() - start < 20 and exc.value.outcome == "timeout" and g.lost_boots == []
+
+
+def test_a_kernel_crash_while_booting_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_vng(monkeypatch, WRITE_PID + "print('Linux version 6.12.117'); "
+                                       "print('BUG: kernel NULL pointer dereference, address: 0', flush=True); "
+                                       "time.sleep(600)")
+    g = Guest(_cfg(tmp_path, boot_timeout=60))
+    with pytest.raises(BootError, match="kernel oops: BUG: kernel NULL pointer") as exc:
+        g.start()
+    assert exc.value.outcome == "crash" and g.lost_boots == []
+
+
 def test_keyboard_interrupt_still_reaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_vng(monkeypatch, WRITE_PID + "time.sleep(600)")
     g = Guest(_cfg(tmp_path, boot_timeout=60))

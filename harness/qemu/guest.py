@@ -35,6 +35,9 @@ from harness.qemu.console import ConsoleWatch, Finding
 from harness.qemu.ssh import SshSession
 from harness.run import Result, run
 
+# What an early first connection runs (the init script does the same once udev has settled): later
+# commands must not run the host user's ~/.bashrc (see harness.qemu.vng).
+GUEST_FIRST_COMMAND = '[ -f "$HOME/.bashrc" ] && mount --bind /dev/null "$HOME/.bashrc"; true'
 # Filesystems unmounted, then an immediate reboot that QEMU's -no-reboot turns into exit: unlike a
 # power-off this needs no ACPI in the guest kernel.
 POWEROFF = ("umount -a -t ext4,xfs,btrfs 2>/dev/null; sync; "
@@ -59,14 +62,26 @@ class GuestConfig:
     # is abandoned (an oopsed task usually dies at once; a stuck one would otherwise cost its timeout).
     stuck_grace: float = 10.0
     shutdown_timeout: float = 30.0
+    # A boot that never answers over SSH (no network, no sshd, timeout) is retried this often; a kernel
+    # that crashes while booting is not (the same kernel crashes again).
+    boot_retries: int = 1
+    # Once virtme-ng-init has finished its set-up, sshd has this long to answer: a boot that is over but
+    # unreachable is given up on in seconds rather than at ``boot_timeout``.
+    ssh_after_boot: float = 30.0
+    # Boot-to-SSH settings (measured A/B by scripts/bench_boot.py; see docs/benchmarks.md)
+    root_cache: str = ""      # 9p cache mode of the read-only root ("" = virtme-run's uncached default)
+    cpu_model: str = ""       # QEMU -cpu ("" = virtme-run's choice, max under TCG)
+    early_ssh: bool = False   # try SSH once DHCP is done instead of after udev has settled
+    wedge_probe_timeout: float = 20.0  # the second connection's "still alive?" after an overrun
 
 
 class BootError(InfraError):
     """The guest never became reachable; ``outcome`` says whether it crashed, timed out or never ran."""
 
-    def __init__(self, message: str, outcome: str) -> None:
+    def __init__(self, message: str, outcome: str, reason: str = "") -> None:
         super().__init__(message)
         self.outcome = outcome
+        self.reason = reason or message
 
 
 def free_port() -> int:
@@ -105,6 +120,10 @@ class Guest:
         self.port = 0
         self.boot_seconds: float | None = None
         self.argv: list[str] = []
+        # Boots given up on before this one answered: attempt, reason, outcome, seconds.
+        self.lost_boots: list[dict[str, object]] = []
+        # Set when a command overran and the guest turned out wedged or dead (see _diagnose()).
+        self.wedge: dict[str, object] | None = None
         self._watch = ConsoleWatch()
         self._ssh: SshSession | None = None
         self._thread: threading.Thread | None = None
@@ -130,16 +149,50 @@ class Guest:
         self.close()
 
     def start(self) -> None:
-        """Boot and wait for SSH; on any failure QEMU is reaped before the error propagates."""
+        """Boot and wait for SSH, rebooting up to ``boot_retries`` times after a boot that never answered;
+        on any failure QEMU is reaped before the error propagates."""
         try:
-            self._launch()
-            self._wait_ready()
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    self._launch()
+                    self._wait_ready()
+                    return
+                except BootError as exc:
+                    if exc.outcome == "crash" or attempt > self.cfg.boot_retries:
+                        raise
+                    self.lost_boots.append({"attempt": attempt, "reason": exc.reason, "outcome": exc.outcome,
+                                            "seconds": round(time.monotonic() - self._t0, 2)})
+                    self._discard_boot(attempt)
         except BaseException:
             self.close()
             raise
 
+    def _discard_boot(self, attempt: int) -> None:
+        """Reap a boot given up on and keep its console beside the next one's."""
+        self._stopping = True
+        if self._qemu_running():
+            self._kill()
+        if self._ssh is not None:
+            self._ssh.close()
+        with contextlib.suppress(OSError):
+            self.console_log.replace(self.console_log.with_name(f"console-lost-boot-{attempt}.log"))
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _reset(self) -> None:
+        """Per-boot state, fresh for every attempt."""
+        self._watch = ConsoleWatch()
+        self._ssh = None
+        self._thread = None
+        self._vng_result = None
+        self._vng_error = None
+        self._stopping = self._hung = self._boot_timed_out = self._died = False
+        self._abandoned = self._infra_failure = ""
+
     def _launch(self) -> None:
         cfg = self.cfg
+        self._reset()
         if not cfg.kernel.is_file():
             raise UserError(f"kernel image not found: {cfg.kernel}")
         for disk in cfg.disks:
@@ -157,7 +210,8 @@ class Guest:
         spec = vng.VngSpec(kernel=cfg.kernel, name=self.name, ssh_port=self.port,
                            pidfile=self.state_dir / "qemu.pid", accel=self.accel,
                            memory_mb=cfg.memory_mb, cpus=cfg.cpus, rwdirs=[cfg.results_dir.resolve()],
-                           disks=[d.resolve() for d in cfg.disks], cmdline=list(cfg.extra_cmdline))
+                           disks=[d.resolve() for d in cfg.disks], cmdline=list(cfg.extra_cmdline),
+                           root_cache=cfg.root_cache, cpu_model=cfg.cpu_model)
         self.argv = vng.build_argv(spec)
         self.console_log.unlink(missing_ok=True)  # one console log per boot
         self._ssh = SshSession(self.port, key, key.parent / "etc" / "ssh" / "ssh_host_ed25519_key.pub")
@@ -177,31 +231,50 @@ class Guest:
     def _wait_ready(self) -> None:
         assert self._ssh is not None
         deadline = self._t0 + self.cfg.boot_timeout
+        booted_at: float | None = None
+        # The init script (after udev has settled) hides ~/.bashrc; an early connection does it itself.
+        ready, probe = ("dhcp", GUEST_FIRST_COMMAND) if self.cfg.early_ssh else ("guest_ready", "true")
         while True:
             reason = self._dead_reason()
             if reason:
                 outcome = "crash" if self._watch.contains("Linux version") else "error"
                 if outcome == "error":
                     self._infra_failure = reason
-                raise BootError(f"guest failed to boot: {reason} (console: {self.console_log})", outcome)
-            remaining = deadline - time.monotonic()
+                raise BootError(f"guest failed to boot: {reason} (console: {self.console_log})", outcome, reason)
+            problem = console.boot_problem(self._watch.text())
+            if problem:
+                outcome = "crash" if problem.startswith("kernel ") else "error"
+                if outcome == "error":
+                    self._infra_failure = problem
+                raise BootError(f"guest failed to boot: {problem} (console: {self.console_log})", outcome,
+                                problem)
+            now = time.monotonic()
+            if booted_at is None and "init_done" in self._watch.milestones:
+                booted_at = now
+            if booted_at is not None and now - booted_at > self.cfg.ssh_after_boot:
+                self._boot_timed_out = True
+                why = console.stalled_at(self._watch.milestones)
+                raise BootError(f"guest booted but not reachable over SSH within {self.cfg.ssh_after_boot:.0f}s"
+                                f" of finishing its set-up: {why} (console: {self.console_log})", "timeout", why)
+            remaining = deadline - now
             if remaining <= 0:
                 self._boot_timed_out = True
-                raise BootError(f"guest not reachable over SSH within {self.cfg.boot_timeout:.0f}s "
-                                f"(console: {self.console_log})", "timeout")
-            # Until the guest init script reports in, sshd is not up: don't burn CPU on attempts.
-            if "guest_ready" in self._watch.milestones and self._try_connect(min(10.0, remaining)):
+                why = console.stalled_at(self._watch.milestones)
+                raise BootError(f"guest not reachable over SSH within {self.cfg.boot_timeout:.0f}s: {why} "
+                                f"(console: {self.console_log})", "timeout", why)
+            # Until sshd can be up, don't burn CPU on attempts.
+            if ready in self._watch.milestones and self._try_connect(min(10.0, remaining), probe):
                 self.boot_seconds = time.monotonic() - self._t0
                 return
             time.sleep(0.2)
 
-    def _try_connect(self, timeout: float) -> bool:
+    def _try_connect(self, timeout: float, probe: str = "true") -> bool:
         assert self._ssh is not None
         try:
             if not self._ssh.connected:
                 self._ssh.close()
                 self._ssh.connect(timeout)
-            return self._ssh.exec("true", timeout, self._dead_reason).ok
+            return self._ssh.exec(probe, timeout, self._dead_reason).ok
         except Exception:  # refused, banner/auth errors while sshd starts: retried until the deadline
             self._ssh.close()
             return False
@@ -362,7 +435,7 @@ class Guest:
                 "accel_reason": self.accel_reason, "ssh_port": self.port,
                 "boot_to_ssh_seconds": self.boot_seconds, "boot_milestones": self.milestones,
                 "outcome": self.outcome,
-                "infra_failure": self._infra_failure,
+                "infra_failure": self._infra_failure, "lost_boots": self.lost_boots, "wedge": self.wedge,
                 "findings": [f.to_dict() for f in self.findings], "console_log": str(self.console_log),
                 "vng_argv": self.argv}
 

@@ -18,6 +18,21 @@ Why each flag (checked against virtme-ng 1.42's source):
   so bash would run the host user's ~/.bashrc for every command sshd starts — slow under TCG (seconds
   per command with pyenv-style rc files) and noisy. The init script hides it (a bind mount inside the
   guest only), prints :data:`READY_MARKER` and sleeps; SSH attempts start once the marker is seen.
+
+Kernel command line (:data:`BASE_CMDLINE`), why each entry:
+
+- ``SYSTEMD_PROC_CMDLINE=net.ifnames=0``: vng already puts ``net.ifnames=0`` on the command line, but the
+  guest's root is the host's, and a host that is a Docker container has ``/.dockerenv``: the guest's
+  systemd-udevd then believes it runs in a container and reads PID 1's argv instead of /proc/cmdline,
+  so it renames eth0 to enp0sN while virtme-ng-init's udhcpc configures eth0 — on some boots the guest
+  is left without network (issue 16: 2 of 11 boots lost for 300 s each). The kernel hands an unknown
+  ``KEY=value`` to init as an environment variable, udevd inherits it, and systemd reads that variable
+  in preference to any command line.
+- ``softlockup_all_cpu_backtrace=1``, ``sysctl.kernel.hung_task_all_cpu_backtrace=1``: a lockup report
+  shows every CPU's stack, not only the detecting one's.
+- ``sysctl.kernel.hung_task_check_interval_secs=5``: khungtaskd looks every 5 s instead of every
+  timeout (30 s, kconfig/debug.config), so a task blocked for good is reported 30-35 s in, within a
+  liburing test's 60 s budget, rather than up to 60 s in.
 """
 
 from __future__ import annotations
@@ -32,8 +47,15 @@ from pathlib import Path
 from harness.errors import InfraError, UserError
 from harness.qemu.disks import disk_format
 
-# Guest kernel options kwb always wants: a panic reboots at once and -no-reboot turns that into exit.
-BASE_CMDLINE = ("panic=-1",)
+# Guest kernel options kwb always wants (why: module docstring); a panic reboots at once and
+# -no-reboot turns that into exit.
+BASE_CMDLINE = ("panic=-1", "SYSTEMD_PROC_CMDLINE=net.ifnames=0", "softlockup_all_cpu_backtrace=1",
+                "sysctl.kernel.hung_task_all_cpu_backtrace=1",
+                "sysctl.kernel.hung_task_check_interval_secs=5")
+# virtme-run's own 9p root flags; a cache mode is appended to a copy given later on the command line
+# (the kernel keeps the last rootflags=).
+ROOT_9P_FLAGS = "version=9p2000.L,trans=virtio,access=any,msize=524288"
+ROOT_CACHE_MODES = ("", "loose", "mmap", "readahead")
 READY_MARKER = "KWB-GUEST-READY"
 GUEST_INIT = ('[ -f "$HOME/.bashrc" ] && mount --bind /dev/null "$HOME/.bashrc"; '
               f"echo {READY_MARKER}; exec sleep infinity")
@@ -56,6 +78,10 @@ class VngSpec:
     cmdline: list[str] = field(default_factory=list)
     cwd: str = "/"
     user: str = "root"
+    # "" keeps virtme-run's uncached 9p root; else a 9p cache mode (the root is read-only to the guest)
+    root_cache: str = ""
+    # "" keeps virtme-run's choice (``max`` under TCG); else a QEMU -cpu model given after it
+    cpu_model: str = ""
 
 
 def vng_binary() -> Path:
@@ -91,7 +117,16 @@ def disk_qemu_opts(disks: list[Path]) -> list[str]:
 
 def qemu_opts(spec: VngSpec) -> list[str]:
     """The extra QEMU options kwb passes through vng."""
-    return ["-no-reboot", "-pidfile", check_path(spec.pidfile, "pid file"), *disk_qemu_opts(spec.disks)]
+    cpu = ["-cpu", spec.cpu_model] if spec.cpu_model else []  # QEMU keeps the last -cpu given
+    return ["-no-reboot", "-pidfile", check_path(spec.pidfile, "pid file"), *cpu, *disk_qemu_opts(spec.disks)]
+
+
+def kernel_cmdline(spec: VngSpec) -> list[str]:
+    """The kernel options kwb adds after virtme-run's own."""
+    if spec.root_cache not in ROOT_CACHE_MODES:
+        raise InfraError(f"unknown 9p cache mode {spec.root_cache!r} (known: {', '.join(ROOT_CACHE_MODES[1:])})")
+    cache = [f"rootflags={ROOT_9P_FLAGS},cache={spec.root_cache}"] if spec.root_cache else []
+    return [*BASE_CMDLINE, *cache, *spec.cmdline]
 
 
 def build_argv(spec: VngSpec, vng: Path | None = None) -> list[str]:
@@ -100,6 +135,8 @@ def build_argv(spec: VngSpec, vng: Path | None = None) -> list[str]:
         raise InfraError(f"unknown accelerator {spec.accel!r}")
     if not re.match(r"^[A-Za-z0-9-]+$", spec.name):
         raise InfraError(f"bad guest name {spec.name!r}")
+    if not re.match(r"^[A-Za-z0-9_,=.+-]*$", spec.cpu_model):
+        raise UserError(f"bad QEMU cpu model {spec.cpu_model!r}")
     argv = [
         str(vng or vng_binary()), "--run", check_path(spec.kernel, "kernel"),
         "--name", spec.name, "--user", spec.user,
@@ -113,7 +150,7 @@ def build_argv(spec: VngSpec, vng: Path | None = None) -> list[str]:
         argv.append("--disable-kvm")
     for d in spec.rwdirs:
         argv += ["--rwdir", check_path(d, "rw directory")]
-    argv += ["--append", " ".join([*BASE_CMDLINE, *spec.cmdline])]
+    argv += ["--append", " ".join(kernel_cmdline(spec))]
     # Must stay last: vng appends it verbatim after every other virtme-run option.
     argv.append("--qemu-opts=" + " ".join(qemu_opts(spec)))
     return argv
