@@ -99,9 +99,9 @@ def test_no_network_is_given_up_at_once_with_the_reason_and_rebooted_once(
 
 def test_booted_but_unreachable_is_given_up_after_ssh_after_boot(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_vng(monkeypatch, WRITE_PID + "print('Linux version 6.12.117'); print('Run /x as init process'); "
-                                       "print('udhcpc: lease of 10.0.2.15'); "
-                                       "print('virtme-ng-init: starting script', flush=True); time.sleep(600)")
+    lines = ["Linux version 6.12.117", "Run /x as init process", "udhcpc: lease of 10.0.2.15",
+             "virtme-ng-init: starting script"]
+    _fake_vng(monkeypatch, WRITE_PID + f"print({chr(10).join(lines)!r}, flush=True); time.sleep(600)")
     g = Guest(_cfg(tmp_path, boot_timeout=300, ssh_after_boot=1, boot_retries=0))
     start = time.monotonic()
     with pytest.raises(BootError, match="within 1s of finishing its set-up: sshd not answering") as exc:
@@ -111,7 +111,8 @@ def test_booted_but_unreachable_is_given_up_after_ssh_after_boot(
 
 def test_a_kernel_crash_while_booting_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_vng(monkeypatch, WRITE_PID + "print('Linux version 6.12.117'); "
-                                       "print('BUG: kernel NULL pointer dereference, address: 0', flush=True); "
+                                       "print('BUG: kernel NULL pointer dereference, address: 0', "
+                                       "flush=True); "
                                        "time.sleep(600)")
     g = Guest(_cfg(tmp_path, boot_timeout=60))
     with pytest.raises(BootError, match="kernel oops: BUG: kernel NULL pointer") as exc:

@@ -240,7 +240,8 @@ class Guest:
                 outcome = "crash" if self._watch.contains("Linux version") else "error"
                 if outcome == "error":
                     self._infra_failure = reason
-                raise BootError(f"guest failed to boot: {reason} (console: {self.console_log})", outcome, reason)
+                raise BootError(f"guest failed to boot: {reason} (console: {self.console_log})", outcome,
+                                reason)
             problem = console.boot_problem(self._watch.text())
             if problem:
                 outcome = "crash" if problem.startswith("kernel ") else "error"
@@ -254,8 +255,9 @@ class Guest:
             if booted_at is not None and now - booted_at > self.cfg.ssh_after_boot:
                 self._boot_timed_out = True
                 why = console.stalled_at(self._watch.milestones)
-                raise BootError(f"guest booted but not reachable over SSH within {self.cfg.ssh_after_boot:.0f}s"
-                                f" of finishing its set-up: {why} (console: {self.console_log})", "timeout", why)
+                raise BootError(f"guest booted but not reachable over SSH within "
+                                f"{self.cfg.ssh_after_boot:.0f}s of finishing its set-up: {why} "
+                                f"(console: {self.console_log})", "timeout", why)
             remaining = deadline - now
             if remaining <= 0:
                 self._boot_timed_out = True

@@ -124,7 +124,8 @@ def qemu_opts(spec: VngSpec) -> list[str]:
 def kernel_cmdline(spec: VngSpec) -> list[str]:
     """The kernel options kwb adds after virtme-run's own."""
     if spec.root_cache not in ROOT_CACHE_MODES:
-        raise InfraError(f"unknown 9p cache mode {spec.root_cache!r} (known: {', '.join(ROOT_CACHE_MODES[1:])})")
+        known = ", ".join(ROOT_CACHE_MODES[1:])
+        raise InfraError(f"unknown 9p cache mode {spec.root_cache!r} (known: {known})")
     cache = [f"rootflags={ROOT_9P_FLAGS},cache={spec.root_cache}"] if spec.root_cache else []
     return [*BASE_CMDLINE, *cache, *spec.cmdline]
 
