@@ -145,6 +145,7 @@ class _StuckSsh:
 
     def __init__(self, g: Guest, line: str) -> None:
         self.g, self.line, self.last_kill_answered = g, line, True
+        self.last_pidfile = "/tmp/kwb-cmd/1.pid"
 
     def exec(self, command: str, timeout: float, abort: Any, kill_timeout: float = 0) -> Any:
         from harness.run import Result
@@ -169,6 +170,8 @@ class _StuckSsh:
 def test_command_abandoned_after_a_stuck_console_line(tmp_path: Path, line: str, abandoned: bool) -> None:
     g = Guest(_cfg(tmp_path, stuck_grace=0.2))
     g._ssh = _StuckSsh(g, line)  # type: ignore[assignment]
+    second = _Second(g, "")
+    g._second_session = lambda: second  # type: ignore[method-assign]
     start = time.monotonic()
     res = g.run("read-the-file", timeout=3)
     took = time.monotonic() - start
@@ -179,6 +182,72 @@ def test_command_abandoned_after_a_stuck_console_line(tmp_path: Path, line: str,
     else:
         assert res.timed_out and took >= 3
         assert g.alive()
+
+
+class _Second:
+    """The second SSH connection of a wedge check: answers with ``out`` (and prints ``console`` lines, as
+    sysrq would), or refuses to connect when ``out`` is None."""
+
+    def __init__(self, g: Guest, out: str | None, console: str = "") -> None:
+        self.g, self.out, self.console, self.scripts = g, out, console, []  # type: list[str]
+
+    def connect(self, timeout: float) -> None:
+        if self.out is None:
+            raise OSError("connection reset by peer")
+
+    def exec(self, command: str, timeout: float) -> Any:
+        from harness.run import Result
+        self.scripts.append(command)
+        for line in self.console.splitlines():
+            self.g._watch.feed(line + "\n")
+        return Result(["sh", "-c", command], 0, self.out or "", "", 0.1)
+
+    def close(self) -> None:
+        pass
+
+
+SYSRQ_CONSOLE = """sysrq: Show Blocked State
+task:kworker/1:2  state:D stack:0 pid:77
+sysrq: Show backtrace of all active CPUs
+NMI backtrace for cpu 1
+RIP: 0010:filemap_read+0x3a/0x4f0
+ io_read+0x5d/0x300
+"""
+
+
+@pytest.mark.parametrize("answer,alive", [
+    ("KWB-WEDGED\n  412 R    -  read-write.t\n== /proc/412/stack\n[<0>] filemap_read+0x3a/0x4f0\n", True),
+    (None, False),
+])
+def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer: str | None,
+                                                          alive: bool) -> None:
+    g = Guest(_cfg(tmp_path))
+    g._ssh = _StuckSsh(g, "nothing on the console")  # type: ignore[assignment]
+    second = _Second(g, answer, SYSRQ_CONSOLE if alive else "")
+    g._second_session = lambda: second  # type: ignore[method-assign]
+    res = g.run("/t/read-write.t", timeout=0.5)
+    assert res.timed_out and g.wedge is not None
+    assert g.wedge["alive"] is alive and g.wedge["command"] == "/t/read-write.t"
+    if alive:
+        # The stuck process was killed for good on the second connection, then its stack and sysrq w/l.
+        assert "pkill -KILL -s" in second.scripts[0] and "/tmp/kwb-cmd/1.pid" in second.scripts[0]
+        assert "echo w > /proc/sysrq-trigger" in second.scripts[0]
+        assert g.wedge["unkillable"] == ["412 R    -  read-write.t"]
+        assert "filemap_read+0x3a" in str(g.wedge["stacks"]) and "NMI backtrace for cpu 1" in str(
+            g.wedge["excerpt"])
+        assert "could not be killed" in str(g.wedge["how"])
+    else:
+        assert "no answer on a second SSH connection" in str(g.wedge["how"])
+    assert not g.alive() and g.outcome == "timeout"
+    assert g.run("true", timeout=5).timed_out  # nothing more is sent to a wedged guest
+
+
+def test_a_killed_command_is_not_a_wedge(tmp_path: Path) -> None:
+    g = Guest(_cfg(tmp_path))
+    g._ssh = _StuckSsh(g, "nothing on the console")  # type: ignore[assignment]
+    g._second_session = lambda: _Second(g, "")  # type: ignore[method-assign]
+    assert g.run("sleep 1000", timeout=0.3).timed_out
+    assert g.wedge is None and g.alive()
 
 
 class _PoweroffSsh:

@@ -38,6 +38,26 @@ from harness.run import Result, run
 # What an early first connection runs (the init script does the same once udev has settled): later
 # commands must not run the host user's ~/.bashrc (see harness.qemu.vng).
 GUEST_FIRST_COMMAND = '[ -f "$HOME/.bashrc" ] && mount --bind /dev/null "$HOME/.bashrc"; true'
+# Run on a second SSH connection after a command overran: kill its session (the command's pid is the
+# session id sshd gave it; timeout(1) puts tests in process groups of their own) for good; what is left
+# 2 s later, zombies aside, is stuck in the kernel (spinning, or blocked uninterruptibly): its kernel
+# stacks, then sysrq w (blocked tasks) and l (every CPU's backtrace) onto the console.
+WEDGE_CHECK = """p=$(cat {pidfile} 2>/dev/null)
+left=""
+if [ -n "$p" ]; then
+  pkill -KILL -s "$p"; sleep 2
+  left=$(ps -o pid=,stat=,wchan:32=,comm= -s "$p" | awk '$2 !~ /^Z/')
+fi
+if [ -n "$left" ] || [ {force} = 1 ]; then
+  echo KWB-WEDGED; echo "$left"
+  for pid in $(echo "$left" | awk '{{print $1}}'); do echo "== /proc/$pid/stack"; cat /proc/$pid/stack; done
+  echo 1 > /proc/sys/kernel/sysrq; echo w > /proc/sysrq-trigger; echo l > /proc/sysrq-trigger
+fi
+true"""
+WEDGE_MARK = "KWB-WEDGED"
+SYSRQ_SETTLE = 1.5        # console quiet this long after sysrq: its output is complete
+SYSRQ_WAIT_MAX = 10.0
+WEDGE_EXCERPT_LINES = 200
 # Filesystems unmounted, then an immediate reboot that QEMU's -no-reboot turns into exit: unlike a
 # power-off this needs no ACPI in the guest kernel.
 POWEROFF = ("umount -a -t ext4,xfs,btrfs 2>/dev/null; sync; "
@@ -189,6 +209,7 @@ class Guest:
         self._vng_error = None
         self._stopping = self._hung = self._boot_timed_out = self._died = False
         self._abandoned = self._infra_failure = ""
+        self.wedge = None
 
     def _launch(self) -> None:
         cfg = self.cfg
@@ -302,8 +323,8 @@ class Guest:
     def _poweroff(self) -> None:
         if self._ssh is None or not self._ssh.connected or self._hung or self._watch.panicked.is_set():
             return
-        if self._abandoned or self._watch.stuck_since(-1) is not None:
-            return  # after an oops/lockup a clean shutdown tends to hang on what the dead task held
+        if self._abandoned or self.wedge is not None or self._watch.stuck_since(-1) is not None:
+            return  # after an oops/lockup/wedge a clean shutdown tends to hang on what the dead task held
         self._ssh.exec(POWEROFF, timeout=min(15.0, self.cfg.shutdown_timeout))
         if self._thread is not None:
             self._thread.join(self.cfg.shutdown_timeout)
@@ -357,11 +378,65 @@ class Guest:
             return Result(argv, -1, "", f"kwb: guest is not running ({dead or 'not booted'})\n", 0.0)
         if self._hung:
             return Result(argv, -1, "", "kwb: guest stopped answering\n", 0.0, timed_out=True)
+        mark = self._watch.line_count()
+        started = time.monotonic()
         res = self._ssh.exec(command, timeout, self._abort_check(), kill_timeout=self.cfg.ping_timeout)
-        # The kill request after a timeout doubles as the "does the guest still answer" probe.
+        # The kill request after a timeout is a first "does the guest still answer" probe.
         if res.timed_out and not self._ssh.last_kill_answered:
             self._hung = True
+        if (res.timed_out or self._abandoned) and self.wedge is None:
+            self._diagnose(command, mark, started)
         return res
+
+    def _diagnose(self, command: str, mark: int, started: float) -> None:
+        """After an overrun: ask on a second SSH connection whether the guest lives and the command can
+        be killed; a command that can't (stuck in the kernel), or a console lockup report, makes the
+        guest wedged — kernel stacks and sysrq w/l go to the console and into :attr:`wedge`."""
+        assert self._ssh is not None
+        second = self._second_session()
+        out = ""
+        try:
+            second.connect(self.cfg.wedge_probe_timeout)
+            script = WEDGE_CHECK.format(pidfile=self._ssh.last_pidfile, force=int(bool(self._abandoned)))
+            res = second.exec(script, self.cfg.wedge_probe_timeout)
+            alive, out = res.ok, res.stdout
+        except Exception:  # refused, reset, banner timeout: the guest does not answer on a new connection
+            alive = False
+        finally:
+            second.close()
+        if alive and WEDGE_MARK not in out:
+            return  # the command was killed: slow or stuck in user space, the guest is fine
+        self._hung = True
+        self._settle_console()
+        lines = self._watch.text().splitlines()[mark:]
+        self.wedge = {
+            "command": command[:300], "alive": alive,
+            "detected_after_s": round(time.monotonic() - started, 1),
+            "how": ("the command could not be killed (stuck in the kernel); sysrq w/l over a second "
+                    "SSH connection" if alive and not self._abandoned else
+                    f"{self._abandoned}; sysrq w/l over a second SSH connection" if alive else
+                    "no answer on a second SSH connection (no sysrq: the guest has no keyboard and the "
+                    "serial console is output-only); console since the command started"),
+            "unkillable": [ln.strip() for ln in out.split(WEDGE_MARK, 1)[-1].split("== ")[0].splitlines()
+                           if ln.strip()] if alive else [],
+            "stacks": out.split(WEDGE_MARK, 1)[-1] if alive else "",
+            "excerpt": "\n".join(lines[-WEDGE_EXCERPT_LINES:]),
+        }
+
+    def _second_session(self) -> SshSession:
+        """A new SSH connection's session (not a channel on the first one: its transport may be stuck)."""
+        assert self._ssh is not None
+        return SshSession(self.port, self._ssh.key, self._ssh.host_key)
+
+    def _settle_console(self) -> None:
+        """Wait (bounded) until the console has been quiet for a moment: sysrq output is complete."""
+        deadline = time.monotonic() + SYSRQ_WAIT_MAX
+        seen, quiet_since = self._watch.line_count(), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < SYSRQ_SETTLE:
+            time.sleep(0.25)
+            now_seen = self._watch.line_count()
+            if now_seen != seen:
+                seen, quiet_since = now_seen, time.monotonic()
 
     def _abort_check(self) -> Callable[[], str | None]:
         """Abort a command when QEMU died, or a stuck-kind console line is older than the grace period."""
