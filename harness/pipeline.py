@@ -295,7 +295,7 @@ def _plan(opts: Options, stages: Stages, record: RunRecord, family: Any,
             raise UserError(f"unknown variant {', '.join(unknown)} (known: {', '.join(known)})")
         chosen = [known[n] for n in names]
     else:
-        chosen = [v for v in catalogue if v.kind != "coverage" or opts.coverage]
+        chosen = [v for v in catalogue if (v.kind != "coverage" or opts.coverage) and v.kind != "selftest"]
     return [_Planned(v, None, None, v.name) for v in chosen]
 
 

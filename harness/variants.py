@@ -17,7 +17,8 @@ from harness.errors import UserError
 from harness.tomlfile import load_toml
 from harness.tree import Tree
 
-KINDS = ("series", "baseline", "mutant", "coverage")
+# "selftest": a test-only kernel for kwb's own real tests (e.g. a wedged reader); never in a default run.
+KINDS = ("series", "baseline", "mutant", "coverage", "selftest")
 _FALLBACK: list[dict[str, object]] = [{"name": "series", "kind": "series", "patches": [],
               "description": "the unmodified tree: the series' evolved form"}]
 

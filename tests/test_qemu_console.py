@@ -101,7 +101,7 @@ def test_recorded_console_logs(log: Path) -> None:
 
 def test_recorded_logs_cover_the_cases() -> None:
     names = {p.stem for p in RECORDED}
-    assert {"clean-boot", "panic-sysrq", "warning", "hung-task"} <= names
+    assert {"clean-boot", "panic-sysrq", "warning", "hung-task", "rename-race"} <= names
     assert scan((DATA / "clean-boot.log").read_text()) == []
     assert scan((DATA / "panic-sysrq.log").read_text())[0].kind == "panic"
     assert any(f.kind == "hung_task" for f in scan((DATA / "hung-task.log").read_text()))
@@ -109,3 +109,43 @@ def test_recorded_logs_cover_the_cases() -> None:
     assert warning.kind == "warning" and not warning.fatal
     assert "fs/ext4/super.c:717 ext4_handle_error" in warning.line
     assert warning.excerpt.splitlines()[-1].startswith("---[ end trace")
+
+
+RACE_REASON = "guest has no network: eth0 renamed to enp0s10 by udev while DHCP ran on it"
+
+
+def test_boot_problem_names_the_rename_race_on_the_recorded_console() -> None:
+    race = (DATA / "rename-race.log").read_text()
+    assert console.boot_problem(race) == RACE_REASON
+    # Up to the rename nothing is wrong yet; the rename alone is not fatal when DHCP still got its lease.
+    before = "\n".join(race.splitlines()[:349])
+    assert "renamed from eth0" not in before and console.boot_problem(before) is None
+    clean = (DATA / "clean-boot.log").read_text()
+    assert "renamed from eth0" in clean and console.boot_problem(clean) is None
+
+
+def test_boot_problem_other_reasons() -> None:
+    clean = (DATA / "clean-boot.log").read_text()
+    no_lease = clean.replace("udhcpc: lease of", "udhcpc: no lease,")
+    assert console.boot_problem(no_lease) == RACE_REASON  # the set-up ended without network
+    unrenamed = no_lease.replace("enp0s10: renamed from eth0 (while UP)", "eth0: link up")
+    assert console.boot_problem(unrenamed) == "guest has no network: no DHCP lease"
+    sshd = "virtme-init: ssh: /usr/sbin/sshd does not exist.\n"
+    assert console.boot_problem(sshd) == "sshd not started: /usr/sbin/sshd does not exist."
+    oops = (DATA / "panic-sysrq.log").read_text()
+    assert (console.boot_problem(oops) or "").startswith("kernel panic: Kernel panic - not syncing")
+
+
+def test_stalled_at_names_the_stage() -> None:
+    assert "never started" in console.stalled_at({})
+    assert "never reached init" in console.stalled_at({"kernel": 1.0})
+    assert "udev or DHCP" in console.stalled_at({"kernel": 1.0, "init": 4.0})
+    assert "sshd not answering" in console.stalled_at({"kernel": 1.0, "init": 4.0, "init_done": 9.0})
+
+
+def test_milestones_of_a_recorded_boot() -> None:
+    w = ConsoleWatch()
+    for line in (DATA / "clean-boot.log").read_text().splitlines():
+        w.feed(line + "\n")
+    assert {"kernel", "init", "basic_init", "udev", "dhcp", "udev_done", "init_done", "guest_ready"} <= set(
+        w.milestones)

@@ -80,6 +80,48 @@ def test_qemu_failing_before_the_kernel_is_an_error(tmp_path: Path, monkeypatch:
     assert exc.value.outcome == "error" == g.outcome
 
 
+RACE_CONSOLE = Path(__file__).parent / "data" / "console" / "rename-race.log"
+
+
+def test_no_network_is_given_up_at_once_with_the_reason_and_rebooted_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorded rename race: both boots are given up on as soon as the console says why."""
+    _fake_vng(monkeypatch, WRITE_PID + f"sys.stdout.write(open({str(RACE_CONSOLE)!r}).read()); "
+                                       "sys.stdout.flush(); time.sleep(600)")
+    g = Guest(_cfg(tmp_path, boot_timeout=300))
+    start = time.monotonic()
+    with pytest.raises(BootError, match="guest has no network: eth0 renamed to enp0s10") as exc:
+        g.start()
+    assert time.monotonic() - start < 20  # not the 300 s boot timeout
+    assert exc.value.outcome == "error" and g.outcome == "error"
+    assert [b["reason"] for b in g.lost_boots] == [exc.value.reason]  # one reboot, then the error
+    assert (tmp_path / "res" / "console-lost-boot-1.log").read_text().count("renamed from eth0") == 1
+    assert guest.pids_with(g.name) == []
+
+
+def test_booted_but_unreachable_is_given_up_after_ssh_after_boot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = ["Linux version 6.12.117", "Run /x as init process", "udhcpc: lease of 10.0.2.15",
+             "virtme-ng-init: starting script"]
+    _fake_vng(monkeypatch, WRITE_PID + f"print({chr(10).join(lines)!r}, flush=True); time.sleep(600)")
+    g = Guest(_cfg(tmp_path, boot_timeout=300, ssh_after_boot=1, boot_retries=0))
+    start = time.monotonic()
+    with pytest.raises(BootError, match="within 1s of finishing its set-up: sshd not answering") as exc:
+        g.start()
+    assert time.monotonic() - start < 20 and exc.value.outcome == "timeout" and g.lost_boots == []
+
+
+def test_a_kernel_crash_while_booting_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_vng(monkeypatch, WRITE_PID + "print('Linux version 6.12.117'); "
+                                       "print('BUG: kernel NULL pointer dereference, address: 0', "
+                                       "flush=True); "
+                                       "time.sleep(600)")
+    g = Guest(_cfg(tmp_path, boot_timeout=60))
+    with pytest.raises(BootError, match="kernel oops: BUG: kernel NULL pointer") as exc:
+        g.start()
+    assert exc.value.outcome == "crash" and g.lost_boots == []
+
+
 def test_keyboard_interrupt_still_reaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_vng(monkeypatch, WRITE_PID + "time.sleep(600)")
     g = Guest(_cfg(tmp_path, boot_timeout=60))
@@ -105,6 +147,7 @@ class _StuckSsh:
 
     def __init__(self, g: Guest, line: str) -> None:
         self.g, self.line, self.last_kill_answered = g, line, True
+        self.last_pidfile = "/tmp/kwb-cmd/1.pid"
 
     def exec(self, command: str, timeout: float, abort: Any, kill_timeout: float = 0) -> Any:
         from harness.run import Result
@@ -129,6 +172,8 @@ class _StuckSsh:
 def test_command_abandoned_after_a_stuck_console_line(tmp_path: Path, line: str, abandoned: bool) -> None:
     g = Guest(_cfg(tmp_path, stuck_grace=0.2))
     g._ssh = _StuckSsh(g, line)  # type: ignore[assignment]
+    second = _Second(g, "")
+    g._second_session = lambda: second  # type: ignore[method-assign]
     start = time.monotonic()
     res = g.run("read-the-file", timeout=3)
     took = time.monotonic() - start
@@ -139,6 +184,72 @@ def test_command_abandoned_after_a_stuck_console_line(tmp_path: Path, line: str,
     else:
         assert res.timed_out and took >= 3
         assert g.alive()
+
+
+class _Second:
+    """The second SSH connection of a wedge check: answers with ``out`` (and prints ``console`` lines, as
+    sysrq would), or refuses to connect when ``out`` is None."""
+
+    def __init__(self, g: Guest, out: str | None, console: str = "") -> None:
+        self.g, self.out, self.console, self.scripts = g, out, console, []  # type: list[str]
+
+    def connect(self, timeout: float) -> None:
+        if self.out is None:
+            raise OSError("connection reset by peer")
+
+    def exec(self, command: str, timeout: float) -> Any:
+        from harness.run import Result
+        self.scripts.append(command)
+        for line in self.console.splitlines():
+            self.g._watch.feed(line + "\n")
+        return Result(["sh", "-c", command], 0, self.out or "", "", 0.1)
+
+    def close(self) -> None:
+        pass
+
+
+SYSRQ_CONSOLE = """sysrq: Show Blocked State
+task:kworker/1:2  state:D stack:0 pid:77
+sysrq: Show backtrace of all active CPUs
+NMI backtrace for cpu 1
+RIP: 0010:filemap_read+0x3a/0x4f0
+ io_read+0x5d/0x300
+"""
+
+
+@pytest.mark.parametrize("answer,alive", [
+    ("KWB-WEDGED\n  412 R    -  read-write.t\n== /proc/412/stack\n[<0>] filemap_read+0x3a/0x4f0\n", True),
+    (None, False),
+])
+def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer: str | None,
+                                                          alive: bool) -> None:
+    g = Guest(_cfg(tmp_path))
+    g._ssh = _StuckSsh(g, "nothing on the console")  # type: ignore[assignment]
+    second = _Second(g, answer, SYSRQ_CONSOLE if alive else "")
+    g._second_session = lambda: second  # type: ignore[method-assign]
+    res = g.run("/t/read-write.t", timeout=0.5)
+    assert res.timed_out and g.wedge is not None
+    assert g.wedge["alive"] is alive and g.wedge["command"] == "/t/read-write.t"
+    if alive:
+        # The stuck process was killed for good on the second connection, then its stack and sysrq w/l.
+        assert "pkill -KILL -s" in second.scripts[0] and "/tmp/kwb-cmd/1.pid" in second.scripts[0]
+        assert "echo w > /proc/sysrq-trigger" in second.scripts[0]
+        assert g.wedge["unkillable"] == ["412 R    -  read-write.t"]
+        assert "filemap_read+0x3a" in str(g.wedge["stacks"]) and "NMI backtrace for cpu 1" in str(
+            g.wedge["excerpt"])
+        assert "could not be killed" in str(g.wedge["how"])
+    else:
+        assert "no answer on a second SSH connection" in str(g.wedge["how"])
+    assert not g.alive() and g.outcome == "timeout"
+    assert g.run("true", timeout=5).timed_out  # nothing more is sent to a wedged guest
+
+
+def test_a_killed_command_is_not_a_wedge(tmp_path: Path) -> None:
+    g = Guest(_cfg(tmp_path))
+    g._ssh = _StuckSsh(g, "nothing on the console")  # type: ignore[assignment]
+    g._second_session = lambda: _Second(g, "")  # type: ignore[method-assign]
+    assert g.run("sleep 1000", timeout=0.3).timed_out
+    assert g.wedge is None and g.alive()
 
 
 class _PoweroffSsh:

@@ -33,7 +33,8 @@ def test_argv_tcg(tmp_path: Path) -> None:
     assert _opt(argv, "--ssh") == "34567" and "--ssh-tcp" in argv
     assert _opt(argv, "--memory") == "1024M" and _opt(argv, "--cpus") == "1"
     assert _opt(argv, "--rwdir") == str(tmp_path / "res")
-    assert _opt(argv, "--append") == "panic=-1 hung_task_panic=0"
+    assert _opt(argv, "--append") == " ".join([*vng.BASE_CMDLINE, "hung_task_panic=0"])
+    assert "SYSTEMD_PROC_CMDLINE=net.ifnames=0" in vng.BASE_CMDLINE
     assert {"--verbose", "--force-9p", "--disable-microvm", "--disable-monitor"} <= set(argv)
     assert argv[-1].startswith("--qemu-opts=-no-reboot -pidfile ")
 
@@ -72,6 +73,18 @@ def test_env_gives_per_run_home_and_virtme_run_on_path(tmp_path: Path) -> None:
     assert vng.ssh_key_path(tmp_path) == tmp_path / ".cache/virtme-ng/.ssh/id_virtme"
 
 
+def test_root_cache_and_cpu_model_are_given_after_virtme_runs_own(tmp_path: Path) -> None:
+    argv = vng.build_argv(_spec(tmp_path, root_cache="loose", cpu_model="qemu64"), vng=Path("/x/vng"))
+    assert _opt(argv, "--append").split()[-1] == f"rootflags={vng.ROOT_9P_FLAGS},cache=loose"
+    assert argv[-1].split()[3:5] == ["-cpu", "qemu64"]
+    plain = vng.build_argv(_spec(tmp_path), vng=Path("/x/vng"))
+    assert "rootflags" not in _opt(plain, "--append") and "-cpu" not in plain[-1]
+    with pytest.raises(Exception, match="unknown 9p cache mode 'fast'"):
+        vng.build_argv(_spec(tmp_path, root_cache="fast"), vng=Path("/x/vng"))
+    with pytest.raises(UserError, match="bad QEMU cpu model"):
+        vng.build_argv(_spec(tmp_path, cpu_model="max;rm -rf /"), vng=Path("/x/vng"))
+
+
 def test_real_vng_dry_run_produces_the_qemu_line_we_expect(tmp_path: Path) -> None:
     """Ask the installed virtme-ng what QEMU command it would run for our argv."""
     home = tmp_path / "home"
@@ -79,7 +92,7 @@ def test_real_vng_dry_run_produces_the_qemu_line_we_expect(tmp_path: Path) -> No
     res_dir.mkdir()
     disk = tmp_path / "d0.img"
     disk.write_bytes(b"")
-    spec = _spec(tmp_path, rwdirs=[res_dir], disks=[disk])
+    spec = _spec(tmp_path, rwdirs=[res_dir], disks=[disk], root_cache="loose", cpu_model="qemu64")
     argv = vng.build_argv(spec)
     argv.insert(1, "--dry-run")
     res = run(argv, timeout=60, env=vng.vng_env(home), cwd=tmp_path)
@@ -102,5 +115,9 @@ def test_real_vng_dry_run_produces_the_qemu_line_we_expect(tmp_path: Path) -> No
     assert writable == [next(a for a in fsdevs if f"path={res_dir}," in a)]
     append = _opt(qemu, "-append")
     assert "panic=-1" in append and f"virtme_ssh_cache={home}/.cache/virtme-ng/.ssh" in append
+    # Ours come after virtme-run's: the kernel keeps the last rootflags=, QEMU the last -cpu.
+    flags = [a for a in append.split() if a.startswith("rootflags=")]
+    assert flags[-1].endswith(",cache=loose") and len(flags) == 2
+    assert [qemu[i + 1] for i, a in enumerate(qemu) if a == "-cpu"][-1] == "qemu64"
     # The per-run HOME received vng's SSH host keys: nothing was written to the real home.
     assert (home / ".cache/virtme-ng/.ssh/etc/ssh/ssh_host_ed25519_key.pub").is_file()

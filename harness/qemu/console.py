@@ -42,11 +42,22 @@ STUCK_KINDS = FATAL_KINDS | {"soft_lockup", "hard_lockup", "hung_task", "rcu_sta
 MILESTONES = {
     "kernel": "Linux version",
     "init": "as init process",
+    "basic_init": "virtme-ng-init: basic initialization done",
     "udev": "virtme-ng-init: triggering udev coldplug",
     "dhcp": "udhcpc: lease of",
-    "init_done": "virtme-ng-init: initialization done",
+    "udev_done": "virtme-ng-init: udev is done",
+    # virtme-ng-init prints this once every set-up thread (udev, DHCP, sshd) has ended
+    "init_done": "virtme-ng-init: starting script",
     "guest_ready": "KWB-GUEST-READY",
 }
+
+# Console lines that explain a boot that will never answer over SSH (see boot_problem()).
+_IFACE_GONE = re.compile(r'Cannot find device "(eth\d+)"')
+_RENAMED = re.compile(r"\b(\w+): renamed from (eth\d+)")
+_SSHD_FAILED = re.compile(r"virtme-init: ssh: (.*)")
+_LEASE = "udhcpc: lease of"
+# Printed by virtme-ng-init only after every set-up thread (DHCP included) has ended.
+_INIT_OVER = ("virtme-ng-init: initialization done", "virtme-ng-init: starting script")
 
 _TIMESTAMP = re.compile(r"^\s*\[\s*\d+\.\d+\]\s?")
 _END_MARK = re.compile(r"---\[ end (trace|Kernel panic)")
@@ -119,6 +130,42 @@ def crash_excerpt(text: str, findings: list[Finding] | None = None, tail: int = 
     if fatal or findings:
         return (fatal or findings)[0].excerpt
     return "\n".join(text.splitlines()[-tail:])
+
+
+def boot_problem(text: str) -> str | None:
+    """Why a booting guest will never answer over SSH, read from its console; None while nothing says so.
+
+    - "guest has no network: eth0 renamed to enp0s10 while DHCP ran on it": udev renamed the interface
+      under udhcpc (which then finds no eth0), or set-up ended without a DHCP lease;
+    - "sshd not started: ...": virtme-ng's sshd script reported why;
+    - "kernel panic|oops|bug|kasan: <line>": the kernel died or is no longer trustworthy.
+    """
+    fatal = next((f for f in scan(text) if f.fatal), None)
+    if fatal is not None:
+        return f"kernel {fatal.kind}: {fatal.line[:160]}"
+    renamed = _RENAMED.search(text)
+    gone = _IFACE_GONE.search(text)
+    init_over = any(mark in text for mark in _INIT_OVER)
+    if gone or (init_over and _LEASE not in text):
+        if renamed:
+            return (f"guest has no network: {renamed.group(2)} renamed to {renamed.group(1)} by udev "
+                    "while DHCP ran on it")
+        return "guest has no network: " + (f"{gone.group(1)} vanished" if gone else "no DHCP lease")
+    sshd = _SSHD_FAILED.search(text)
+    if sshd:
+        return f"sshd not started: {sshd.group(1).strip()[:160]}"
+    return None
+
+
+def stalled_at(milestones: dict[str, float]) -> str:
+    """The boot stage a guest that never answered got stuck in, from its console milestones."""
+    if "kernel" not in milestones:
+        return "the kernel never started (no 'Linux version' on the console)"
+    if "init" not in milestones:
+        return "the kernel never reached init"
+    if "init_done" not in milestones:
+        return "virtme-ng-init never finished its set-up (udev or DHCP)"
+    return "sshd not answering although the guest finished booting"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,29 @@ from harness.qemu.console import ConsoleWatch, Finding
 from harness.qemu.ssh import SshSession
 from harness.run import Result, run
 
+# What an early first connection runs (the init script does the same once udev has settled): later
+# commands must not run the host user's ~/.bashrc (see harness.qemu.vng).
+GUEST_FIRST_COMMAND = '[ -f "$HOME/.bashrc" ] && mount --bind /dev/null "$HOME/.bashrc"; true'
+# Run on a second SSH connection after a command overran: kill its session (the command's pid is the
+# session id sshd gave it; timeout(1) puts tests in process groups of their own) for good; what is left
+# 2 s later, zombies aside, is stuck in the kernel (spinning, or blocked uninterruptibly): its kernel
+# stacks, then sysrq w (blocked tasks) and l (every CPU's backtrace) onto the console.
+WEDGE_CHECK = """p=$(cat {pidfile} 2>/dev/null)
+left=""
+if [ -n "$p" ]; then
+  pkill -KILL -s "$p"; sleep 2
+  left=$(ps -o pid=,stat=,wchan:32=,comm= -s "$p" | awk '$2 !~ /^Z/')
+fi
+if [ -n "$left" ] || [ {force} = 1 ]; then
+  echo KWB-WEDGED; echo "$left"
+  for pid in $(echo "$left" | awk '{{print $1}}'); do echo "== /proc/$pid/stack"; cat /proc/$pid/stack; done
+  echo 1 > /proc/sys/kernel/sysrq; echo w > /proc/sysrq-trigger; echo l > /proc/sysrq-trigger
+fi
+true"""
+WEDGE_MARK = "KWB-WEDGED"
+SYSRQ_SETTLE = 1.5        # console quiet this long after sysrq: its output is complete
+SYSRQ_WAIT_MAX = 10.0
+WEDGE_EXCERPT_LINES = 200
 # Filesystems unmounted, then an immediate reboot that QEMU's -no-reboot turns into exit: unlike a
 # power-off this needs no ACPI in the guest kernel.
 POWEROFF = ("umount -a -t ext4,xfs,btrfs 2>/dev/null; sync; "
@@ -62,14 +85,26 @@ class GuestConfig:
     # "isolated" (kwb's own image, no host files, no network but SSH) or "host" (the host's root over
     # 9p, read-only); "" = the mode in effect (KWB_GUEST_ROOT, set by `kwb --host-root`).
     root: str = ""
+    # A boot that never answers over SSH (no network, no sshd, timeout) is retried this often; a kernel
+    # that crashes while booting is not (the same kernel crashes again).
+    boot_retries: int = 1
+    # Once virtme-ng-init has finished its set-up, sshd has this long to answer: a boot that is over but
+    # unreachable is given up on in seconds rather than at ``boot_timeout``.
+    ssh_after_boot: float = 30.0
+    # Boot-to-SSH settings (measured A/B by scripts/bench_boot.py; see docs/benchmarks.md)
+    root_cache: str = ""      # 9p cache mode of the read-only root ("" = virtme-run's uncached default)
+    cpu_model: str = ""       # QEMU -cpu ("" = virtme-run's choice, max under TCG)
+    early_ssh: bool = False   # try SSH once DHCP is done instead of after udev has settled
+    wedge_probe_timeout: float = 20.0  # the second connection's "still alive?" after an overrun
 
 
 class BootError(InfraError):
     """The guest never became reachable; ``outcome`` says whether it crashed, timed out or never ran."""
 
-    def __init__(self, message: str, outcome: str) -> None:
+    def __init__(self, message: str, outcome: str, reason: str = "") -> None:
         super().__init__(message)
         self.outcome = outcome
+        self.reason = reason or message
 
 
 def free_port() -> int:
@@ -109,6 +144,10 @@ class Guest:
         self.boot_seconds: float | None = None
         self.argv: list[str] = []
         self.root = rootfs.BootRoot(cfg.root or "unprepared")
+        # Boots given up on before this one answered: attempt, reason, outcome, seconds.
+        self.lost_boots: list[dict[str, object]] = []
+        # Set when a command overran and the guest turned out wedged or dead (see _diagnose()).
+        self.wedge: dict[str, object] | None = None
         self._watch = ConsoleWatch()
         self._ssh: SshSession | None = None
         self._thread: threading.Thread | None = None
@@ -134,16 +173,51 @@ class Guest:
         self.close()
 
     def start(self) -> None:
-        """Boot and wait for SSH; on any failure QEMU is reaped before the error propagates."""
+        """Boot and wait for SSH, rebooting up to ``boot_retries`` times after a boot that never answered;
+        on any failure QEMU is reaped before the error propagates."""
         try:
-            self._launch()
-            self._wait_ready()
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    self._launch()
+                    self._wait_ready()
+                    return
+                except BootError as exc:
+                    if exc.outcome == "crash" or attempt > self.cfg.boot_retries:
+                        raise
+                    self.lost_boots.append({"attempt": attempt, "reason": exc.reason, "outcome": exc.outcome,
+                                            "seconds": round(time.monotonic() - self._t0, 2)})
+                    self._discard_boot(attempt)
         except BaseException:
             self.close()
             raise
 
+    def _discard_boot(self, attempt: int) -> None:
+        """Reap a boot given up on and keep its console beside the next one's."""
+        self._stopping = True
+        if self._qemu_running():
+            self._kill()
+        if self._ssh is not None:
+            self._ssh.close()
+        with contextlib.suppress(OSError):
+            self.console_log.replace(self.console_log.with_name(f"console-lost-boot-{attempt}.log"))
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _reset(self) -> None:
+        """Per-boot state, fresh for every attempt."""
+        self._watch = ConsoleWatch()
+        self._ssh = None
+        self._thread = None
+        self._vng_result = None
+        self._vng_error = None
+        self._stopping = self._hung = self._boot_timed_out = self._died = False
+        self._abandoned = self._infra_failure = ""
+        self.wedge = None
+
     def _launch(self) -> None:
         cfg = self.cfg
+        self._reset()
         if not cfg.kernel.is_file():
             raise UserError(f"kernel image not found: {cfg.kernel}")
         for disk in cfg.disks:
@@ -163,7 +237,8 @@ class Guest:
                            pidfile=self.state_dir / "qemu.pid", accel=self.accel,
                            memory_mb=cfg.memory_mb, cpus=cfg.cpus, rwdirs=[cfg.results_dir.resolve()],
                            disks=[d.resolve() for d in cfg.disks], cmdline=list(cfg.extra_cmdline),
-                           root_disk=self.root.overlay, restrict_net=self.root.mode == "isolated")
+                           root_disk=self.root.overlay, restrict_net=self.root.mode == "isolated",
+                           root_cache=cfg.root_cache, cpu_model=cfg.cpu_model)
         self.argv = vng.build_argv(spec)
         self.console_log.unlink(missing_ok=True)  # one console log per boot
         self._ssh = SshSession(self.port, key, key.parent / "etc" / "ssh" / "ssh_host_ed25519_key.pub")
@@ -183,31 +258,52 @@ class Guest:
     def _wait_ready(self) -> None:
         assert self._ssh is not None
         deadline = self._t0 + self.cfg.boot_timeout
+        booted_at: float | None = None
+        # The init script (after udev has settled) hides ~/.bashrc; an early connection does it itself.
+        ready, probe = ("dhcp", GUEST_FIRST_COMMAND) if self.cfg.early_ssh else ("guest_ready", "true")
         while True:
             reason = self._dead_reason()
             if reason:
                 outcome = "crash" if self._watch.contains("Linux version") else "error"
                 if outcome == "error":
                     self._infra_failure = reason
-                raise BootError(f"guest failed to boot: {reason} (console: {self.console_log})", outcome)
-            remaining = deadline - time.monotonic()
+                raise BootError(f"guest failed to boot: {reason} (console: {self.console_log})", outcome,
+                                reason)
+            problem = console.boot_problem(self._watch.text())
+            if problem:
+                outcome = "crash" if problem.startswith("kernel ") else "error"
+                if outcome == "error":
+                    self._infra_failure = problem
+                raise BootError(f"guest failed to boot: {problem} (console: {self.console_log})", outcome,
+                                problem)
+            now = time.monotonic()
+            if booted_at is None and "init_done" in self._watch.milestones:
+                booted_at = now
+            if booted_at is not None and now - booted_at > self.cfg.ssh_after_boot:
+                self._boot_timed_out = True
+                why = console.stalled_at(self._watch.milestones)
+                raise BootError(f"guest booted but not reachable over SSH within "
+                                f"{self.cfg.ssh_after_boot:.0f}s of finishing its set-up: {why} "
+                                f"(console: {self.console_log})", "timeout", why)
+            remaining = deadline - now
             if remaining <= 0:
                 self._boot_timed_out = True
-                raise BootError(f"guest not reachable over SSH within {self.cfg.boot_timeout:.0f}s "
-                                f"(console: {self.console_log})", "timeout")
-            # Until the guest init script reports in, sshd is not up: don't burn CPU on attempts.
-            if "guest_ready" in self._watch.milestones and self._try_connect(min(10.0, remaining)):
+                why = console.stalled_at(self._watch.milestones)
+                raise BootError(f"guest not reachable over SSH within {self.cfg.boot_timeout:.0f}s: {why} "
+                                f"(console: {self.console_log})", "timeout", why)
+            # Until sshd can be up, don't burn CPU on attempts.
+            if ready in self._watch.milestones and self._try_connect(min(10.0, remaining), probe):
                 self.boot_seconds = time.monotonic() - self._t0
                 return
             time.sleep(0.2)
 
-    def _try_connect(self, timeout: float) -> bool:
+    def _try_connect(self, timeout: float, probe: str = "true") -> bool:
         assert self._ssh is not None
         try:
             if not self._ssh.connected:
                 self._ssh.close()
                 self._ssh.connect(timeout)
-            return self._ssh.exec("true", timeout, self._dead_reason).ok
+            return self._ssh.exec(probe, timeout, self._dead_reason).ok
         except Exception:  # refused, banner/auth errors while sshd starts: retried until the deadline
             self._ssh.close()
             return False
@@ -233,8 +329,8 @@ class Guest:
     def _poweroff(self) -> None:
         if self._ssh is None or not self._ssh.connected or self._hung or self._watch.panicked.is_set():
             return
-        if self._abandoned or self._watch.stuck_since(-1) is not None:
-            return  # after an oops/lockup a clean shutdown tends to hang on what the dead task held
+        if self._abandoned or self.wedge is not None or self._watch.stuck_since(-1) is not None:
+            return  # after an oops/lockup/wedge a clean shutdown tends to hang on what the dead task held
         self._ssh.exec(POWEROFF, timeout=min(15.0, self.cfg.shutdown_timeout))
         if self._thread is not None:
             self._thread.join(self.cfg.shutdown_timeout)
@@ -288,11 +384,65 @@ class Guest:
             return Result(argv, -1, "", f"kwb: guest is not running ({dead or 'not booted'})\n", 0.0)
         if self._hung:
             return Result(argv, -1, "", "kwb: guest stopped answering\n", 0.0, timed_out=True)
+        mark = self._watch.line_count()
+        started = time.monotonic()
         res = self._ssh.exec(command, timeout, self._abort_check(), kill_timeout=self.cfg.ping_timeout)
-        # The kill request after a timeout doubles as the "does the guest still answer" probe.
+        # The kill request after a timeout is a first "does the guest still answer" probe.
         if res.timed_out and not self._ssh.last_kill_answered:
             self._hung = True
+        if (res.timed_out or self._abandoned) and self.wedge is None:
+            self._diagnose(command, mark, started)
         return res
+
+    def _diagnose(self, command: str, mark: int, started: float) -> None:
+        """After an overrun: ask on a second SSH connection whether the guest lives and the command can
+        be killed; a command that can't (stuck in the kernel), or a console lockup report, makes the
+        guest wedged — kernel stacks and sysrq w/l go to the console and into :attr:`wedge`."""
+        assert self._ssh is not None
+        second = self._second_session()
+        out = ""
+        try:
+            second.connect(self.cfg.wedge_probe_timeout)
+            script = WEDGE_CHECK.format(pidfile=self._ssh.last_pidfile, force=int(bool(self._abandoned)))
+            res = second.exec(script, self.cfg.wedge_probe_timeout)
+            alive, out = res.ok, res.stdout
+        except Exception:  # refused, reset, banner timeout: the guest does not answer on a new connection
+            alive = False
+        finally:
+            second.close()
+        if alive and WEDGE_MARK not in out:
+            return  # the command was killed: slow or stuck in user space, the guest is fine
+        self._hung = True
+        self._settle_console()
+        lines = self._watch.text().splitlines()[mark:]
+        self.wedge = {
+            "command": command[:300], "alive": alive,
+            "detected_after_s": round(time.monotonic() - started, 1),
+            "how": ("the command could not be killed (stuck in the kernel); sysrq w/l over a second "
+                    "SSH connection" if alive and not self._abandoned else
+                    f"{self._abandoned}; sysrq w/l over a second SSH connection" if alive else
+                    "no answer on a second SSH connection (no sysrq: the guest has no keyboard and the "
+                    "serial console is output-only); console since the command started"),
+            "unkillable": [ln.strip() for ln in out.split(WEDGE_MARK, 1)[-1].split("== ")[0].splitlines()
+                           if ln.strip()] if alive else [],
+            "stacks": out.split(WEDGE_MARK, 1)[-1] if alive else "",
+            "excerpt": "\n".join(lines[-WEDGE_EXCERPT_LINES:]),
+        }
+
+    def _second_session(self) -> SshSession:
+        """A new SSH connection's session (not a channel on the first one: its transport may be stuck)."""
+        assert self._ssh is not None
+        return SshSession(self.port, self._ssh.key, self._ssh.host_key)
+
+    def _settle_console(self) -> None:
+        """Wait (bounded) until the console has been quiet for a moment: sysrq output is complete."""
+        deadline = time.monotonic() + SYSRQ_WAIT_MAX
+        seen, quiet_since = self._watch.line_count(), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < SYSRQ_SETTLE:
+            time.sleep(0.25)
+            now_seen = self._watch.line_count()
+            if now_seen != seen:
+                seen, quiet_since = now_seen, time.monotonic()
 
     def _abort_check(self) -> Callable[[], str | None]:
         """Abort a command when QEMU died, or a stuck-kind console line is older than the grace period."""
@@ -368,7 +518,7 @@ class Guest:
                 "accel_reason": self.accel_reason, "ssh_port": self.port,
                 "boot_to_ssh_seconds": self.boot_seconds, "boot_milestones": self.milestones,
                 "outcome": self.outcome, "guest_root": self.root.info(),
-                "infra_failure": self._infra_failure,
+                "infra_failure": self._infra_failure, "lost_boots": self.lost_boots, "wedge": self.wedge,
                 "findings": [f.to_dict() for f in self.findings], "console_log": str(self.console_log),
                 "vng_argv": self.argv}
 

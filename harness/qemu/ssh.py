@@ -1,7 +1,7 @@
 """SSH into the guest with paramiko: 127.0.0.1 only, the per-run key, the per-run host key checked.
 
 Every command has a deadline; a command that never returns comes back as ``Result(timed_out=True)``
-and its process group in the guest is killed over a second channel (which doubles as the "does the
+and its session in the guest is killed over a second channel (which doubles as the "does the
 guest still answer" probe).
 """
 
@@ -51,6 +51,8 @@ class SshSession:
         self._seq = 0
         # After a timeout: did the guest answer the kill request? (None: no timeout yet.)
         self.last_kill_answered: bool | None = None
+        # The guest file holding the last command's session id (for a kill from elsewhere).
+        self.last_pidfile = ""
 
     def connect(self, timeout: float) -> None:
         """Open the connection (raises paramiko/socket errors; callers retry while the guest boots)."""
@@ -99,11 +101,12 @@ class SshSession:
              kill_timeout: float = KILL_TIMEOUT) -> Result:
         """Run ``command`` under the guest's shell; never blocks past ``timeout`` (or ``abort()``).
 
-        On timeout the command's process group is killed (bounded by ``kill_timeout``) and
+        On timeout the command's session is killed (bounded by ``kill_timeout``) and
         :attr:`last_kill_answered` records whether the guest still responded.
         """
         self._seq += 1
         pidfile = f"/tmp/kwb-cmd/{self._seq}.pid"
+        self.last_pidfile = pidfile
         # $$ becomes the command's pid and, as sshd made the session leader, its process group.
         wrapped = (f"mkdir -p /tmp/kwb-cmd && echo $$ > {pidfile} && "
                    f"exec sh -c {shlex.quote(command)}")
@@ -132,9 +135,10 @@ class SshSession:
         return Result(argv, code, stdout, stderr, duration)
 
     def kill(self, pidfile: str, timeout: float = KILL_TIMEOUT) -> bool:
-        """Kill a timed-out command's process group; False when the guest does not answer."""
+        """Kill a timed-out command's session; False when the guest does not answer."""
+        # Its whole session: timeout(1) gives the command it runs a process group of its own.
         script = (f"p=$(cat {pidfile} 2>/dev/null) && [ -n \"$p\" ] && "
-                  "{ kill -TERM -- -$p 2>/dev/null; sleep 1; kill -KILL -- -$p 2>/dev/null; }; true")
+                  "{ pkill -TERM -s $p; sleep 1; pkill -KILL -s $p; }; true")
         try:
             chan = self._transport().open_session(timeout=timeout)
             chan.exec_command(script)

@@ -28,6 +28,21 @@ The isolated root (:mod:`harness.qemu.rootfs`, ``VngSpec.root_disk``) changes th
 - ``--rwdir=PATH=PATH``: the results directory appears at its host path (vng makes the mount point).
 - ``-set netdev.ssh.restrict=on``: QEMU's user network then carries nothing but the SSH forward — the
   guest cannot reach the host's loopback services (10.0.2.2) or anything beyond.
+
+Kernel command line (:data:`BASE_CMDLINE`), why each entry:
+
+- ``SYSTEMD_PROC_CMDLINE=net.ifnames=0``: vng already puts ``net.ifnames=0`` on the command line, but the
+  guest's root is the host's, and a host that is a Docker container has ``/.dockerenv``: the guest's
+  systemd-udevd then believes it runs in a container and reads PID 1's argv instead of /proc/cmdline,
+  so it renames eth0 to enp0sN while virtme-ng-init's udhcpc configures eth0 — on some boots the guest
+  is left without network (issue 16: 2 of 11 boots lost for 300 s each). The kernel hands an unknown
+  ``KEY=value`` to init as an environment variable, udevd inherits it, and systemd reads that variable
+  in preference to any command line.
+- ``softlockup_all_cpu_backtrace=1``, ``sysctl.kernel.hung_task_all_cpu_backtrace=1``: a lockup report
+  shows every CPU's stack, not only the detecting one's.
+- ``sysctl.kernel.hung_task_check_interval_secs=5``: khungtaskd looks every 5 s instead of every
+  timeout (30 s, kconfig/debug.config), so a task blocked for good is reported 30-35 s in, within a
+  liburing test's 60 s budget, rather than up to 60 s in.
 """
 
 from __future__ import annotations
@@ -42,8 +57,15 @@ from pathlib import Path
 from harness.errors import InfraError, UserError
 from harness.qemu.disks import disk_format
 
-# Guest kernel options kwb always wants: a panic reboots at once and -no-reboot turns that into exit.
-BASE_CMDLINE = ("panic=-1",)
+# Guest kernel options kwb always wants (why: module docstring); a panic reboots at once and
+# -no-reboot turns that into exit.
+BASE_CMDLINE = ("panic=-1", "SYSTEMD_PROC_CMDLINE=net.ifnames=0", "softlockup_all_cpu_backtrace=1",
+                "sysctl.kernel.hung_task_all_cpu_backtrace=1",
+                "sysctl.kernel.hung_task_check_interval_secs=5")
+# virtme-run's own 9p root flags; a cache mode is appended to a copy given later on the command line
+# (the kernel keeps the last rootflags=).
+ROOT_9P_FLAGS = "version=9p2000.L,trans=virtio,access=any,msize=524288"
+ROOT_CACHE_MODES = ("", "loose", "mmap", "readahead")
 READY_MARKER = "KWB-GUEST-READY"
 GUEST_INIT = ('[ -f "$HOME/.bashrc" ] && mount --bind /dev/null "$HOME/.bashrc"; '
               f"echo {READY_MARKER}; exec sleep infinity")
@@ -68,6 +90,10 @@ class VngSpec:
     user: str = "root"
     root_disk: Path | None = None     # the isolated root's per-boot overlay; None = the host's root
     restrict_net: bool = False        # no guest traffic except the SSH forward
+    # "" keeps virtme-run's uncached 9p root; else a 9p cache mode (the root is read-only to the guest)
+    root_cache: str = ""
+    # "" keeps virtme-run's choice (``max`` under TCG); else a QEMU -cpu model given after it
+    cpu_model: str = ""
 
 
 def vng_binary() -> Path:
@@ -112,7 +138,8 @@ def root_device(spec: VngSpec) -> str:
 
 def qemu_opts(spec: VngSpec) -> list[str]:
     """The extra QEMU options kwb passes through vng."""
-    opts = ["-no-reboot", "-pidfile", check_path(spec.pidfile, "pid file")]
+    cpu = ["-cpu", spec.cpu_model] if spec.cpu_model else []  # QEMU keeps the last -cpu given
+    opts = ["-no-reboot", "-pidfile", check_path(spec.pidfile, "pid file"), *cpu]
     if spec.restrict_net:
         opts += ["-set", "netdev.ssh.restrict=on"]
     if spec.root_disk is None or not spec.disks:
@@ -128,12 +155,25 @@ def qemu_opts(spec: VngSpec) -> list[str]:
             "-device", "virtio-blk-pci,drive=kwbroot,serial=kwbroot"]
 
 
+def kernel_cmdline(spec: VngSpec) -> list[str]:
+    """The kernel options kwb adds after virtme-run's own."""
+    if spec.root_cache not in ROOT_CACHE_MODES:
+        known = ", ".join(ROOT_CACHE_MODES[1:])
+        raise InfraError(f"unknown 9p cache mode {spec.root_cache!r} (known: {known})")
+    # A 9p cache mode only means something for the host's root over 9p, not for kwb's own root disk.
+    cache = ([f"rootflags={ROOT_9P_FLAGS},cache={spec.root_cache}"]
+             if spec.root_cache and spec.root_disk is None else [])
+    return [*BASE_CMDLINE, *cache, *spec.cmdline]
+
+
 def build_argv(spec: VngSpec, vng: Path | None = None) -> list[str]:
     """The vng argv that boots ``spec.kernel`` with an SSH server and waits (no --exec)."""
     if spec.accel not in ("kvm", "tcg"):
         raise InfraError(f"unknown accelerator {spec.accel!r}")
     if not re.match(r"^[A-Za-z0-9-]+$", spec.name):
         raise InfraError(f"bad guest name {spec.name!r}")
+    if not re.match(r"^[A-Za-z0-9_,=.+-]*$", spec.cpu_model):
+        raise UserError(f"bad QEMU cpu model {spec.cpu_model!r}")
     argv = [
         str(vng or vng_binary()), "--run", check_path(spec.kernel, "kernel"),
         "--name", spec.name, "--user", spec.user,
@@ -155,7 +195,7 @@ def build_argv(spec: VngSpec, vng: Path | None = None) -> list[str]:
         path = check_path(d, "rw directory")
         # With a root of its own the guest path must be given; the same path keeps host paths valid.
         argv += ["--rwdir", f"{path}={path}" if spec.root_disk is not None else path]
-    argv += ["--append", " ".join([*BASE_CMDLINE, *spec.cmdline])]
+    argv += ["--append", " ".join(kernel_cmdline(spec))]
     # Must stay last: vng appends it verbatim after every other virtme-run option.
     argv.append("--qemu-opts=" + " ".join(qemu_opts(spec)))
     return argv

@@ -56,3 +56,13 @@ def validate_params(kind: str, params: dict[str, Any], where: str) -> None:
     validator = getattr(module, "validate_params", None)
     if callable(validator):
         validator(params, where)
+
+
+def resume_merger(kind: str) -> Callable[[JobResult, JobResult], JobResult] | None:
+    """The kind's ``merge_resumed(first, second)`` when its jobs can go on after a guest reboot (the
+    runner then runs ``evidence["resume"]``, the items the reboot kept from running, on the next guest)."""
+    try:
+        fn = getattr(_module(kind), "merge_resumed", None)
+    except (InfraError, UserError):
+        return None
+    return fn if callable(fn) else None

@@ -22,7 +22,7 @@ import platform
 import re
 import shlex
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,8 @@ NOT_TESTS = frozenset({"exec-target", "helpers"})
 SKIP_TEXT = re.compile(r"\bskip(ping|ped)?\b|doesn't support|not supported", re.IGNORECASE)
 KNOWN_PARAMS = ("set", "tests", "exclude", "per_test_timeout", "parallel")
 MARK = "KWB-LIBURING-"
+# Reason of a test not run because the guest had to be rebooted first: the runner runs it on the next guest.
+NOT_RUN_REBOOT = "not run yet: the guest was rebooted after "
 
 
 # --- host side: sources and build --------------------------------------------------------------------
@@ -346,29 +348,56 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
         if not batch:
             continue
         commands += [c for _, c in batch]
-        results = _run_batch(guest, batch, width, limit, max(int(left), limit), workdir)
+        results, running = _run_batch(guest, batch, width, limit, max(int(left), limit), workdir)
+        # A timeout or an abandoned command (rc -1) may have taken the guest with it.
+        gone = any(r.timed_out or r.returncode == -1 for r, _ in results) and not guest.alive()
+        culprits = _culprits(guest, running) if gone else []
         for (name, command), (res, output) in zip(batch, results, strict=True):
             write_text(job_dir / "tests" / f"{name}.log", f"$ {command}\n{output}\nexit: {res.returncode}\n")
-            outcome = classify(name, res.returncode, res.timed_out, output, res.duration,
-                               known_failure(known, name, release, target.fs))
+            if gone and name not in running:  # never started: it runs on the next guest
+                outcome = CaseOutcome(name, "not-run", None, 0.0, NOT_RUN_REBOOT + " / ".join(culprits))
+            elif name in culprits:
+                outcome = CaseOutcome(name, "timeout", None, round(res.duration, 2), _stopped_reason(guest))
+            else:
+                outcome = classify(name, res.returncode, res.timed_out, output, res.duration,
+                                   known_failure(known, name, release, target.fs))
             outcomes.append(outcome)
             log.append(f"{name}: {outcome.status} ({outcome.duration:.1f}s) {outcome.reason}".rstrip())
-        if any(r.timed_out for r, _ in results) and not guest.alive():
-            names = " / ".join(n for n, _ in batch)
-            outcomes += [CaseOutcome(t, "not-run", None, 0.0, f"guest stopped answering during {names}")
+        if gone:
+            outcomes += [CaseOutcome(t, "not-run", None, 0.0, NOT_RUN_REBOOT + " / ".join(culprits))
                          for g in groups[i + 1:] for t in g]
             break
     return outcomes, commands, log
 
 
+def _stopped_reason(guest: GuestSession) -> str:
+    wedge = getattr(guest, "wedge", None)
+    if isinstance(wedge, dict):
+        state = "wedged in the kernel" if wedge.get("alive") else "stopped answering"
+        return f"the guest {state} during this test ({wedge.get('how', '')})"
+    return "the guest stopped answering during this test"
+
+
+def _culprits(guest: GuestSession, running: list[str]) -> list[str]:
+    """The tests that were running when the guest stopped answering; when the guest's wedge report lists
+    processes stuck in the kernel, the running tests among them (liburing's binaries are ``NAME.t``)."""
+    wedge = getattr(guest, "wedge", None)
+    stuck = " ".join(str(x) for x in (wedge or {}).get("unkillable", [])) if isinstance(wedge, dict) else ""
+    named = [t for t in running if re.search(rf"\b{re.escape(t)}\.t\b", stuck)]
+    return named or running
+
+
 def _run_batch(guest: GuestSession, batch: list[tuple[str, str]], width: int, limit: int, budget: int,
-               workdir: str) -> list[tuple[Result, str]]:
-    """One test (its own SSH command), or a pool of ``width`` tests at a time in one command."""
+               workdir: str) -> tuple[list[tuple[Result, str]], list[str]]:
+    """One test (its own SSH command), or a pool of ``width`` tests at a time in one command; with the
+    tests that had started but not ended when the command returned."""
     if len(batch) == 1:
         res = guest.run(batch[0][1], timeout=limit + GUEST_SLACK)
-        return [(res, res.stdout + res.stderr)]
+        return [(res, res.stdout + res.stderr)], [batch[0][0]] if res.timed_out else []
     res = guest.run(pool_command(batch, width, f"{workdir}/.kwb-logs"), timeout=budget + GUEST_SLACK)
     parsed = parse_pool_output(res.stdout)
+    started = re.findall(rf"^{MARK}START (\S+)$", res.stdout, re.MULTILINE)
+    running = [n for n in started if n not in parsed]
     out: list[tuple[Result, str]] = []
     for name, command in batch:
         argv = ["sh", "-c", command]
@@ -378,20 +407,22 @@ def _run_batch(guest: GuestSession, batch: list[tuple[str, str]], width: int, li
         else:  # the pool was cut short (job budget, guest gone) before this test reported
             why = (res.stderr.strip().splitlines() or ["no result reported"])[-1]
             out.append((Result(argv, -1, "", why, 0.0, timed_out=True), why))
-    return out
+    return out, running
 
 
 def pool_command(batch: list[tuple[str, str]], width: int, logdir: str) -> str:
     """A guest command running the ``(name, command)`` pairs ``width`` at a time (bash ``wait -n``); each
-    test prints its output, exit code and seconds between markers as it ends (under ``flock``, so blocks
-    never interleave and a pool cut short still reports the tests that finished)."""
+    test says when it starts and prints its output, exit code and seconds between markers as it ends
+    (under ``flock``, so blocks never interleave, a pool cut short still reports the tests that finished
+    and which ones were running)."""
     d = shlex.quote(logdir)
     lines = [f"mkdir -p {d}", "running=0"]
     for name, command in batch:
         f = shlex.quote(f"{logdir}/{name}")
         report = (f"echo {MARK}BEGIN {name}; cat {f}.out; echo; "
                   f"echo {MARK}END {name} $(cat {f}.rc)")
-        lines += [f"( read -r s _ < /proc/uptime; ( {command} ) > {f}.out 2>&1; rc=$?; "
+        lines += [f"( flock {d}/.lock echo {MARK}START {name}; read -r s _ < /proc/uptime; "
+                  f"( {command} ) > {f}.out 2>&1; rc=$?; "
                   f"read -r e _ < /proc/uptime; echo \"$rc $s $e\" > {f}.rc; "
                   f"flock {d}/.lock sh -c {shlex.quote(report)} ) &",
                   "running=$((running + 1))",
@@ -442,6 +473,9 @@ def _finish(spec: WorkloadSpec, target: Target, job_dir: Path, outcomes: list[Ca
             commands: list[str], log: list[str], release: str, start: float) -> JobResult:
     status, reason = job_status(outcomes)
     subresults = [asdict(o) for o in outcomes]
+    # Tests the guest's reboot kept from running: the runner runs them on the next guest (resume).
+    resume = [o.name for o in outcomes if o.status == "not-run" and o.reason.startswith(NOT_RUN_REBOOT)]
+    culprits = [o.name for o in outcomes if o.status == "timeout" and o.reason.startswith("the guest ")]
     write_job_files(job_dir, "\n".join(commands), "\n".join(log) + "\n", "", 0 if status is JobStatus.PASS
                     else 1)
     write_json(job_dir / "liburing-results.json", {"kernel": release, "fs": target.fs, "tests": subresults})
@@ -454,7 +488,10 @@ def _finish(spec: WorkloadSpec, target: Target, job_dir: Path, outcomes: list[Ca
     return JobResult(spec.name, target.fs, "", status, reason, command="\n".join(commands),
                      exitcode=0 if status is JobStatus.PASS else 1,
                      duration=round(time.monotonic() - start, 2), metrics=dict(summarise(outcomes)),
-                     evidence={"kernel": release, "checks": checks}, subresults=subresults,
+                     evidence={"kernel": release, "checks": checks,
+                               **({"resume": resume} if resume else {}),
+                               **({"stopped_by": culprits} if culprits else {})},
+                     subresults=subresults,
                      job_dir=str(job_dir))
 
 
@@ -473,3 +510,32 @@ def run_on_host(tests: list[str], workdir: Path, *, per_test: int = PER_TEST_TIM
         out.append(classify(name, res.returncode, res.timed_out, res.stdout + res.stderr, res.duration,
                             known_failure(known, name, release, "host")))
     return out
+
+
+def merge_resumed(first: JobResult, second: JobResult) -> JobResult:
+    """One job from a run the guest's reboot cut short (``first``) and the run of its remaining tests on
+    the fresh guest (``second``): every test once, the status over all of them, a kernel finding of the
+    first part kept (it is what made the reboot necessary)."""
+    again = {str(s["name"]) for s in second.subresults}
+    subs = [s for s in first.subresults if s["name"] not in again] + list(second.subresults)
+    outcomes = [CaseOutcome(str(s["name"]), str(s["status"]), s.get("exitcode"),
+                            float(s.get("duration", 0.0)), str(s.get("reason", ""))) for s in subs]
+    status, reason = job_status(outcomes)
+    if first.findings and first.status in (JobStatus.CRASH, JobStatus.FAIL):
+        status, reason = first.status, f"{first.reason}; after the reboot: {reason}"
+    evidence = {**second.evidence, "resumed_after_reboot": sorted(again)}
+    for key in ("stopped_by", "wedge"):
+        if key in first.evidence:
+            evidence[key] = first.evidence[key]
+    evidence.pop("resume", None)
+    if any(o.status == "not-run" and o.reason.startswith(NOT_RUN_REBOOT) for o in outcomes):
+        evidence["resume"] = [o.name for o in outcomes
+                              if o.status == "not-run" and o.reason.startswith(NOT_RUN_REBOOT)]
+    checks = [dict(c, ok=status is JobStatus.PASS, reason=reason) if c.get("name") == "tests-pass" else c
+              for c in second.evidence.get("checks", [])]
+    evidence["checks"] = checks
+    return replace(second, status=status, reason=reason, subresults=subs, evidence=evidence,
+                   metrics=dict(summarise(outcomes)), findings=first.findings + second.findings,
+                   duration=round(first.duration + second.duration, 2),
+                   command="\n".join(c for c in (first.command, second.command) if c),
+                   exitcode=0 if status is JobStatus.PASS else 1)

@@ -70,6 +70,8 @@ class _Run:
     accel: str = ""
     prepared: set[str] = field(default_factory=set)  # filesystems made in this run (host template or guest)
     stop_on_flag: bool = False                        # mutants: the first failing check is enough
+    # (fs, workload) -> the part of a job a guest reboot cut short; its evidence["resume"] runs next boot
+    resume: dict[tuple[str, str], JobResult] = field(default_factory=dict)
 
     @property
     def variant_dir(self) -> Path:
@@ -191,6 +193,13 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
     """Run one job; returns (result, guest needs a reboot)."""
     job_dir = run.variant_dir / target.fs / spec.name
     job_dir.mkdir(parents=True, exist_ok=True)
+    first = run.resume.pop((target.fs, spec.name), None)
+    run_dir, run_spec = job_dir, spec
+    if first is not None:  # the rest of a job a reboot cut short, in a directory of its own
+        run_dir = job_dir / f"resumed-boot-{run.boots}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_spec = replace(spec, params={**spec.params, "tests": list(first.evidence["resume"]),
+                                         "exclude": []})
     start = time.monotonic()
     result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR, "job did not finish",
                        job_dir=str(job_dir))
@@ -198,7 +207,7 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
     try:
         monitor.mark()
         try:
-            result = kinds.runner_for(spec.kind)(guest, spec, target, job_dir)
+            result = kinds.runner_for(spec.kind)(guest, run_spec, target, run_dir)
         except KwbError as exc:
             result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR, str(exc))
         except Exception as exc:  # a runner bug must cost one job, not the run
@@ -214,10 +223,33 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         write_text(job_dir / "console.log", health.console)
         health_text = health.excerpt()
         _apply_health(result, health, alive)
+        _apply_wedge(result, guest)
         reboot = not alive or result.status in (JobStatus.TIMEOUT, JobStatus.CRASH)
+        merge = kinds.resume_merger(spec.kind)
+        if first is not None and merge is not None:
+            result = merge(first, result)
+            result.variant, result.job_dir = run.variant, str(job_dir)
+        if reboot and merge is not None and result.evidence.get("resume"):
+            run.resume[(target.fs, spec.name)] = result
+            run.progress(f"{run.variant} {target.fs} {spec.name}: guest reboot; "
+                         f"{len(result.evidence['resume'])} tests to run on the next guest")
         return result, reboot
     finally:
         _write_job(run, result, job_dir, health_text)
+
+
+def _apply_wedge(result: JobResult, guest: GuestSession) -> None:
+    """A guest that wedged (or died) under the job: its report, naming the test, goes into the result."""
+    wedge = getattr(guest, "wedge", None)
+    if not isinstance(wedge, dict):
+        return
+    tests = [str(t) for t in result.evidence.get("stopped_by", [])] or [result.workload]
+    result.evidence["wedge"] = {**wedge, "test": tests}
+    state = "wedged in the kernel" if wedge.get("alive") else "stopped answering"
+    if result.status is not JobStatus.CRASH:
+        result.status = JobStatus.TIMEOUT if result.status is JobStatus.PASS else result.status
+    result.reason = (f"guest {state} during {' / '.join(tests)} (detected after "
+                     f"{wedge.get('detected_after_s')}s); {result.reason}")
 
 
 def _error_job(run: _Run, spec: WorkloadSpec, fs: str, reason: str, output: str = "") -> JobResult:
@@ -291,7 +323,8 @@ def _session(run: _Run) -> bool:
                 run.results.append(_error_job(run, spec, fs, f"filesystem unusable: {target}"))
                 continue
             result, reboot = _one_job(run, guest, monitor, spec, target)
-            run.results.append(result)
+            if (fs, spec.name) not in run.resume:  # else it goes on after the reboot
+                run.results.append(result)
             n, total = len(run.results), len(run.results) + len(_pending(run))
             run.progress(f"[{n}/{total}] {run.variant} {fs} {spec.name}: {result.status.value}"
                          + (f" — {result.reason}" if result.reason else ""))
@@ -350,6 +383,8 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
         _drive(run, limit)
         _skip_after_flag(run)
     finally:
+        run.results += run.resume.values()  # parts still waiting for a guest (interrupted run)
+        run.resume.clear()
         write_json(run.variant_dir / "summary.json", _summary(run))
         shutil.rmtree(disk_dir, ignore_errors=True)
     return run.results
@@ -370,12 +405,19 @@ def _ensure_kernel(variant: str, progress: Progress) -> Any:
     return ensure_kernel(variant, progress=progress)
 
 
+def _partial_or_error(run: _Run, spec: WorkloadSpec, fs: str, reason: str) -> JobResult:
+    """What a job gets when no further guest comes: its part run before the last reboot, else an error."""
+    partial = run.resume.pop((fs, spec.name), None)
+    return partial if partial is not None else _error_job(run, spec, fs, reason)
+
+
 def _drive(run: _Run, limit: int) -> None:
     failures = 0
     while _pending(run):
         if run.boots >= limit:
             for fs, spec in _pending(run):
-                run.results.append(_error_job(run, spec, fs, f"not run: guest re-booted {run.boots} times"))
+                why = f"not run: guest re-booted {run.boots} times"
+                run.results.append(_partial_or_error(run, spec, fs, why))
             return
         try:
             if _session(run):
@@ -387,5 +429,5 @@ def _drive(run: _Run, limit: int) -> None:
             run.progress(f"{run.variant}: guest session failed ({failures}/{BOOT_ATTEMPTS}): {exc}")
             if failures >= BOOT_ATTEMPTS:
                 for fs, spec in _pending(run):
-                    run.results.append(_error_job(run, spec, fs, f"guest unavailable: {exc}"))
+                    run.results.append(_partial_or_error(run, spec, fs, f"guest unavailable: {exc}"))
                 return
