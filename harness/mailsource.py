@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import profile
 from harness.errors import InfraError, OfflineError, UserError
 from harness.paths import cache_dir, project_root
-from harness.series.loader import SERIES_TOML
 from harness.tomlfile import load_toml
 
 NETWORK_TIMEOUT = 3.0   # seconds; the whole probe is bounded by NETWORK_TIMEOUT + 1 (harness.sources.lore)
@@ -52,7 +52,8 @@ def network_up(timeout: float = NETWORK_TIMEOUT) -> bool:
 
 
 def _profile(root: Path | None = None) -> dict[str, object]:
-    path = (root or project_root()) / SERIES_TOML
+    """The active series profile's series metadata (its revisions' message-ids, its list)."""
+    path = profile.active().series_file
     if not path.is_file():
         return {}
     return dict(load_toml(path, "series metadata"))

@@ -211,8 +211,8 @@ def _series_step(opts: Options, stages: Stages, record: RunRecord, progress: Pro
     with _step(record, progress, "series"):
         family = stages.load_family(choice.spec)
         statuses = stages.concern_statuses(family)
-        wanted = set(profile.active().concern_revisions) | ({opts.revision} if opts.revision else set()) | set(
-            opts.revisions or ())
+        wanted = (set(profile.active().concern_revisions) | ({opts.revision} if opts.revision else set())
+                  | set(opts.revisions or ()))
         record.concerns = [s for s in statuses if int(s["version"]) in wanted]
     return family
 
