@@ -124,10 +124,16 @@ def _cmd_concerns(args: argparse.Namespace) -> int:
     fam = _family(args, loaded)
     statuses = concerns.evaluate_family(concerns.load_catalogue(), fam)
     records = [s.to_dict() for s in statuses]
+    from harness.series.remarks import load_remarks
+
+    remarks = [r.to_dict() for r in load_remarks()]
     lines = [f"{fam.name}: {len(records)} concern statuses"]
     lines.extend(f"  v{r['version']} {r['concern_id']:32} {r['status']:15} "
                  f"{('#' + str(r['patch'])) if r['patch'] else '':4} {r['evidence'][:80]}" for r in records)
-    return _emit(args, {"name": fam.name, "concerns": records}, "\n".join(lines), loaded)
+    lines.append(f"process remarks ({len(remarks)}):")
+    lines.extend(f"  v{r['raised_on']} {r['id']:32} {r['title']} <{r['message_id']}>" for r in remarks)
+    return _emit(args, {"name": fam.name, "concerns": records, "process": remarks}, "\n".join(lines),
+                 loaded)
 
 
 def _version(text: str) -> int:
