@@ -129,6 +129,6 @@ def load_indexed(source: IndexedSource, spec: str, annotator: Annotator) -> Sour
         note = (f"archive index extended by {len(records) - before} messages" if since is not None
                 else f"archive index built ({len(records)} messages)")
     load = functools.partial(source.read, spec)
-    result = SourceResult(source.name, spec, [_message(rec, load) for rec in records], list(warnings),
-                          skipped, note)
-    return result
+    key = hashlib.sha256(json.dumps([SCHEMA, annotator.name, identity], sort_keys=True).encode()).hexdigest()
+    return SourceResult(source.name, spec, [_message(rec, load) for rec in records], list(warnings),
+                        skipped, note, str(path), key[:32])
