@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InfraError, UserError
+from harness.series.bodies import summary
 from harness.series.loader import LoadResult, find_family, load_series
 from harness.series.model import Family, Revision
 from harness.series.revdiff import diff_revisions
@@ -68,8 +69,7 @@ def _revision_text(rev: Revision) -> str:
 
 
 def _first_line(text: str) -> str:
-    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
-    return line[:100]
+    return summary(text)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
