@@ -38,7 +38,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     loaded = _load(args)
     series = [{"index": i + 1, "name": f.name, "first_date": f.first_date, "notes": f.notes,
                "revisions": [r.summary() for r in f.revisions]} for i, f in enumerate(loaded.families)]
-    lines = [f"{loaded.message_count} messages, {len(series)} series ({loaded.kind}: {loaded.source})"]
+    index = f"; {loaded.index_note}" if loaded.index_note else ""
+    lines = [f"{loaded.message_count} messages, {len(series)} series ({loaded.kind}: {loaded.source}{index})"]
     for i, fam in enumerate(loaded.families):
         lines.append(f"#{i + 1} {fam.name}")
         lines.extend(f"    note: {n}" for n in fam.notes)
@@ -48,7 +49,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                          f"{r.expected} patches{cover}")
             lines.extend(f"        warning: {w}" for w in r.warnings)
     data = {"source": loaded.source, "kind": loaded.kind, "messages": loaded.message_count,
-            "warnings": loaded.warnings, "series": series}
+            "index": loaded.index_note, "warnings": loaded.warnings, "series": series}
     return _emit(args, data, "\n".join(lines), loaded)
 
 
