@@ -58,3 +58,17 @@ def test_changed_mbox_is_reindexed(tmp_path: Path, cache: Path) -> None:
     path.write_bytes(mbox(*_msgs(3)))
     again = load_messages(path, ANNOTATOR)
     assert "built (3" in again.index_note and len(again.messages) == 3
+
+
+def test_index_of_a_source_that_is_gone_is_pruned(tmp_path: Path, cache: Path) -> None:
+    gone = tmp_path / "gone.mbox"
+    gone.write_bytes(mbox(*_msgs(2)))
+    load_series(gone)
+    assert len(list((cache / "archive-index").glob("*.json"))) == 2  # index + kept families
+    gone.unlink()
+    kept = tmp_path / "kept.mbox"
+    kept.write_bytes(mbox(*_msgs(2)))
+    load_series(kept)
+    names = sorted(p.name for p in (cache / "archive-index").glob("*.json"))
+    assert len(names) == 2 and all(n.startswith("mbox-") for n in names)
+    assert load_messages(kept, ANNOTATOR).index_note.startswith("archive index reused")
