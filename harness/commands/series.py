@@ -77,10 +77,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     loaded = _load(args)
     fam = _family(args, loaded)
     revs = [fam.revision(args.revision)] if args.revision is not None else fam.revisions
-    data = {"name": fam.name, "revisions": [
+    data = {"name": fam.name, "notes": fam.notes, "revisions": [
         {**r.summary(), "patches": [p.to_dict(full=args.full) for p in r.patches],
          "cover_reviews": [rv.to_dict() for rv in r.cover_reviews]} for r in revs]}
-    text = f"{fam.name}\n" + "\n".join(_revision_text(r) for r in revs)
+    text = f"{fam.name}\n" + "".join(f"note: {n}\n" for n in fam.notes) + "\n".join(
+        _revision_text(r) for r in revs)
     return _emit(args, data, text, loaded)
 
 
