@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An environment variable so every guest this run starts (and its child kwb processes) agree.
         os.environ["KWB_GUEST_ROOT"] = "host"
     try:
-        check_profile(profile.use(args.profile))
+        check_profile(profile.use(getattr(args, "profile", None)))
         return int(args.func(args))
     except KwbError as exc:
         print(f"kwb: error: {exc}", file=sys.stderr)

@@ -95,3 +95,15 @@ def test_export_without_patches_is_user_error(tmp_path: Path) -> None:
     empty = Revision(version=9, label="v9", rfc=False, expected=0, cover=rev.cover, patches=[])
     with pytest.raises(UserError, match="no patches"):
         export_revision(empty, tmp_path / "x.mbx")
+
+
+@pytest.mark.real
+def test_export_rfc_writes_the_patch_show_uses(tmp_path: Path) -> None:
+    # RFC 03/11 was re-sent inside the thread as "[PATCH v2 03/11]"; show and concerns use the first
+    # posting (the re-send is a fix-up review), so export must write that one too, not b4's pick.
+    rev = abr_family().revision(1)
+    assert rev.patch(3).message.message_id == "20200522202311.10959-4-axboe@kernel.dk"
+    assert any(r.message.message_id == "43ad2c54-1e42-35ed-26be-6535cb0541b6@kernel.dk"
+               for r in rev.patch(3).reviews)
+    out = export_revision(rev, tmp_path / "rfc.mbx")
+    _check_export(rev, tmp_path, out)  # every exported diff byte-identical to the patch show lists

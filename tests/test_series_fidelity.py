@@ -46,3 +46,24 @@ def test_v5_replies_with_trimmed_references_are_on_the_cover() -> None:
                 "0179d0bf-0b01-3f05-9221-654a00f0452d@kernel.dk",
                 "20200605230244.u342xw4negic2nmr@alap3.anarazel.de"):
         assert mid in ids
+
+
+def test_withdrawn_snippet_is_not_the_fixup_the_real_suggestion_is() -> None:
+    # Pavel on v3 12/12: a pseudo-snippet, then "thinking twice ... it should be ok as is", then the
+    # real suggestion (add a CQE before "goto free_out").
+    fam = abr_family()
+    [review] = [rv for rv in fam.revision(3).all_reviews()
+                if rv.message.message_id == "a8212987-bd06-5c67-73d7-e77a654df4ac@gmail.com"]
+    assert review.fixup_diff is not None
+    assert "put_task_struct" not in review.fixup_diff
+    assert "kiocb_done(kiocb, ret2);" in review.fixup_diff
+
+
+def test_summaries_say_something() -> None:
+    from harness.series.bodies import summary
+    assert summary("Hi,\n\nThat seems to fix it! Yay.") == "That seems to fix it! Yay."
+    assert summary("...\nThis looks fishy.") == "This looks fishy."
+    assert summary("Jens,\nThis hunk should be elsewhere.") == "This hunk should be elsewhere."
+    assert summary("Hi,") == "Hi,"  # nothing else to say: the line itself, not an empty summary
+    texts = [summary(rv.text) for r in abr_family().revisions for rv in r.all_reviews()]
+    assert not [t for t in texts if t in ("...", "Hi,", "Hi Jens,")]

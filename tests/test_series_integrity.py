@@ -93,3 +93,19 @@ def test_synthetic_cut_between_files_is_caught_by_the_diffstat(tmp_path: Path) -
     whole.write_bytes(mbox(mail("p@x", "[PATCH] a: one", body + two + "-- \n2.26.2\n")))
     [fam] = load_series(whole).families
     assert not [w for w in fam.revisions[0].warnings if "cut short" in w]
+
+
+def test_kept_families_answer_a_repeat_exactly(capsys: pytest.CaptureFixture[str], lore_mbox: Path,
+                                               cache: Path) -> None:
+    # The first command groups and keeps the result beside the archive index; the second rebuilds it
+    # from there: same output, and the kept file is what answered.
+    code, first, _ = _run(capsys, "series", "show", "--source", str(lore_mbox), "--json", "--full")
+    assert code == 0
+    [kept] = list((cache / "archive-index").glob("*.families.json"))
+    before = kept.stat().st_mtime_ns
+    code, second, _ = _run(capsys, "series", "show", "--source", str(lore_mbox), "--json", "--full")
+    assert code == 0 and second == first
+    assert kept.stat().st_mtime_ns == before  # not regrouped
+    kept.write_text(kept.read_text().replace('"code":"', '"code":"stale'))
+    code, third, _ = _run(capsys, "series", "show", "--source", str(lore_mbox), "--json", "--full")
+    assert code == 0 and third == first and kept.stat().st_mtime_ns != before  # regrouped, rewritten

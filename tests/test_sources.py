@@ -122,14 +122,14 @@ def test_thread_view_v3_yields_messages_with_threading(seeds: Path) -> None:
     result = load_messages(path)
     assert result.kind == "thread-view"
     msgs = result.messages
-    assert len(msgs) == 29
+    assert len(msgs) == 27  # 29 shown; the two strays below are named, not made messages
     assert msgs[0].subject == "[PATCHSET v2 0/12] Add support for async buffered reads"
     trond = next(m for m in msgs if m.sender == "Trond Myklebust")
     parent = next(m for m in msgs if m.message_id == trond.in_reply_to)
     assert parent.subject.startswith("[PATCH 05/12]")
     assert "'private' field" in trond.body
     # two later reposts of patch 06 hang under covers the view does not show: said, not hidden
-    assert sum("is not in this view" in w for w in result.warnings) == 2
+    assert sum("a posting this view does not show" in w for w in result.warnings) == 2
 
 
 def test_thread_view_older_archive_and_hypermail_page(seeds: Path) -> None:

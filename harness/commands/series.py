@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InfraError, UserError
+from harness.series.bodies import summary
 from harness.series.loader import LoadResult, find_family, load_series
 from harness.series.model import Family, Revision
 from harness.series.revdiff import diff_revisions
@@ -39,7 +40,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     loaded = _load(args)
     series = [{"index": i + 1, "name": f.name, "first_date": f.first_date, "notes": f.notes,
                "revisions": [r.summary() for r in f.revisions]} for i, f in enumerate(loaded.families)]
-    lines = [f"{loaded.message_count} messages, {len(series)} series ({loaded.kind}: {loaded.source})"]
+    index = f"; {loaded.index_note}" if loaded.index_note else ""
+    lines = [f"{loaded.message_count} messages, {len(series)} series ({loaded.kind}: {loaded.source}{index})"]
     for i, fam in enumerate(loaded.families):
         lines.append(f"#{i + 1} {fam.name}")
         lines.extend(f"    note: {n}" for n in fam.notes)
@@ -49,7 +51,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                          f"{r.expected} patches{cover}")
             lines.extend(f"        warning: {w}" for w in r.warnings)
     data = {"source": loaded.source, "kind": loaded.kind, "messages": loaded.message_count,
-            "warnings": loaded.warnings, "series": series}
+            "index": loaded.index_note, "warnings": loaded.warnings, "series": series}
     return _emit(args, data, "\n".join(lines), loaded)
 
 
@@ -70,18 +72,18 @@ def _revision_text(rev: Revision) -> str:
 
 
 def _first_line(text: str) -> str:
-    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
-    return line[:100]
+    return summary(text)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     loaded = _load(args)
     fam = _family(args, loaded)
     revs = [fam.revision(args.revision)] if args.revision is not None else fam.revisions
-    data = {"name": fam.name, "revisions": [
+    data = {"name": fam.name, "notes": fam.notes, "revisions": [
         {**r.summary(), "patches": [p.to_dict(full=args.full) for p in r.patches],
          "cover_reviews": [rv.to_dict() for rv in r.cover_reviews]} for r in revs]}
-    text = f"{fam.name}\n" + "\n".join(_revision_text(r) for r in revs)
+    text = f"{fam.name}\n" + "".join(f"note: {n}\n" for n in fam.notes) + "\n".join(
+        _revision_text(r) for r in revs)
     return _emit(args, data, text, loaded)
 
 
@@ -126,10 +128,16 @@ def _cmd_concerns(args: argparse.Namespace) -> int:
     fam = _family(args, loaded)
     statuses = concerns.evaluate_family(concerns.load_catalogue(), fam)
     records = [s.to_dict() for s in statuses]
+    from harness.series.remarks import load_remarks
+
+    remarks = [r.to_dict() for r in load_remarks()]
     lines = [f"{fam.name}: {len(records)} concern statuses"]
     lines.extend(f"  v{r['version']} {r['concern_id']:32} {r['status']:15} "
                  f"{('#' + str(r['patch'])) if r['patch'] else '':4} {r['evidence'][:80]}" for r in records)
-    return _emit(args, {"name": fam.name, "concerns": records}, "\n".join(lines), loaded)
+    lines.append(f"process remarks ({len(remarks)}):")
+    lines.extend(f"  v{r['raised_on']} {r['id']:32} {r['title']} <{r['message_id']}>" for r in remarks)
+    return _emit(args, {"name": fam.name, "concerns": records, "process": remarks}, "\n".join(lines),
+                 loaded)
 
 
 def _version(text: str) -> int:

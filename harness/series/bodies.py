@@ -45,9 +45,36 @@ _HUNK = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@")
 _CODE_CHANGE = re.compile(r"^[+-]\s+\S.*[;{}]\s*$")
 
 
+# "but, thinking twice, ... it should be ok as is", "never mind", "scratch that": the snippet above it
+# is taken back.
+_WITHDRAWN = re.compile(r"(?i)\b(thinking (twice|again|about it more)|on second thought|never ?mind|scratch "
+                        r"that|ignore (that|this)|should be (ok|fine) as is|forget (it|that))\b")
+_C_LINE = re.compile(r"^\s*(\S.*[;{}]|}|\S.*\)\s*\{?)\s*$")
+
+
 def find_snippet(text: str) -> str | None:
     """A diff fragment without file headers: a hunk header, or two or more ``+``/``-`` code lines
-    (``+ put_task_struct(req->task);``), returned with the lines around them up to a blank line."""
+    (``+ put_task_struct(req->task);``), returned with the lines around them up to a blank line.
+
+    A fragment the mail takes back in the next paragraph ("thinking twice, it should be ok as is") is
+    not the proposal: then the last code block after it that is not taken back is, if there is one.
+    """
+    blocks = text.split("\n\n")
+    withdrawn = [i for i, block in enumerate(blocks[1:], 1) if _WITHDRAWN.search(block)
+                 and _snippet_lines(blocks[i - 1]) is not None]
+    if not withdrawn:
+        return _snippet_lines(text)
+    after = blocks[withdrawn[-1] + 1:]
+    code = [b for b in after if _code_block(b)]
+    return (code[-1].strip("\n") + "\n") if code else None
+
+
+def _code_block(block: str) -> bool:
+    lines = [line for line in block.split("\n") if line.strip()]
+    return len(lines) >= 2 and all(_C_LINE.match(line) or _CODE_CHANGE.match(line) for line in lines)
+
+
+def _snippet_lines(text: str) -> str | None:
     lines = text.split("\n")
     hits = [i for i, line in enumerate(lines) if _HUNK.match(line) or _CODE_CHANGE.match(line)]
     if not hits or (len(hits) < 2 and not any(_HUNK.match(lines[i]) for i in hits)):
@@ -107,3 +134,18 @@ def own_words(body: str) -> str:
             continue
         out.append(line.rstrip())
     return "\n".join(out).strip("\n")
+
+
+_GREETING = re.compile(r"(?i)^(hi|hello|hey|dear|greetings|thanks|thank you)\b[^.!?]{0,40}[,!]?$|^[\w.-]+,$")
+_FILLER = re.compile(r"^[\s.…:;,!?*-]*$|^\[?\.\.\.\]?")
+
+
+def summary(text: str, width: int = 100) -> str:
+    """The first line of a reply's own words that says something: not "...", not a greeting ("Hi,",
+    "Jens,"), not an empty attribution leftover; the first line at all when none qualifies."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if _FILLER.match(line) or _GREETING.match(line):
+            continue
+        return line[:width]
+    return lines[0][:width] if lines else ""

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 STATUSES = ("present", "addressed", "not-applicable")
-SOURCES = ("review", "merge")
+SOURCES = ("review", "merge", "report")  # report: against a tree, not a reply to a posting
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 

@@ -13,6 +13,7 @@ from harness.errors import InfraError, UserError
 from harness.run import run
 from harness.series.integrity import check_patch
 from harness.series.model import Revision
+from harness.series.subjects import parse_subject
 from harness.sources.lore import b4_command, b4_env
 from harness.sources.message import Message
 
@@ -33,8 +34,17 @@ def revision_messages(rev: Revision) -> list[Message]:
     for p in rev.patches:
         out[p.message.message_id] = p.message
     for r in rev.all_reviews():
+        if _is_repost(r.message):
+            # A patch re-sent inside the thread (RFC 03/11's v2) is kept as a fix-up review; handed to
+            # b4 it would be taken as the newer patch 3, so export would write what show does not.
+            continue
         out.setdefault(r.message.message_id, r.message)
     return list(out.values())
+
+
+def _is_repost(msg: Message) -> bool:
+    info = parse_subject(msg.subject)
+    return info.is_patch and not info.is_reply and info.number is not None
 
 
 def write_mboxrd(messages: list[Message], path: Path) -> None:

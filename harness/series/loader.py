@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness import profile
 from harness.errors import UserError
+from harness.series import cache as family_cache
 from harness.series.bodies import find_diff
 from harness.series.families import group_families
 from harness.series.grouping import ThreadIndex, collect_postings
@@ -88,7 +89,13 @@ ANNOTATOR = Annotator("series-facts-3", body_facts)
 def load_series(source: str | Path) -> LoadResult:
     """Parse ``source`` and group its patch postings into families (warnings kept, not printed)."""
     loaded = load_messages(source, ANNOTATOR)
-    families = group_messages(loaded.messages)
+    families = None
+    if loaded.index_file:  # a whole archive: its grouping is kept beside its index
+        families = family_cache.load(loaded.index_file, loaded.index_key, loaded.messages)
+    if families is None:
+        families = group_messages(loaded.messages)
+        if loaded.index_file:
+            family_cache.save(loaded.index_file, loaded.index_key, families)
     warnings = list(loaded.warnings)
     if loaded.skipped:
         warnings.append(f"{loaded.skipped} message(s) of {source} could not be read (named above); the rest "

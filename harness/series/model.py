@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import UserError
+from harness.series.bodies import summary
 from harness.sources.message import Message
 
 __all__ = ["Family", "Message", "Patch", "Review", "Revision"]
@@ -60,7 +61,7 @@ class Review:
         """JSON-ready summary."""
         return {"message_id": self.message.message_id, "reviewer": self.reviewer,
                 "date": self.message.date.isoformat() if self.message.date else None,
-                "subject": self.message.subject, "text": self.text,
+                "subject": self.message.subject, "summary": summary(self.text), "text": self.text,
                 "trailers": [list(t) for t in self.trailers], "fixup_diff": self.fixup_diff}
 
 

@@ -29,6 +29,8 @@ class SourceResult:
     warnings: list[str] = field(default_factory=list)
     skipped: int = 0  # messages that could not be read at all (each named in a warning)
     index_note: str = ""  # how the archive index was used ("built", "reused", "extended by N")
+    index_file: str = ""  # the archive index behind these messages ("" when none)
+    index_key: str = ""  # changes whenever the indexed messages do (for caches derived from them)
 
 
 @dataclass

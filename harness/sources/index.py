@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,6 +103,25 @@ def _scan(entries: Iterable[RawEntry], annotator: Annotator, seen: set[str], rec
     return skipped
 
 
+_LOCATION = re.compile(r'"location":("(?:[^"\\]|\\.)*")')
+
+
+def _prune(folder: Path) -> None:
+    """Drop indexes (and what was kept beside them) of sources that no longer exist: temporary
+    mboxes would otherwise pile up in the cache."""
+    for old in folder.glob("*-*.json"):
+        if old.name.endswith(".families.json"):
+            continue
+        try:
+            with old.open(encoding="utf-8") as f:
+                m = _LOCATION.search(f.read(4096))
+            if m is not None and not os.path.exists(json.loads(m.group(1))):
+                old.unlink()
+                old.with_suffix(".families.json").unlink(missing_ok=True)
+        except (OSError, ValueError):
+            continue
+
+
 def load_indexed(source: IndexedSource, spec: str, annotator: Annotator) -> SourceResult:
     """The messages of ``spec`` from its index (built or extended first when the source changed)."""
     path = index_path(source.name, spec)
@@ -122,6 +142,7 @@ def load_indexed(source: IndexedSource, spec: str, annotator: Annotator) -> Sour
         before = len(records)
         seen = {rec[0] for rec in records}
         skipped += _scan(source.entries(spec, since), annotator, seen, records, warnings)
+        _prune(path.parent)
         write_text(path, json.dumps({"schema": SCHEMA, "kind": source.name,
                                      "location": os.path.realpath(spec), "annotator": annotator.name,
                                      "identity": identity, "skipped": skipped, "warnings": warnings,
@@ -129,6 +150,6 @@ def load_indexed(source: IndexedSource, spec: str, annotator: Annotator) -> Sour
         note = (f"archive index extended by {len(records) - before} messages" if since is not None
                 else f"archive index built ({len(records)} messages)")
     load = functools.partial(source.read, spec)
-    result = SourceResult(source.name, spec, [_message(rec, load) for rec in records], list(warnings),
-                          skipped, note)
-    return result
+    key = hashlib.sha256(json.dumps([SCHEMA, annotator.name, identity], sort_keys=True).encode()).hexdigest()
+    return SourceResult(source.name, spec, [_message(rec, load) for rec in records], list(warnings),
+                        skipped, note, str(path), key[:32])

@@ -21,6 +21,7 @@ SEPARATOR = re.compile(r"^\^ permalink raw reply")
 _FROM = re.compile(r"^From: (?P<name>.*?) @ (?P<date>\d{4}-\d\d-\d\d +\d+:\d\d) UTC \(permalink / raw\)")
 _TREE = re.compile(r"^(?P<mark>[@ ]) +(?P<date>\d{4}-\d\d-\d\d +\d+:\d\d)(?P<rest>.*)$")
 _NOTFOUND = re.compile(r"^ +\[not found\](?P<pad> +)` <(?P<id>[^>]+)>")
+_PATCH_SUBJECT = re.compile(r"^\[[^\]]*PATCH[^\]]*\b\d+/\d+\]", re.IGNORECASE)
 _HYPER_DATE = re.compile(r"^Date: (?P<d>\w{3} \w{3} \d\d \d{4} - \d\d:\d\d:\d\d) (?P<tz>[A-Z]{3})$")
 _TZ = {"UTC": 0, "GMT": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8,
        "PDT": -7, "CET": 1, "CEST": 2}
@@ -46,6 +47,8 @@ class _Block:
     msgid: str = ""
     parent_id: str | None = None
     refs: list[str] = field(default_factory=list)
+    real_id: str | None = None
+    stray: bool = False  # a patch of a posting this view does not show
 
 
 def _node(line: str) -> _Node | None:
@@ -88,6 +91,11 @@ def _parse_block(lines: list[str]) -> _Block | None:
     own_index = next((k for k, (at, _) in enumerate(nodes) if at), None)
     if own_index is not None:
         block.own = nodes[own_index][1]
+        after = nodes[own_index + 1][1] if own_index + 1 < len(nodes) else None
+        if after is not None and after.known_id and after.depth > block.own.depth:
+            # Mirrors that rewrote Message-IDs (gmane-style) show each message's real id as a
+            # "[not found]" child right below it: that is the id its replies and patches refer to.
+            block.real_id = after.known_id
         for _, cand in reversed(nodes[:own_index]):
             if cand.depth < block.own.depth:
                 block.parent = cand
@@ -129,7 +137,11 @@ def _resolve_parents(blocks: list[_Block], stem: str, notes: list[str]) -> None:
         exact = [o for o in candidates if node.text == f"{o.subject} {o.author}"]
         picks = exact or candidates
         b.parent_id = picks[0].msgid if picks else None
-        if not picks:
+        if not picks and _PATCH_SUBJECT.match(b.subject) and "[PATCH" in node.text.upper():
+            b.stray = True
+            notes.append(f"{stem}#{index + 1} ({b.subject[:50]!r}) belongs to {node.text[:60]!r} "
+                         f"({node.date}), a posting this view does not show; not taken as a posting")
+        elif not picks:
             notes.append(f"{stem}#{index + 1} ({b.subject[:50]!r}): its parent ({node.date} "
                          f"{node.text[:60]!r}) is not in this view; treated as a thread root")
     by_id = {b.msgid: b for b in blocks}
@@ -160,10 +172,12 @@ def parse_thread_view(text: str, stem: str, notes: list[str] | None = None) -> l
     line for each message whose parent the view does not show."""
     blocks = [b for lines in _split_blocks(text) if (b := _parse_block(lines)) is not None]
     for index, b in enumerate(blocks):
-        b.msgid = f"threadview-{index + 1}.{stem}@kwb.invalid"
+        b.msgid = b.real_id or f"threadview-{index + 1}.{stem}@kwb.invalid"
     _resolve_parents(blocks, stem, notes if notes is not None else [])
     out = []
     for index, b in enumerate(blocks):
+        if b.stray:
+            continue
         date = datetime.strptime(b.date, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
         out.append((f"{stem}#{index + 1}", _render(b, date)))
     return out
