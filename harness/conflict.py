@@ -286,20 +286,35 @@ def guess_base(repo: Path, mails: list[Path], diffs: list[str], rev: str = "HEAD
         return BaseGuess(None, False, 0, 0, [], "the patches carry no index lines: no base to guess")
     if not mails:
         return BaseGuess(None, False, have, len(blobs), mismatched, f"{head}; plain diffs: b4 not asked")
-    named, why = _b4_guess(repo, mails)
+    named, why = _b4_guess(repo, mails, _guess_refs(repo, rev))
     commit = rev_parse(repo, named) if named else None
     if named and commit is None:
         why = f"b4 named {named!r}, which does not resolve here"
+    base = rev_parse(repo, rev)
+    if commit is not None and commit == base:
+        msg = (f"{head}; b4 --guess-base's best guess is this base itself ({why}): the history has no "
+               "better base for the series")
+        return BaseGuess(None, False, have, len(blobs), mismatched, msg)
     if commit is None:
         msg = (f"{head}; no commit of this tree's history has them ({why}): the series was made on "
                "another base (an older or different tree); give --base a commit that has those blobs")
         return BaseGuess(None, False, have, len(blobs), mismatched, msg)
     exact = "exact" in why
-    msg = f"{head}; b4 --guess-base: {named} = {commit[:12]} ({why}): try --base {commit[:12]}"
+    advice = f"try --base {commit[:12]}" if exact else f"--base {commit[:12]} is closer, not a clean base"
+    msg = f"{head}; b4 --guess-base: {named} = {commit[:12]} ({why}): {advice}"
     return BaseGuess(commit, exact, have, len(blobs), mismatched, msg)
 
 
-def _b4_guess(repo: Path, mails: list[Path]) -> tuple[str | None, str]:
+def _guess_refs(repo: Path, rev: str) -> list[str]:
+    """Where b4 may look: the user's branches and remote branches and the base, never kwb's own
+    branches (a revision applied there would be "the best base" for itself)."""
+    res = git(repo, "for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes", check=False,
+              timeout=60)
+    refs = [r for r in res.stdout.split() if not r.startswith("refs/heads/kwb/")] if res.ok else []
+    return [*refs, rev]
+
+
+def _b4_guess(repo: Path, mails: list[Path], refs: list[str]) -> tuple[str | None, str]:
     """(commit, b4's words) from ``b4 am --guess-base`` run in ``repo`` on the patches' mails."""
     from harness.sources.lore import b4_command, b4_env
 
@@ -308,7 +323,7 @@ def _b4_guess(repo: Path, mails: list[Path]) -> tuple[str | None, str]:
         mbox.write_text("".join(_mbox_entry(mail, n) for n, mail in enumerate(mails, 1)),
                         encoding="utf-8")
         argv = [*b4_command(), "--offline-mode", "am", "-m", str(mbox), "--guess-base",
-                "--guess-lookback", str(GUESS_DAYS), "-o", str(Path(tmp) / "out")]
+                "--guess-lookback", str(GUESS_DAYS), "-o", str(Path(tmp) / "out"), "--guess-branch", *refs]
         res = run(argv, cwd=repo, timeout=GUESS_TIMEOUT, env=b4_env())
     if res.timed_out:
         return None, f"b4 am --guess-base timed out after {GUESS_TIMEOUT:.0f}s"

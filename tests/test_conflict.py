@@ -204,3 +204,11 @@ def test_v5_on_unmodified_5_8_names_patch_2_filemap_and_the_noio_test(cache: Pat
     assert "mm/filemap.c" in report["base"]["mismatched"]
     assert git(tree.path, "status", "--porcelain") == ""
     assert git(tree.path, "rev-parse", "HEAD") == tree.base
+
+
+def test_b4_never_looks_at_kwbs_own_branches(diverged: tuple[Path, Path]) -> None:
+    repo, _mbox = diverged
+    git(repo, "branch", "kwb/series/v5", "old")
+    refs = conflict._guess_refs(repo, "abc123")
+    assert "refs/heads/main" in refs and refs[-1] == "abc123"
+    assert not [r for r in refs if "kwb/" in r]
