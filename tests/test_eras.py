@@ -204,3 +204,23 @@ def test_real_5_8_tree_keeps_every_fragment_symbol_only_with_the_eras_needs(tmp_
     config = kconfig.configure(tree, tmp_path / "era", resolved, [*make_args()], tmp_path / "era.log")
     text = config.read_text()
     assert "CONFIG_KPROBES=y" in text and "CONFIG_MODULES=y" in text and "CONFIG_KPROBE_EVENTS=y" in text
+
+
+def test_probe_roles_of_a_built_kernel_never_raise(tmp_path: Path) -> None:
+    (tmp_path / "System.map").write_text(SYSTEM_MAP)
+    roles = resolve.probe_roles(tmp_path / "bzImage", "5.8.1")
+    assert roles["callback"] == {"function": "io_async_buf_func", "reason": ""}
+    assert roles["async_lock"]["function"] is None and "no text symbol" in str(roles["async_lock"]["reason"])
+    assert "no System.map" in str(resolve.probe_roles(tmp_path / "x" / "bzImage", "5.8.1")["*"]["reason"])
+    assert "no bzImage" in str(resolve.probe_roles(None, None)["*"]["reason"])
+
+
+@pytest.mark.real
+def test_real_6_12_kernel_roles_come_from_its_system_map(built_kernel: Any) -> None:
+    """On the built default kernel: the io_uring callback and io-wq enqueue resolve; a role whose
+    function the compiler inlined (6.12: __folio_lock_async) says so instead of vanishing."""
+    roles = resolve.probe_roles(built_kernel.bzimage, built_kernel.release)
+    assert roles["callback"]["function"] == "io_async_buf_func" and roles["callback"]["reason"] == ""
+    assert roles["iowq_enqueue"]["function"] == "io_wq_enqueue"
+    unprobeable = {r: v for r, v in roles.items() if v["function"] is None}
+    assert all(str(v["reason"]).startswith("not probeable on this kernel") for v in unprobeable.values())
