@@ -299,7 +299,9 @@ def _plan_user_tree(opts: Options, stages: Stages, record: RunRecord, family: An
         except UserError as exc:
             if not opts.revisions:
                 raise
-            record.add_jobs([_error_job(name, f"v{version} does not apply: {exc}")])
+            job = _error_job(name, f"v{version} does not apply: {exc}")
+            job["evidence"] = {"apply": getattr(exc, "details", {})}  # the structured conflict report
+            record.add_jobs([job])
             continue
         planned.append(_Planned(VariantInfo(name, "series"), opts.tree, ref, "series"))
     record.kernel.update({"tree": str(opts.tree), "base": opts.base, "revision": opts.revision})

@@ -450,7 +450,10 @@ class RevRecorder(Recorder):
     def apply(self, tree: Path, base: str | None, revision: Any, progress: Any) -> str:
         self.applied.append((tree, base, revision))
         if revision in self.unappliable:
-            raise UserError(f"patch 2/12 \"mm: allow read-ahead\" does not apply ({revision})")
+            from harness.apply import ApplyError
+
+            raise ApplyError(f"patch 2/12 \"mm: allow read-ahead\" does not apply ({revision})",
+                             {"patch": 2, "total": 12, "conflict": {"hunks": []}})
         return f"kwb/series/{revision}"
 
     def compare(self, revisions: list[Any], jobs: list[dict[str, Any]], variants: dict[int, str],
@@ -493,6 +496,7 @@ def test_a_revision_that_does_not_apply_is_its_own_error_and_the_others_run(tmp_
     data = _latest(tmp_path)
     [err] = [j for j in data["jobs"] if j["variant"] == "series-v3"]
     assert err["status"] == "error" and "v3 does not apply: patch 2/12" in err["reason"]
+    assert err["evidence"]["apply"]["patch"] == 2
     assert data["variants"]["series-v3"]["ok"] is False
 
 
