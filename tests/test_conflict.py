@@ -235,3 +235,14 @@ def test_a_line_the_tree_deleted_is_named_with_the_commit_that_removed_it(cache:
         apply.apply_patch_files(tree, sorted(out.glob("*.patch")), "kwb/apply/d")
     assert "the tree lacks `line 15`" in str(exc.value)
     assert 'removed by ' in str(exc.value) and '"read: drop line 15"' in str(exc.value)
+
+
+def test_the_multi_line_text_shows_tree_lines_expectations_blame_and_base() -> None:
+    line = conflict.BlameLine(15, "line 15 (NOIO)", "b" * 40, "read: add NOIO", "A U", "2020-01-10", False)
+    hunk = conflict.HunkConflict("src/read.c", "@@ -12,7 +12,7 @@", ["line 14", "line 15", "line 16"],
+                                 ["line 14", "line 15 (NOIO)", "line 16"], 14, [line])
+    base = conflict.BaseGuess(None, False, 0, 1, ["src/read.c"], "no base")
+    text = conflict.ConflictReport(1, 1, "read: test", [hunk], base).text().splitlines()
+    assert text == ['patch 1/1 "read: test":', "  src/read.c: @@ -12,7 +12,7 @@",
+                    "    tree src/read.c:15: line 15 (NOIO)", "    patch expects: line 15",
+                    f'    last changed by {"b" * 12} "read: add NOIO" (A U, 2020-01-10)', "  base: no base"]
