@@ -9,6 +9,7 @@ its output in a temporary directory), so the caller's abort still leaves no half
 from __future__ import annotations
 
 import datetime
+import difflib
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -147,28 +148,37 @@ def preimage(hunk: str) -> tuple[int, list[str]]:
 def locate(file_lines: list[str], start: int, expected: list[str]) -> tuple[int, list[str]]:
     """(0-based index, window) of the place in ``file_lines`` that matches ``expected`` best.
 
-    Most equal lines (whitespace-insensitive) wins, the place nearest the hunk's own start breaks ties;
-    the window stretches to take in lines the tree inserted before the hunk's last expected line.
+    Candidate windows start at a line the hunk expects, within SEARCH_WINDOW lines of the hunk's own
+    start, and are aligned with difflib (so lines the tree inserted or deleted do not shift the
+    comparison); most matched lines wins, then the tighter window, then the nearest. The window is
+    widened by the expected lines before the first and after the last match (changed there, not gone).
     """
     if not expected or not file_lines:
         return 0, []
     norm = [ln.strip() for ln in file_lines]
     want = [ln.strip() for ln in expected]
+    wanted = {w for w in want if w}
+    n, slack = len(want), len(want) // 2 + 2
     origin = max(start - 1, 0)
     lo, hi = max(origin - SEARCH_WINDOW, 0), min(origin + SEARCH_WINDOW, len(file_lines) - 1)
-    best, best_score = origin, -1
+    best: tuple[int, int, int] | None = None   # (-score, span, distance)
+    best_at, best_blocks = origin, []
     for s in range(lo, hi + 1):
-        score = sum(1 for i, w in enumerate(want) if s + i < len(norm) and norm[s + i] == w and w)
-        if score > best_score or (score == best_score and abs(s - origin) < abs(best - origin)):
-            best, best_score = s, score
-    end = min(best + len(expected), len(file_lines))
-    last = want[-1]
-    if last and (end == 0 or norm[end - 1] != last):
-        for extra in range(end, min(end + 10, len(norm))):
-            if norm[extra] == last:
-                end = extra + 1
-                break
-    return best, file_lines[best:end]
+        if norm[s] not in wanted:
+            continue
+        matcher = difflib.SequenceMatcher(None, want, norm[s:s + n + slack], autojunk=False)
+        blocks = [b for b in matcher.get_matching_blocks() if b.size]
+        score = sum(b.size for b in blocks if any(want[b.a + k] for k in range(b.size)))
+        span = blocks[-1].b + blocks[-1].size if blocks else n
+        key = (-score, span, abs(s - origin))
+        if best is None or key < best:
+            best, best_at, best_blocks = key, s, blocks
+    if not best_blocks:
+        return origin, file_lines[origin:origin + n]
+    first, last = best_blocks[0], best_blocks[-1]
+    begin = max(best_at + first.b - first.a, 0)
+    finish = min(best_at + last.b + last.size + (n - last.a - last.size), len(file_lines))
+    return begin, file_lines[begin:finish]
 
 
 def differing_lines(expected: list[str], found: list[str]) -> list[int]:
@@ -244,12 +254,27 @@ def explain_hunk(repo: Path, name: str, header: str, single: str) -> HunkConflic
         return conflict
     numbers = [index + 1 + i for i in diff]
     conflict.differing = blame(repo, name, numbers)
+    missing = [e for e in expected if e.strip() and e.strip() not in {f.strip() for f in found}]
     if diff and not conflict.differing:
         conflict.note = f"git blame of {name} failed"
+    elif not diff and missing:
+        conflict.note = f"the tree lacks `{missing[0].strip()}`" + (
+            f" (+{len(missing) - 1} more expected line(s))" if len(missing) > 1 else "") + "; " + \
+            removed_by(repo, name, missing[0].strip())
     elif not diff:
-        conflict.note = ("the expected lines are all there but not in the hunk's order or spacing "
-                         "(whitespace, or lines the tree dropped)")
+        conflict.note = "the expected lines are all there but not in the hunk's order or spacing"
     return conflict
+
+
+def removed_by(repo: Path, path: str, text: str) -> str:
+    """Which commit of the history last changed how often ``text`` occurs in ``path`` (it removed it)."""
+    res = git(repo, "log", "-n1", f"-S{text}", "--format=%H%x00%s%x00%an%x00%as", "HEAD", "--", path,
+              check=False, timeout=BLAME_TIMEOUT)
+    fields = res.stdout.strip().split("\0")
+    if not res.ok or len(fields) != 4:
+        return "the history holds no commit that removed it"
+    commit, subject, author, date = fields
+    return f"removed by {commit[:12]} \"{subject}\" ({author}, {date})"
 
 
 def index_blobs(diffs: list[str]) -> list[tuple[str, str]]:
@@ -286,20 +311,35 @@ def guess_base(repo: Path, mails: list[Path], diffs: list[str], rev: str = "HEAD
         return BaseGuess(None, False, 0, 0, [], "the patches carry no index lines: no base to guess")
     if not mails:
         return BaseGuess(None, False, have, len(blobs), mismatched, f"{head}; plain diffs: b4 not asked")
-    named, why = _b4_guess(repo, mails)
+    named, why = _b4_guess(repo, mails, _guess_refs(repo, rev))
     commit = rev_parse(repo, named) if named else None
     if named and commit is None:
         why = f"b4 named {named!r}, which does not resolve here"
+    base = rev_parse(repo, rev)
+    if commit is not None and commit == base:
+        msg = (f"{head}; b4 --guess-base's best guess is this base itself ({why}): the history has no "
+               "better base for the series")
+        return BaseGuess(None, False, have, len(blobs), mismatched, msg)
     if commit is None:
         msg = (f"{head}; no commit of this tree's history has them ({why}): the series was made on "
                "another base (an older or different tree); give --base a commit that has those blobs")
         return BaseGuess(None, False, have, len(blobs), mismatched, msg)
     exact = "exact" in why
-    msg = f"{head}; b4 --guess-base: {named} = {commit[:12]} ({why}): try --base {commit[:12]}"
+    advice = f"try --base {commit[:12]}" if exact else f"--base {commit[:12]} is closer, not a clean base"
+    msg = f"{head}; b4 --guess-base: {named} = {commit[:12]} ({why}): {advice}"
     return BaseGuess(commit, exact, have, len(blobs), mismatched, msg)
 
 
-def _b4_guess(repo: Path, mails: list[Path]) -> tuple[str | None, str]:
+def _guess_refs(repo: Path, rev: str) -> list[str]:
+    """Where b4 may look: the user's branches and remote branches and the base, never kwb's own
+    branches (a revision applied there would be "the best base" for itself)."""
+    res = git(repo, "for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes", check=False,
+              timeout=60)
+    refs = [r for r in res.stdout.split() if not r.startswith("refs/heads/kwb/")] if res.ok else []
+    return [*refs, rev]
+
+
+def _b4_guess(repo: Path, mails: list[Path], refs: list[str]) -> tuple[str | None, str]:
     """(commit, b4's words) from ``b4 am --guess-base`` run in ``repo`` on the patches' mails."""
     from harness.sources.lore import b4_command, b4_env
 
@@ -308,7 +348,7 @@ def _b4_guess(repo: Path, mails: list[Path]) -> tuple[str | None, str]:
         mbox.write_text("".join(_mbox_entry(mail, n) for n, mail in enumerate(mails, 1)),
                         encoding="utf-8")
         argv = [*b4_command(), "--offline-mode", "am", "-m", str(mbox), "--guess-base",
-                "--guess-lookback", str(GUESS_DAYS), "-o", str(Path(tmp) / "out")]
+                "--guess-lookback", str(GUESS_DAYS), "-o", str(Path(tmp) / "out"), "--guess-branch", *refs]
         res = run(argv, cwd=repo, timeout=GUESS_TIMEOUT, env=b4_env())
     if res.timed_out:
         return None, f"b4 am --guess-base timed out after {GUESS_TIMEOUT:.0f}s"

@@ -318,7 +318,9 @@ def _plan_user_tree(opts: Options, stages: Stages, record: RunRecord, family: An
         except UserError as exc:
             if not opts.revisions:
                 raise
-            record.add_jobs([_error_job(name, f"v{version} does not apply: {exc}")])
+            job = _error_job(name, f"v{version} does not apply: {exc}")
+            job["evidence"] = {"apply": getattr(exc, "details", {})}  # the structured conflict report
+            record.add_jobs([job])
             continue
         planned.append(_Planned(VariantInfo(name, "series"), opts.tree, ref, "series"))
     record.kernel.update({"tree": str(opts.tree), "base": opts.base, "revision": opts.revision})
@@ -446,9 +448,15 @@ class _BootClock:
 
 
 def _kernel_info(kernel: Any, seconds: float) -> dict[str, Any]:
-    return {"commit": getattr(kernel, "commit", None), "release": getattr(kernel, "release", None),
+    from harness.eras.resolve import probe_roles
+
+    bzimage = str(getattr(kernel, "bzimage", "") or "") or None
+    release = getattr(kernel, "release", None)
+    return {"commit": getattr(kernel, "commit", None), "release": release,
             "config": str(getattr(kernel, "config", "") or "") or None,
-            "bzimage": str(getattr(kernel, "bzimage", "") or "") or None, "build_seconds": seconds}
+            "bzimage": bzimage, "build_seconds": seconds,
+            # Which kprobe roles this kernel can count, from its System.map (era names), before any boot.
+            "probe_roles": probe_roles(bzimage, release)}
 
 
 def _error_job(variant: str, reason: str) -> dict[str, Any]:

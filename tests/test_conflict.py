@@ -204,3 +204,45 @@ def test_v5_on_unmodified_5_8_names_patch_2_filemap_and_the_noio_test(cache: Pat
     assert "mm/filemap.c" in report["base"]["mismatched"]
     assert git(tree.path, "status", "--porcelain") == ""
     assert git(tree.path, "rev-parse", "HEAD") == tree.base
+
+
+def test_b4_never_looks_at_kwbs_own_branches(diverged: tuple[Path, Path]) -> None:
+    repo, _mbox = diverged
+    git(repo, "branch", "kwb/series/v5", "old")
+    refs = conflict._guess_refs(repo, "abc123")
+    assert "refs/heads/main" in refs and refs[-1] == "abc123"
+    assert not [r for r in refs if "kwb/" in r]
+
+
+def test_a_line_the_tree_deleted_is_named_with_the_commit_that_removed_it(cache: Path,
+                                                                        tmp_path: Path) -> None:
+    repo = tmp_path / "del"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    _commit(repo, LINES, "initial import", "2020-01-01T00:00:00+0000")
+    git(repo, "tag", "old")
+    git(repo, "checkout", "-q", "-b", "work")
+    patched = LINES.copy()
+    patched[15] = "line 16 changed"
+    _commit(repo, patched, "read: change 16", "2020-02-01T00:00:00+0000")
+    out = tmp_path / "p"
+    git(repo, "format-patch", "-q", "-o", str(out), "old..work")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "branch", "-D", "work")
+    _commit(repo, LINES[:14] + LINES[15:], "read: drop line 15", "2020-01-10T00:00:00+0000")
+    tree = prepare_local(repo, "main", lambda _m: None)
+    with pytest.raises(apply.ApplyError) as exc:
+        apply.apply_patch_files(tree, sorted(out.glob("*.patch")), "kwb/apply/d")
+    assert "the tree lacks `line 15`" in str(exc.value)
+    assert 'removed by ' in str(exc.value) and '"read: drop line 15"' in str(exc.value)
+
+
+def test_the_multi_line_text_shows_tree_lines_expectations_blame_and_base() -> None:
+    line = conflict.BlameLine(15, "line 15 (NOIO)", "b" * 40, "read: add NOIO", "A U", "2020-01-10", False)
+    hunk = conflict.HunkConflict("src/read.c", "@@ -12,7 +12,7 @@", ["line 14", "line 15", "line 16"],
+                                 ["line 14", "line 15 (NOIO)", "line 16"], 14, [line])
+    base = conflict.BaseGuess(None, False, 0, 1, ["src/read.c"], "no base")
+    text = conflict.ConflictReport(1, 1, "read: test", [hunk], base).text().splitlines()
+    assert text == ['patch 1/1 "read: test":', "  src/read.c: @@ -12,7 +12,7 @@",
+                    "    tree src/read.c:15: line 15 (NOIO)", "    patch expects: line 15",
+                    f'    last changed by {"b" * 12} "read: add NOIO" (A U, 2020-01-10)', "  base: no base"]

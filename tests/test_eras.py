@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +149,78 @@ def test_the_5_8_xfs_options_make_a_filesystem_without_the_features_5_8_cannot_m
     assert "BIGTIME" in features(resolve.mkfs_options("6.12.0", "xfs"))  # the host's defaults
     old = features(resolve.mkfs_options("5.8.1", "xfs"))
     assert "BIGTIME" not in old and "INOBTCNT" not in old and "CRC" in old and "REFLINK" in old
+
+
+class _Guest:
+    """Records the guest commands; every command succeeds."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def run(self, command: str, timeout: float) -> Any:
+        from harness.run import Result
+
+        self.commands.append(command)
+        return Result(["ssh", "guest"], 0, "", "", 0.01)
+
+
+@dataclass
+class _Kernel:
+    release: str
+
+
+def test_the_guest_makes_xfs_with_the_kernels_era_options_and_6_12_as_before() -> None:
+    from harness.workloads import runner
+
+    assert runner._era_mkfs(_Kernel("5.8.1"), "xfs") == ("-m", "bigtime=0,inobtcount=0")
+    assert runner._era_mkfs(_Kernel("6.12.117"), "xfs") == ()
+    assert runner._era_mkfs(_Kernel("2.6.32"), "xfs") == ()  # no era covers it: the host's defaults
+    assert runner._era_mkfs(object(), "ext4") == ()
+    guest = _Guest()
+    target, why, _out = runner._prepare_fs(guest, "xfs", "/dev/vdb", True, ("-m", "bigtime=0,inobtcount=0"))
+    assert target is not None and why == ""
+    assert "mkfs.xfs -q -f -m bigtime=0,inobtcount=0 /dev/vdb" in guest.commands[0]
+
+
+@pytest.mark.real
+def test_real_5_8_tree_keeps_every_fragment_symbol_only_with_the_eras_needs(tmp_path: Path,
+                                                                           cache: Path) -> None:
+    """On Linux 5.8 tinyconfig + the fragments loses KPROBES (it depends on MODULES there); the era's
+    MODULES makes every requested symbol hold. Needs a checked-out 5.8 tree in $KWB_TREE_5_8."""
+    import os
+
+    from harness.build import make_args
+    from harness.errors import InfraError
+
+    path = os.environ.get("KWB_TREE_5_8")
+    if not path or not (Path(path) / "Makefile").is_file():
+        pytest.skip("KWB_TREE_5_8 is not set to a checked-out Linux 5.8 tree")
+    tree = Path(path)
+    frags = kconfig.load_fragments()
+    with pytest.raises(InfraError, match=r"CONFIG_KPROBES \(wanted y"):
+        kconfig.configure(tree, tmp_path / "plain", frags, [*make_args()], tmp_path / "plain.log")
+    resolved = kconfig.for_tree(tree, frags)
+    assert [f.name for f in resolved][-1] == "era-5.7-5.9"
+    config = kconfig.configure(tree, tmp_path / "era", resolved, [*make_args()], tmp_path / "era.log")
+    text = config.read_text()
+    assert "CONFIG_KPROBES=y" in text and "CONFIG_MODULES=y" in text and "CONFIG_KPROBE_EVENTS=y" in text
+
+
+def test_probe_roles_of_a_built_kernel_never_raise(tmp_path: Path) -> None:
+    (tmp_path / "System.map").write_text(SYSTEM_MAP)
+    roles = resolve.probe_roles(tmp_path / "bzImage", "5.8.1")
+    assert roles["callback"] == {"function": "io_async_buf_func", "reason": ""}
+    assert roles["async_lock"]["function"] is None and "no text symbol" in str(roles["async_lock"]["reason"])
+    assert "no System.map" in str(resolve.probe_roles(tmp_path / "x" / "bzImage", "5.8.1")["*"]["reason"])
+    assert "no bzImage" in str(resolve.probe_roles(None, None)["*"]["reason"])
+
+
+@pytest.mark.real
+def test_real_6_12_kernel_roles_come_from_its_system_map(built_kernel: Any) -> None:
+    """On the built default kernel: the io_uring callback and io-wq enqueue resolve; a role whose
+    function the compiler inlined (6.12: __folio_lock_async) says so instead of vanishing."""
+    roles = resolve.probe_roles(built_kernel.bzimage, built_kernel.release)
+    assert roles["callback"]["function"] == "io_async_buf_func" and roles["callback"]["reason"] == ""
+    assert roles["iowq_enqueue"]["function"] == "io_wq_enqueue"
+    unprobeable = {r: v for r, v in roles.items() if v["function"] is None}
+    assert all(str(v["reason"]).startswith("not probeable on this kernel") for v in unprobeable.values())

@@ -450,7 +450,10 @@ class RevRecorder(Recorder):
     def apply(self, tree: Path, base: str | None, revision: Any, progress: Any) -> str:
         self.applied.append((tree, base, revision))
         if revision in self.unappliable:
-            raise UserError(f"patch 2/12 \"mm: allow read-ahead\" does not apply ({revision})")
+            from harness.apply import ApplyError
+
+            raise ApplyError(f"patch 2/12 \"mm: allow read-ahead\" does not apply ({revision})",
+                             {"patch": 2, "total": 12, "conflict": {"hunks": []}})
         return f"kwb/series/{revision}"
 
     def compare(self, revisions: list[Any], jobs: list[dict[str, Any]], variants: dict[int, str],
@@ -493,6 +496,7 @@ def test_a_revision_that_does_not_apply_is_its_own_error_and_the_others_run(tmp_
     data = _latest(tmp_path)
     [err] = [j for j in data["jobs"] if j["variant"] == "series-v3"]
     assert err["status"] == "error" and "v3 does not apply: patch 2/12" in err["reason"]
+    assert err["evidence"]["apply"]["patch"] == 2
     assert data["variants"]["series-v3"]["ok"] is False
 
 
@@ -522,3 +526,54 @@ def test_cli_takes_revisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(SystemExit) as exc:
         main(["-q", "test-series", "--source", "x.mbox", "--revisions", "3,x"])
     assert exc.value.code == 3
+
+
+def test_revisions_on_a_synthetic_tree_with_real_apply_and_series_diff(tmp_path: Path) -> None:
+    """Real b4 export, git am and series diff; fake build and guest: v1 → v2 changed patch 2 only, and
+    the comparison puts that beside the check whose outcome changed."""
+    tree = tmp_path / "linux"
+    tree.mkdir()
+    (tree / "hello.c").write_text("hello\n")
+    _git(tree, "init", "-q")
+    _git(tree, "add", "hello.c")
+    _git(tree, "commit", "-q", "-m", "base")
+    base = _git(tree, "rev-parse", "HEAD")
+    msgs = []
+    for version, last, day in ((1, "hey", 1), (2, "howdy", 8)):
+        date = f"Mon, {day} Jun 2020 10:00:0{{}} +0000"
+        msgs += [_cover(version, 2, date.format(0)),
+                 _patch_mail(1, 2, version, f"p1-v{version}@example.org", "hello", "hi", date.format(1)),
+                 # v2 reworks patch 2 under the same subject (as a revision does)
+                 _patch_mail(2, 2, version, f"p2-v{version}@example.org", "hi", last, date.format(2))
+                 .replace(f"hello: say {last}", "hello: say hey")]
+    mbox = tmp_path / "series.mbox"
+    mbox.write_text("".join(f"From mboxrd@z Thu Jan  1 00:00:00 1970\n{m}\n" for m in msgs))
+    series = [j for j in synthetic_jobs() if j.variant == "series" and j.fs == "ext4"]
+    jobs = [JobResult(**{**j.__dict__, "variant": f"series-v{v}"}) for v in (1, 2) for j in series]
+    jobs += [JobResult(**{**j.__dict__, "variant": "baseline"}) for j in series]
+    [probe] = [j for j in jobs if j.variant == "series-v1" and j.workload == "probe-kbuf-cancel"]
+    probe.status, probe.reason = JobStatus.FAIL, "buffer leaked"
+    rec = Recorder(jobs=jobs)
+    stages = real_stages()
+    stages.build_kernel, stages.run_variant = rec.build_kernel, rec.run_variant
+    stages.variant_catalogue = lambda: []
+    stages.workload_catalogue = lambda: dict(CATALOGUE)
+    stages.concern_statuses = lambda family: []
+    opts = Options(source=str(mbox), out_root=tmp_path / "out", tree=tree, base=base, revisions=[1, 2],
+                   filesystems=["ext4"])
+    code = run_pipeline(opts, stages, _quiet())
+    assert code == 1  # v1's probe fails
+    v1_ref, v2_ref = rec.builds[0][2], rec.builds[1][2]
+    assert v1_ref and v2_ref and rec.builds[2] == ("series", tree, base)
+    assert _git(tree, "show", f"{v1_ref}:hello.c") == "hey"
+    assert _git(tree, "show", f"{v2_ref}:hello.c") == "howdy"
+    comp = json.loads((tmp_path / "out" / "latest" / "revisions.json").read_text())
+    [pair] = comp["pairs"]
+    assert [(p["status"], p["new"]) for p in pair["patches"]] == [("changed", 2)]
+    assert pair["checks"] == [{"check": "probe-kbuf-cancel@ext4", "before": "fail", "after": "pass",
+                               "before_reason": "buffer leaked", "after_reason": ""}]
+    [failure] = comp["revisions"][0]["failures"]
+    assert failure["verdict"] == "introduced" and failure["text"].startswith("introduced by v1")
+    assert comp["revisions"][1]["failures"] == []
+    md = (tmp_path / "out" / "latest" / "revisions.md").read_text()
+    assert "## v1 → v2" in md and "patch 2→2 changed: hello: say hey" in md

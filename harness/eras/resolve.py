@@ -195,3 +195,15 @@ def roles_for_kernel(system_map: Path, release: str) -> list[RolePoint]:
 def mkfs_options(release: str, fs: str) -> list[str]:
     """Extra mkfs options so ``fs`` gets only features a ``release`` kernel can mount."""
     return era_for(release).mkfs_options(fs)
+
+
+def probe_roles(bzimage: str | Path | None, release: str | None) -> dict[str, dict[str, str | None]]:
+    """``{role: {function, reason}}`` of a built kernel (System.map beside its bzImage), for results.json;
+    one ``{"*": {reason}}`` entry when they cannot be resolved at all (never raises: it is a report)."""
+    if not bzimage or not release:
+        return {"*": {"function": None, "reason": "no bzImage or release recorded for this kernel"}}
+    try:
+        points = roles_for_kernel(Path(bzimage).parent / "System.map", release)
+    except UserError as exc:
+        return {"*": {"function": None, "reason": str(exc)}}
+    return {p.role: {"function": p.function, "reason": p.reason} for p in points}

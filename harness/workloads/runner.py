@@ -119,8 +119,12 @@ def _make_disks(root: Path, filesystems: list[str], specs: list[WorkloadSpec], t
     return disks, ready
 
 
-def _prepare_fs(guest: GuestSession, fs: str, device: str, mkfs: bool) -> tuple[Target | None, str, str]:
-    """mkfs (first boot) and mount one filesystem; returns (target, error reason, guest output)."""
+def _prepare_fs(guest: GuestSession, fs: str, device: str, mkfs: bool,
+                extra: tuple[str, ...] = ()) -> tuple[Target | None, str, str]:
+    """mkfs (first boot) and mount one filesystem; returns (target, error reason, guest output).
+
+    ``extra``: the kernel era's mkfs options (harness.eras: features older kernels cannot mount).
+    """
     if fs == "bdev":
         scratch = f"{GUEST_BASE}/scratch-bdev"
         res = guest.run(f"mkdir -p {scratch} && test -b {device}", timeout=PREPARE_TIMEOUT)
@@ -128,7 +132,7 @@ def _prepare_fs(guest: GuestSession, fs: str, device: str, mkfs: bool) -> tuple[
             return None, f"block device {device} missing in guest", res.stdout + res.stderr
         return Target(fs, device, None, scratch), "", res.stdout
     mnt = f"{GUEST_BASE}/mnt/{fs}"
-    mkfs_cmd = DISK_FILESYSTEMS[fs][0]
+    mkfs_cmd = " ".join([DISK_FILESYSTEMS[fs][0], *(shlex.quote(o) for o in extra)])
     tool = mkfs_cmd.split()[0]
     steps = [f"mkdir -p {mnt}",
              f"command -v {tool} >/dev/null || {{ echo '{tool} not found in guest' >&2; exit 127; }}"]
@@ -276,16 +280,28 @@ def _prepare_all(run: _Run, guest: GuestSession) -> dict[str, Target | str]:
     """Per filesystem: a Target, or the reason its jobs can't run."""
     targets: dict[str, Target | str] = {}
     for i, fs in enumerate(run.filesystems):
-        target, why, out = _prepare_fs(guest, fs, guest_device(i), mkfs=fs not in run.prepared)
+        extra = _era_mkfs(run.kernel, fs)
+        target, why, out = _prepare_fs(guest, fs, guest_device(i), mkfs=fs not in run.prepared, extra=extra)
         if target is None and fs in run.prepared:
             # After a crash the old filesystem (or a host-made template) may not mount; start it afresh.
             run.progress(f"{run.variant}: {fs} did not mount ({why}); making it afresh in the guest")
-            target, why, out = _prepare_fs(guest, fs, guest_device(i), mkfs=True)
+            target, why, out = _prepare_fs(guest, fs, guest_device(i), mkfs=True, extra=extra)
         write_text(run.variant_dir / fs / "prepare.log", out)
         run.prepared.add(fs)
         targets[fs] = target if target is not None else why
         run.progress(f"{run.variant}: {fs} " + ("ready" if target else f"unusable: {why}"))
     return targets
+
+
+def _era_mkfs(kernel: Any, fs: str) -> tuple[str, ...]:
+    """The mkfs options the kernel's era asks for (none when its release is unknown or not covered)."""
+    from harness.eras.resolve import mkfs_options
+
+    release = str(getattr(kernel, "release", "") or "")
+    try:
+        return tuple(mkfs_options(release, fs)) if release else ()
+    except UserError:  # a release no era covers: the host's mkfs defaults, as before
+        return ()
 
 
 def _flagged_by(run: _Run) -> JobResult | None:
