@@ -20,7 +20,7 @@ from typing import Any
 from harness import reuse
 from harness.errors import InfraError, KwbError, UserError
 from harness.paths import cache_dir
-from harness.progress import Progress
+from harness.progress import Progress, fmt_seconds
 from harness.report.results import RunRecord, finalize, new_run_id
 from harness.verdict import VariantInfo
 from harness.workloads.model import JobResult, JobStatus, WorkloadSpec
@@ -152,6 +152,8 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
         for i, planned in enumerate(runnable):
             following = runnable[i + 1] if i + 1 < len(runnable) else None
             overlap = following if following is not None and _overlappable(planned, following) else None
+            progress.note(f"[{i + 1}/{len(runnable)}] variant {planned.info.name}"
+                          + _variants_eta(record, runnable[:i], len(runnable) - i))
             try:
                 step = f"variant {planned.info.name}"
                 with _step(record, progress, step):
@@ -185,6 +187,15 @@ def _series_step(opts: Options, stages: Stages, record: RunRecord, progress: Pro
         wanted = set(CONCERN_REVISIONS) | ({opts.revision} if opts.revision else set())
         record.concerns = [s for s in statuses if int(s["version"]) in wanted]
     return family
+
+
+def _variants_eta(record: RunRecord, finished: list[_Planned], left: int) -> str:
+    """``, ETA 1h10m`` for the variants left, from the mean time of those done (nothing before one is)."""
+    done = record.timings["variants"]
+    times = [done[p.info.name] for p in finished if p.info.name in done]
+    if not times:
+        return ""
+    return f" (ETA {fmt_seconds(sum(times) / len(times) * left)} for the {left} left)"
 
 
 def _overlappable(running: _Planned, following: _Planned) -> bool:
@@ -377,6 +388,14 @@ class _BootClock:
         if self.started is None and "booting guest" in line:
             self.started = time.monotonic()
         self.progress(line)
+
+    def live(self, text: str) -> None:
+        """The build's updating line, passed on (harness.progress.Progress.live)."""
+        self.progress.live(text)
+
+    def end_live(self, text: str = "") -> None:
+        """End the updating line."""
+        self.progress.end_live(text)
 
 
 def _kernel_info(kernel: Any, seconds: float) -> dict[str, Any]:
