@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ok = "within" if abs(res["error"]) <= 0.25 else "OUTSIDE"
         print(f"{args.samples.name}: build {res['duration']:.0f}s, {res['objects']} objects; "
-              f"at {res['at']:.0f}s ({res['done']}/{res['expected']} objects) ETA {res['eta']:.0f}s vs {res['remaining']:.0f}s "
+              f"at {res['at']:.0f}s ({res['done']}/{res['expected']} objects) ETA {res['eta']:.0f}s "
+              f"vs {res['remaining']:.0f}s "
               f"really left: error {100 * res['error']:+.1f}% ({ok} ±25%)")
     return 0
 
