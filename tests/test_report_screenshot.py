@@ -91,7 +91,8 @@ def test_report_html_renders_its_tables_in_chromium(rendered: Path, tmp_path: Pa
 def test_the_check_fails_when_the_page_loses_its_tables(rendered: Path, tmp_path: Path) -> None:
     # As if the renderer dropped every table (the Markdown pipe rows left as paragraphs).
     broken = tmp_path / "broken.html"
-    broken.write_text(re.sub(r"<table\b.*?</table>", "<p>| row | IOPS |</p>", rendered.read_text(), flags=re.S))
+    broken.write_text(re.sub(r"<table\b.*?</table>", "<p>| row | IOPS |</p>", rendered.read_text(),
+                             flags=re.S))
     problems = check_page(broken, tmp_path)
     assert any("tables with rows in the rendered DOM" in p for p in problems)
     assert any("looks the same" in p for p in problems)
