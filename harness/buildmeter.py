@@ -2,8 +2,9 @@
 
 *Objects* are kbuild's target lines (``CC``, ``LD``, ``AR``, …). What to expect comes from the last build
 of the same configuration in the same build directory — a cold build (no vmlinux yet) from the last cold
-one, an incremental build from the last incremental one — kept in ``<build dir>/kwb-progress/history.json``
-with that build's time profile (seconds at each object count). Without a profile the expected count comes
+one, an incremental build from the last incremental one — kept in ``<cache>/build-history/<build dir
+name>.json`` (outside the build dir, so a cold build after deleting it still has it) with that build's time
+profile (seconds at each object count). Without a profile the expected count comes
 from the newest finished build log of that configuration (kbuild's own count of what it did), and the ETA
 is linear in objects. With a profile the ETA is the profile's remaining time scaled by how fast this build
 is going compared with it (the host's speed drifts ~2x between days; the phases of a build do not).
@@ -49,9 +50,16 @@ def progress_dir(build_dir: Path) -> Path:
     return build_dir / "kwb-progress"
 
 
+def history_path(build_dir: Path) -> Path:
+    """Where the object counts and time profiles of a build dir's last builds are kept."""
+    from harness.paths import cache_dir
+
+    return cache_dir() / "build-history" / f"{build_dir.name}.json"
+
+
 def _history(build_dir: Path) -> dict[str, Any]:
     try:
-        data = json.loads((progress_dir(build_dir) / "history.json").read_text(encoding="utf-8"))
+        data = json.loads(history_path(build_dir).read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -159,17 +167,33 @@ class BuildMeter:
         self.profile.append((round(elapsed, 2), self.done))
         self._record(elapsed, 0.0)
         if ok and self.done:
-            hist = _history(build_dir)
-            step = max(1, len(self.profile) // PROFILE_POINTS)
-            hist["cold" if cold else "incremental"] = {
-                "objects": self.done, "seconds": round(elapsed, 1),
-                "profile": [list(p) for p in self.profile[::step]] + [list(self.profile[-1])]}
-            path = progress_dir(build_dir) / "history.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(hist), encoding="utf-8")
-            os.replace(tmp, path)
+            keep(build_dir, cold, self.done, elapsed, self.profile)
         return f"build: {self.done:,} objects in {fmt_seconds(elapsed)}"
+
+
+def keep(build_dir: Path, cold: bool, objects: int, seconds: float, profile: list[tuple[float, int]]) -> Path:
+    """Record a finished build's object count and (thinned) time profile for the next one."""
+    hist = _history(build_dir)
+    step = max(1, len(profile) // PROFILE_POINTS)
+    hist["cold" if cold else "incremental"] = {
+        "objects": objects, "seconds": round(seconds, 1),
+        "profile": [list(p) for p in profile[::step]] + [list(profile[-1])]}
+    path = history_path(build_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(hist), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def profile_from_mtimes(build_dir: Path, start: float, end: float) -> list[tuple[float, int]]:
+    """A finished cold build's time profile read back from its objects' modification times (seconds
+    after ``start`` at which the n-th object was written), for builds made before meters were kept.
+    Objects rebuilt after ``end`` (later incremental builds) are left out."""
+    times = sorted(p.stat().st_mtime - start for p in build_dir.rglob("*.o")
+                   if start <= p.stat().st_mtime <= end)
+    points = [(round(t, 2), n) for n, t in enumerate(times, 1)]
+    return [(0.0, 0), *points, (round(end - start, 2), len(times))]
 
 
 def _time_at(profile: list[tuple[float, int]], done: float) -> float:

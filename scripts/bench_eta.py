@@ -6,7 +6,10 @@ Reads a build's progress samples (``<build dir>/kwb-progress/<log name>.jsonl``,
 sample nearest to half the build's real duration, the ETA shown then against the time that really
 remained, and the error in percent. ``--replay HISTORY`` recomputes the ETAs of the same build with
 another build's samples as the history (what the meter would have shown with that build as its "last
-build of this configuration"), to check the ETA logic without building again.
+build of this configuration"), to check the ETA logic without building again. ``--reconstruct BUILD_DIR
+--log LOG`` reads a finished cold build's timeline back from its objects' modification times (a build
+made before meters existed), prints how far a linear ETA (the meter's fallback) was off at its halfway
+point, and with ``--seed`` keeps it as that build dir's cold history so the next cold build has a profile.
 
     scripts/bench_eta.py ~/.cache/kwb/build/debian-6.12-611e53e9b56f/kwb-progress/build-series-….jsonl
 """
@@ -62,7 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replay", type=Path, metavar="HISTORY",
                     help="recompute ETAs with this build as history")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--reconstruct", type=Path, metavar="BUILD_DIR",
+                    help="the samples argument is ignored: rebuild a timeline from BUILD_DIR's objects")
+    ap.add_argument("--log", type=Path, help="with --reconstruct: that build's log (start time, count)")
+    ap.add_argument("--end", type=float, help="with --reconstruct: epoch seconds the build finished")
+    ap.add_argument("--seed", action="store_true", help="with --reconstruct: keep it as the cold history")
     args = ap.parse_args(argv)
+    if args.reconstruct:
+        return _reconstruct(args)
     rows = load(args.samples)
     if args.replay:
         rows = replay(rows, load(args.replay))
@@ -78,6 +88,28 @@ def main(argv: list[str] | None = None) -> int:
               f"at {res['at']:.0f}s ({res['done']}/{res['expected']} objects) ETA {res['eta']:.0f}s "
               f"vs {res['remaining']:.0f}s "
               f"really left: error {100 * res['error']:+.1f}% ({ok} ±25%)")
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from harness import buildmeter
+
+    if args.log is None or args.end is None:
+        raise SystemExit("--reconstruct needs --log LOG (its name ends in the start time) and --end EPOCH")
+    start = float(args.log.stem.rsplit("-", 1)[-1])
+    profile = buildmeter.profile_from_mtimes(args.reconstruct, start, args.end)
+    total = profile[-1][1]
+    linear = [{"t": t, "done": n, "expected": total, "eta": t / n * (total - n) if n else None}
+              for t, n in profile]
+    res = halfway(linear)
+    print(f"{args.reconstruct.name}: {total} objects in {res['duration']:.0f}s (from mtimes); "
+          f"a linear ETA at {res['at']:.0f}s said {res['eta']:.0f}s, {res['remaining']:.0f}s really left: "
+          f"error {100 * res['error']:+.1f}%")
+    if args.seed:
+        count = buildmeter.count_log(args.log) or total
+        # The meter counts kbuild's target lines; the profile is in objects: ETA lookups scale between them.
+        path = buildmeter.keep(args.reconstruct, True, count, res["duration"], profile)
+        print(f"kept as the cold history of {args.reconstruct.name}: {path}")
     return 0
 
 

@@ -53,7 +53,7 @@ def test_first_build_counts_objects_without_an_eta(tmp_path: Path) -> None:
     assert shown[-1].startswith("build: 5 objects (no earlier build to compare), 15.0s — CC fs/f4.o")
 
 
-def test_history_is_kept_and_gives_the_next_build_its_profile(tmp_path: Path) -> None:
+def test_history_is_kept_and_gives_the_next_build_its_profile(cache: Path, tmp_path: Path) -> None:
     clock = Clock()
     meter = BuildMeter(buildmeter.expect(tmp_path, cold=True), tmp_path / "a.jsonl", None, clock)
     _build(meter, clock, SHAPE)
@@ -77,7 +77,7 @@ def test_a_linear_estimate_is_used_without_a_profile(tmp_path: Path) -> None:
     assert meter.eta(clock.now) == 300.0  # 100 left at the 3 s per object seen so far
 
 
-def test_expected_count_from_a_finished_log_of_the_configuration(tmp_path: Path) -> None:
+def test_expected_count_from_a_finished_log_of_the_configuration(cache: Path, tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "build-series-abc-611e53e9b56f-1.log").write_text(
@@ -88,7 +88,7 @@ def test_expected_count_from_a_finished_log_of_the_configuration(tmp_path: Path)
     assert exp.objects == 41 and "build-series-abc-611e53e9b56f-1.log" in exp.source
 
 
-def test_samples_file_and_bench_eta(tmp_path: Path, capsys: object) -> None:
+def test_samples_file_and_bench_eta(cache: Path, tmp_path: Path) -> None:
     bench = _bench()
     clock = Clock()
     first = BuildMeter(Expectation(None, "none"), tmp_path / "first.jsonl", None, clock)
@@ -162,7 +162,7 @@ def test_job_lines_get_an_eta_for_the_rest_of_the_step() -> None:
     assert "[6/6] series bdev fio-psync: pass\n" in text
 
 
-def test_samples_are_json_lines(tmp_path: Path) -> None:
+def test_samples_are_json_lines(cache: Path, tmp_path: Path) -> None:
     clock = Clock()
     meter = BuildMeter(Expectation(10, "x"), tmp_path / "s.jsonl", None, clock)
     _build(meter, clock, [1.0] * 10)
@@ -170,3 +170,25 @@ def test_samples_are_json_lines(tmp_path: Path) -> None:
     rows = [json.loads(ln) for ln in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert rows[-1]["done"] == 10 and rows[-1]["eta"] == 0.0
     assert all(b["t"] >= a["t"] for a, b in itertools.pairwise(rows))
+
+
+def test_a_cold_history_survives_deleting_the_build_dir(cache: Path, tmp_path: Path) -> None:
+    bdir = tmp_path / "build" / "tree-611e53e9b56f"
+    bdir.mkdir(parents=True)
+    buildmeter.keep(bdir, True, 100, 50.0, [(0.0, 0), (50.0, 100)])
+    (bdir / "x.o").unlink(missing_ok=True)
+    bdir.rmdir()
+    assert buildmeter.history_path(bdir).is_relative_to(cache)
+    assert buildmeter.expect(bdir, cold=True).objects == 100
+
+
+def test_a_profile_read_back_from_object_mtimes(cache: Path, tmp_path: Path) -> None:
+    import os
+
+    for n, t in enumerate((1000.0, 1010.0, 1030.0, 2000.0)):
+        obj = tmp_path / f"o{n}.o"
+        obj.write_text("")
+        os.utime(obj, (t, t))
+    # The object written at 2000 came from a later incremental build: left out.
+    assert buildmeter.profile_from_mtimes(tmp_path, 990.0, 1040.0) == [
+        (0.0, 0), (10.0, 1), (20.0, 2), (40.0, 3), (50.0, 3)]
