@@ -309,7 +309,7 @@ def verdict_lines(data: Mapping[str, Any]) -> list[str]:
         second.append(f"All checks ran: {len(data.get('jobs') or [])} jobs on {kernel.get('tree')} "
                       f"{kernel.get('release') or ''} ({data.get('accel', 'unknown')}), run {run['id']}.")
     # Two trailing spaces: a Markdown line break, invisible in a plain-text mail.
-    return [first + "  ", " ".join(second)]
+    return [first + "  ", " · ".join(second)]
 
 
 def _run_facts(data: Mapping[str, Any]) -> list[str]:
