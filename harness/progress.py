@@ -3,8 +3,8 @@
 Interactive: every step start/end plus the stage's own progress lines, each prefixed with the run's
 elapsed time, and a heartbeat line when a step has been quiet for a while. A *live* line (the kernel
 build's objects done/expected, elapsed, ETA) is redrawn in place on a terminal. Quiet (``kwb -q``, for
-CI logs) and non-terminal output stay line-oriented: only step start/end lines, failures and one live
-line every :data:`LIVE_EVERY` seconds, so a long step is never silent for longer than that.
+CI logs) and non-terminal output stay line-oriented: only step start/end lines, failures, the heartbeat
+and one live line every :data:`LIVE_EVERY` seconds, so a long step is never silent for longer than that.
 Job lines ``[n/m] …`` get an ETA for the rest of their step.
 """
 
@@ -126,7 +126,7 @@ class Progress:
             self._steps.pop()
 
     def _start_heartbeat(self) -> Callable[[], None]:
-        if self.quiet or self.heartbeat <= 0:
+        if self.heartbeat <= 0:  # quiet too: a CI log must not go silent for a whole step
             return lambda: None
         done = threading.Event()
 
