@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness import atomic, kconfig
+from harness import atomic, buildmeter, kconfig
 from harness.errors import InfraError, UserError
 from harness.paths import cache_dir
 from harness.run import run
@@ -30,7 +30,7 @@ Progress = Callable[[str], None]
 # A compiler/linker error line, for the one-line InfraError a broken build raises.
 _COMPILER_ERROR = re.compile(r"(error:|undefined reference|fatal error)")
 _ERROR_LINE = re.compile(r"(Error \d+|\*\*\*)")
-_TARGET_LINE = re.compile(r"^\s+(CC|LD|AR|AS|CHK|GEN|HOSTCC|HOSTLD|OBJCOPY|UPD|BUILD|LDS|MODPOST|VDSO\S*)\s")
+LIVE_EVERY = 30.0  # seconds between build progress lines when the caller can't redraw one in place
 
 
 @dataclass
@@ -97,22 +97,28 @@ def kernel_dir_for(variant: str, commit: str, cfg_hash: str) -> Path:
     return cache_dir() / "kernels" / f"{variant}-{commit[:12]}" / cfg_hash[:12]
 
 
-class _Progress:
-    """Tracks the current make target line and elapsed time for the caller's progress callback."""
+class _Live:
+    """Where the build meter's line goes: the caller's live line when it has one (harness.progress.Progress
+    redraws it in place), else a plain progress line every LIVE_EVERY seconds."""
 
-    def __init__(self, progress: Progress | None, phase: str) -> None:
+    def __init__(self, progress: Progress | None) -> None:
         self.progress = progress
-        self.phase = phase
-        self.start = time.monotonic()
-        self.last = 0.0
+        self.last = -LIVE_EVERY
 
-    def __call__(self, line: str) -> None:
-        if self.progress is None or not _TARGET_LINE.match(line):
-            return
-        now = time.monotonic()
-        if now - self.last >= 0.5:  # throttled: thousands of CC lines would flood a terminal
-            self.last = now
-            self.progress(f"[{now - self.start:5.0f}s] {self.phase}: {line.strip()}")
+    def __call__(self, text: str) -> None:
+        live = getattr(self.progress, "live", None)
+        if callable(live):
+            live(text)
+        elif self.progress is not None and time.monotonic() - self.last >= LIVE_EVERY:
+            self.last = time.monotonic()
+            self.progress(text)
+
+    def end(self, text: str) -> None:
+        end = getattr(self.progress, "end_live", None)
+        if callable(end):
+            end(text)
+        elif self.progress is not None:
+            self.progress(text)
 
 
 def configure_build_dir(tree: Tree, fragments: Sequence[kconfig.Fragment], cfg_hash: str, log: Path,
@@ -162,8 +168,21 @@ def make_kernel(tree: Tree, build_dir: Path, log: Path, progress: Progress | Non
                 extra_env: dict[str, str] | None = None) -> float:
     """Run make in ``build_dir``; returns the duration. A failure raises with the last error lines."""
     argv = ["make", "-C", str(tree.path), f"O={build_dir}", f"-j{jobs()}", *make_args(), *targets]
-    res = run(argv, cwd=tree.path, timeout=timeout, env={**ccache_env(), **(extra_env or {})}, log=log,
-              on_line=_Progress(progress, "build"))
+    cold = not (build_dir / "vmlinux").is_file()
+    expectation = buildmeter.expect(build_dir, cold, log.parent, build_dir.name.rsplit("-", 1)[-1])
+    _link_log(build_dir, log)
+    show = _Live(progress)
+    meter = buildmeter.BuildMeter(expectation, buildmeter.progress_dir(build_dir) / f"{log.stem}.jsonl", show)
+    if progress:
+        progress(f"{'cold' if cold else 'incremental'} build in {build_dir.name}: expecting "
+                 f"{expectation.objects or '?'} objects ({expectation.source}); full log {log}")
+    try:
+        res = run(argv, cwd=tree.path, timeout=timeout, env={**ccache_env(), **(extra_env or {})}, log=log,
+                  on_line=meter)
+    except BaseException:
+        show.end(meter.finish(build_dir, cold, ok=False) + " (interrupted)")
+        raise
+    show.end(meter.finish(build_dir, cold, ok=res.returncode == 0 and not res.timed_out))
     if res.timed_out:
         raise InfraError(f"kernel build timed out after {timeout:.0f}s (log: {log})")
     if res.returncode != 0:
@@ -173,6 +192,16 @@ def make_kernel(tree: Tree, build_dir: Path, log: Path, progress: Progress | Non
         summary = " | ".join(compiler[-3:] or make_errors[-2:]) or res.tail(1).strip()
         raise InfraError(f"kernel build failed: {summary} (log: {log})")
     return res.duration
+
+
+def _link_log(build_dir: Path, log: Path) -> None:
+    """``<build dir>/kwb-build.log``: the full make output of the newest build of this directory."""
+    link = build_dir / "kwb-build.log"
+    try:
+        link.unlink(missing_ok=True)
+        link.symlink_to(log)
+    except OSError:
+        pass  # a convenience: the log itself is in the cache's logs/ either way
 
 
 def kernel_release(build_dir: Path) -> str:

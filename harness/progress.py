@@ -1,18 +1,25 @@
 """Live progress for long steps (build, boot, each job): what is running and for how long.
 
 Interactive: every step start/end plus the stage's own progress lines, each prefixed with the run's
-elapsed time, and a heartbeat line when a step has been quiet for a while. Quiet (``kwb -q``, for CI
-logs): only step start/end lines and failures, no heartbeat.
+elapsed time, and a heartbeat line when a step has been quiet for a while. A *live* line (the kernel
+build's objects done/expected, elapsed, ETA) is redrawn in place on a terminal. Quiet (``kwb -q``, for
+CI logs) and non-terminal output stay line-oriented: only step start/end lines, failures, the heartbeat
+and one live line every :data:`LIVE_EVERY` seconds, so a long step is never silent for longer than that.
+Job lines ``[n/m] …`` get an ETA for the rest of their step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
+
+LIVE_EVERY = 30.0  # seconds between live lines when they cannot be redrawn in place
+_COUNTED = re.compile(r"^\[(\d+)/(\d+)\] ")
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -37,11 +44,40 @@ class Progress:
         self._steps: list[tuple[str, float]] = []
         self._last_output = clock()
         self._lock = threading.Lock()
+        self._live = ""          # the live line now drawn (terminal only)
+        self._live_logged = -LIVE_EVERY  # when a live line was last written as a plain line
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) and not quiet
 
     def _emit(self, text: str) -> None:
         with self._lock:
             self._last_output = self.clock()
-            print(f"[{fmt_seconds(self.clock() - self.start):>7}] {text}", file=self.stream, flush=True)
+            clear = "\r\x1b[K" if self._live else ""
+            stamp = f"[{fmt_seconds(self.clock() - self.start):>7}]"
+            print(f"{clear}{stamp} {text}", file=self.stream, flush=True)
+            if self._live:  # a line printed under a live line: draw the live line again below it
+                print(self._live, end="", file=self.stream, flush=True)
+
+    def live(self, text: str) -> None:
+        """One line that updates in place (a terminal), else a plain line at most every LIVE_EVERY s."""
+        now = self.clock()
+        if self.tty:
+            with self._lock:
+                self._last_output = now
+                self._live = f"[{fmt_seconds(now - self.start):>7}] {self.running}: {text}"
+                print("\r\x1b[K" + self._live, end="", file=self.stream, flush=True)
+        elif now - self._live_logged >= LIVE_EVERY:
+            self._live_logged = now
+            self._emit(f"{self.running}: {text}" if self._steps else text)
+
+    def end_live(self, text: str = "") -> None:
+        """Finish the live line (leaves ``text``, if any, as an ordinary line)."""
+        with self._lock:
+            if self._live:
+                print("\r\x1b[K", end="", file=self.stream, flush=True)
+                self._live = ""
+        self._live_logged = -LIVE_EVERY
+        if text:
+            self._emit(f"{self.running}: {text}" if self._steps else text)
 
     @property
     def running(self) -> str:
@@ -52,7 +88,19 @@ class Progress:
         """A stage's progress line: shown with the step it belongs to (suppressed when quiet)."""
         line = line.rstrip()
         if line and not self.quiet:
+            line = self._with_eta(line)
             self._emit(f"{self.running}: {line}" if self._steps else line)
+
+    def _with_eta(self, line: str) -> str:
+        """``[n/m] …`` job lines: the rest of the step's ETA from its mean time per item so far."""
+        m = _COUNTED.match(line)
+        if not m or not self._steps:
+            return line
+        n, total = int(m.group(1)), int(m.group(2))
+        if not 0 < n < total:
+            return line
+        per_item = (self.clock() - self._steps[-1][1]) / n
+        return f"{line} (ETA {fmt_seconds(per_item * (total - n))})"
 
     def note(self, line: str) -> None:
         """A line shown even in quiet mode (results location, failures)."""
@@ -74,10 +122,11 @@ class Progress:
             self._emit(f"✓ {self.running} ({fmt_seconds(self.clock() - self._steps[-1][1])})")
         finally:
             stop()
+            self.end_live()
             self._steps.pop()
 
     def _start_heartbeat(self) -> Callable[[], None]:
-        if self.quiet or self.heartbeat <= 0:
+        if self.heartbeat <= 0:  # quiet too: a CI log must not go silent for a whole step
             return lambda: None
         done = threading.Event()
 

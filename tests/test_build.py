@@ -39,7 +39,12 @@ def test_ensure_kernel_builds_then_reuses(cache: Path, fake_repo: Path) -> None:
     assert kb.build_dir.parent == cache / "build"
     log = kb.log.read_text()
     assert "$ " in log and "bzImage" in log  # the reproducer line heads the log
-    assert any("build: CC" in ln and "s]" in ln for ln in lines)
+    # One line for the build (objects done, elapsed; a plain callback gets it at most every 30 s) and its end.
+    assert any(ln.startswith("build: 1 objects (no earlier build to compare)") and "— CC src/" in ln
+               for ln in lines)
+    assert any(ln.startswith("build: ") and " objects in " in ln for ln in lines)
+    assert (kb.build_dir / "kwb-build.log").resolve() == kb.log.resolve()
+    assert list((kb.build_dir / "kwb-progress").glob("*.jsonl"))
     again_lines: list[str] = []
     again = build.ensure_kernel("series", tree=fake_repo, base="main", progress=again_lines.append)
     assert again == kb

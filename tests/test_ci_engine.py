@@ -153,3 +153,25 @@ def test_gitlab_pipeline_runs_in_gitlab_ci_local(tmp_path: Path) -> None:
     report = (merged / "report.md").read_text()
     assert report.startswith("**kwb") and "ext4" in report
     assert (merged / "report.html").is_file()
+
+
+def test_a_shard_without_the_other_kind_passes_and_leaves_that_to_the_merge(tmp_path: Path) -> None:
+    import io
+
+    from test_pipeline import Recorder, _opts
+
+    from harness.pipeline import run_pipeline
+    from harness.progress import Progress
+
+    console = io.StringIO()
+    opts = _opts(tmp_path, matrix={"baseline": ["ext4"]})
+    assert run_pipeline(opts, Recorder().stages(), Progress(quiet=True, stream=console)) == 0
+    data = json.loads((tmp_path / "out" / "latest" / "results.json").read_text())
+    assert data["verdict"]["reasons"] == ["no series variant in this run"]  # said, for the merge to judge
+    assert "shard verdict: PASS" in console.getvalue()
+    # A failure of the shard's own jobs still fails it.
+    from test_report_results import synthetic_jobs
+
+    bad = Recorder(jobs=synthetic_jobs(lost_cqe_flagged=False))
+    opts = _opts(tmp_path, matrix={"mutant-lost-cqe": ["ext4"], "series": ["ext4"]})
+    assert run_pipeline(opts, bad.stages(), Progress(quiet=True, stream=io.StringIO())) == 1

@@ -77,3 +77,16 @@ def test_heartbeat_names_the_running_step() -> None:
 @pytest.mark.parametrize(("s", "text"), [(9.34, "9.3s"), (245, "4m05s"), (3725, "1h02m")])
 def test_fmt_seconds(s: float, text: str) -> None:
     assert fmt_seconds(s) == text
+
+
+def test_quiet_mode_still_beats_so_a_ci_log_is_never_silent_for_long() -> None:
+    import time
+
+    out = io.StringIO()
+    p = Progress(quiet=True, stream=out, heartbeat=0.15)
+    with p.step("variant series"):
+        p("[1/6] series ext4 fio-iouring: pass")  # suppressed: -q keeps only step lines
+        time.sleep(0.5)
+    text = out.getvalue()
+    assert "… still running: variant series" in text and "fio-iouring" not in text
+    assert "\r" not in text

@@ -98,7 +98,8 @@ def test_kwb_report_rerenders_and_rejudges_a_run(tmp_path: Path) -> None:
     run_dir = _shards(tmp_path, split=1)[0]
     (run_dir / "report.md").unlink()
     assert main(["report", str(run_dir)]) == 0
-    assert (run_dir / "report.md").read_text().startswith("# kwb run shard-0")
+    assert (run_dir / "report.md").read_text().startswith("**kwb verdict: ")
+    assert "- run shard-0: " in (run_dir / "report.md").read_text()
     data = json.loads((run_dir / "results.json").read_text())
     data["variants"]["mutant-lost-cqe"].update(verdict="missed", ok=False)  # as an older rule had it
     data["verdict"] = {"ok": False, "exit_code": 1, "reasons": ["stale"]}

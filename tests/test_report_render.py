@@ -55,9 +55,23 @@ def test_junit_series_job_failure_and_unfinished_run() -> None:
 
 def test_markdown_has_the_cover_letter_table_paths_mutants_concerns() -> None:
     md = markdown.render(stored("run-a"))
-    assert md.startswith("# kwb run run-a: PASS")
+    first, second = md.splitlines()[:2]
+    assert first.startswith("**kwb verdict: PASS** — series: pass (all 20 jobs passed); "
+                            "baseline: punt-shown")
+    assert first.endswith("mutants: 2 of 2 flagged  ")
+    assert second == "All checks ran: 52 jobs on debian-6.12 6.12.117 (tcg), run run-a."
     for fs in ("ext4", "xfs", "btrfs", "bdev"):
         assert f"### {fs}" in md
+    # The cover letter's table: the four rows, each ratio to the series with its significance.
+    assert "| row | IOPS | ÷ series | CPU µs/IO | ÷ series | ctx switches | ÷ series |" in md
+    assert "| baseline (fio-iouring) | 10,700 ±4% | 0.67x, significant (ranges apart) | 74.8 | " \
+        "2.66x, 1 sample" in md
+    assert "| series (fio-iouring) | 16,000 ±4% | = | 28.1 | = | 251 | = |" in md
+    assert "| psync (fio-psync) | 2,926 ±2% | 0.18x, significant (ranges apart) |" in md
+    sections = [ln for ln in md.splitlines() if ln.startswith("## ")]
+    assert [s.split(":")[0].split(" (")[0] for s in sections[:4]] == [
+        "## Cover letter comparison", "## Async buffered read path evidence", "## Review concerns",
+        "## Mutants"]
     assert "| fio-iouring | series | 8.00s | 16,000 ±4% | 45% | 28.1 | 251 |" in md
     assert "- fio-iouring: series/baseline IOPS 1.50x ±8%, CPU per IO 0.38x, ctx switches 0.01x" in md
     assert "| ext4 | **async** (callback=144000 io-wq=0) | **io-wq** (callback=0 io-wq=72000) |" in md
@@ -69,8 +83,9 @@ def test_markdown_has_the_cover_letter_table_paths_mutants_concerns() -> None:
 
 def test_markdown_failing_run_says_why() -> None:
     md = markdown.render(stored("run-b"))
-    assert md.startswith("# kwb run run-b: FAIL")
-    assert "- mutant-lost-cqe: missed: no check flagged it" in md
+    assert md.startswith("**kwb verdict: FAIL** — ")
+    assert md.splitlines()[1].startswith("Failed: mutant-lost-cqe: missed")
+    assert "Failed: mutant-lost-cqe: missed: no check flagged it" in md
     assert "| mutant-lost-cqe | lost-cqe-retry-incremental | **MISSED** |" in md
 
 
@@ -93,14 +108,46 @@ def test_html_embeds_three_png_plots_and_the_tables() -> None:
     assert len(images) == 3
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     for label in ("IOPS", "CPU µs per IO", "context switches"):
-        assert f"<h3>{label} per variant and filesystem</h3>" in page
+        assert f"<h3>{label}: baseline / series / forced-async / psync per filesystem</h3>" in page
     assert "<table>" in page and "<b>flagged</b>" in page and "<code>iocb-private-reuse</code>" in page
     assert "<script" not in page
     assert page.count("<tr class='") == len(stored("run-a")["jobs"])
     assert "<code>kwb run --variant series</code>" in page
+    # Styled: sticky verdict header, status colours, a readable width; each job links to its files.
+    assert "<header class='pass'>" in page and "position:sticky" in page and "max-width:72rem" in page
+    assert "<span class='badge'>PASS</span>" in page
+    assert "<td class='ok'><b>flagged</b></td>" in page and "<td class='bad'>present (p7)</td>" in page
+    for name in ("command", "stdout", "stderr", "exitcode", "reproduce.sh"):
+        assert f"<a href='series/ext4/fio-iouring/{name}'>" in page
+    # The plots sit right after the cover letter's table, before the path evidence.
+    assert page.index("Plots, grouped like") < page.index("Async buffered read path evidence")
 
 
 def test_html_series_per_metric() -> None:
     table = html.series_for(stored("run-a"), "cpu_per_io")
     assert round(table["fio-iouring"]["series"]["ext4"].median, 1) == 28.1
     assert "probe-kbuf-cancel" not in table  # no metrics, no plot
+    cover = html.cover_series(stored("run-a"), "iops")
+    assert list(cover["ext4"]) == ["series", "forced-async", "psync", "baseline"] or \
+        set(cover["ext4"]) == {"baseline", "series", "forced-async", "psync"}
+    assert cover["ext4"]["series"].median == 16000.0 and cover["ext4"]["baseline"].median == 10700.0
+
+
+def test_significance_uses_95_intervals_when_given_else_ranges() -> None:
+    a = {"iops": {"median": 100.0, "ci95": [95.0, 105.0], "values": [90.0, 100.0, 110.0]}}
+    b = {"iops": {"median": 110.0, "ci95": [106.0, 114.0], "values": [104.0, 110.0, 116.0]}}
+    assert markdown.significance(a, b, "iops") == "significant (95% intervals apart)"
+    assert markdown.significance({"iops": {"median": 1, "values": [90.0, 110.0]}},
+                                 {"iops": {"values": [104.0, 116.0]}}, "iops") == \
+        "within noise (ranges overlap)"
+    assert markdown.significance({"iops": 100.0}, b, "iops") == "1 sample"
+
+
+def test_a_run_without_mail_says_so_in_its_two_verdict_lines() -> None:
+    data = stored("run-a")
+    data = {**data, "concerns": [], "run": {**data["run"], "mail": {"kind": "none", "spec": None,
+                                                                      "reason": "skipped: no mail source"}},
+            "verdict": {**data["verdict"], "not_checked": ["review concerns: skipped: no mail source"]}}
+    md = markdown.render(data)
+    assert md.splitlines()[1] == "Not checked: review concerns: skipped: no mail source"
+    assert "_skipped: no mail source_" in md

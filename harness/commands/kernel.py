@@ -18,21 +18,11 @@ from harness.tree import Tree, locked, prepare_tree, rev_parse
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
-    """Live progress on stderr (one rewritten line on a terminal), or nothing with -q / --json."""
-    if getattr(args, "quiet", False):
-        return None
-    tty = sys.stderr.isatty()
-    start = time.monotonic()
+    """Progress on stderr: lines, plus the build's one live line (redrawn on a terminal); with -q only
+    a build line every 30 s, so a CI log never goes silent for a whole build."""
+    from harness.progress import Progress
 
-    def show(message: str) -> None:
-        line = f"[{time.monotonic() - start:6.1f}s] {message}"
-        if tty:
-            sys.stderr.write("\r\033[K" + line[:160])
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    return show
+    return Progress(quiet=bool(getattr(args, "quiet", False)))
 
 
 def _done(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:

@@ -1,8 +1,10 @@
 """report.md: a reply-ready summary of a run, laid out like the series' cover letter.
 
-Sections: verdict, per-filesystem performance (baseline vs series, median ± spread), async-path
-evidence per filesystem, mutant kill table, each concern's static status per revision, failures with
-reproducers, timings.
+It leads with the verdict in two lines (what holds; what failed or was not checked), then the cover
+letter's comparison per filesystem (baseline / series / forced-async / psync: IOPS, CPU per IO, context
+switches, each ratio to the series with whether it is significant), the async-path evidence, the review
+concerns per revision, the mutants; then the variant table, failures with reproducers, run facts and
+timings.
 """
 
 from __future__ import annotations
@@ -10,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.report.metrics import Value, cpu_per_io_us, metric
+from harness.report.metrics import METRIC_KEYS, Value, cpu_per_io_us, metric
 from harness.report.results import kernel_base
 
 COMPARED = ("baseline", "series")
+# The cover letter's rows: (label, variant kind, workload kind) — the plain io_uring job of the baseline
+# (every blocking read punted to io-wq), of the series (the async callback), the series forced through
+# io-wq (IOSQE_ASYNC) and plain preadv2 for scale. Workload names are matched by what they end in.
+COVER_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("baseline", "baseline", "plain"), ("series", "series", "plain"), ("forced-async", "series", "forced"),
+    ("psync", "series", "psync"))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -89,6 +97,119 @@ def _ratios(jobs: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[str]:
                 o_iops = metric(series[other].get("metrics") or {}, "iops")
                 out.append(f"- series {p} vs {other}: IOPS {ratio(p_iops, o_iops)}")
     return out
+
+
+def mode_of(workload: str) -> str:
+    """plain | forced | psync | other: which cover-letter row a workload's job belongs to."""
+    name = workload.lower()
+    if "psync" in name or name.endswith("-sync"):
+        return "psync"
+    if "uring" in name:
+        return "forced" if "force" in name else "plain"
+    return "other"
+
+
+def _raw(metrics: Mapping[str, Any], name: str) -> Any:
+    for key in METRIC_KEYS.get(name, (name,)):
+        if key in metrics:
+            return metrics[key]
+    return None
+
+
+def interval(metrics: Mapping[str, Any], name: str) -> tuple[float, float, str] | None:
+    """(low, high, what) for a metric: its 95 % interval when the runner gave one (``ci95``/``ci``:
+    ``[lo, hi]`` or ``{"low", "high"}``), else the min–max range of its repeats; None for one sample."""
+    raw = _raw(metrics, name)
+    if not isinstance(raw, Mapping):
+        return None
+    for key in ("ci95", "ci"):
+        ci = raw.get(key)
+        if isinstance(ci, list | tuple) and len(ci) == 2 and all(isinstance(v, int | float) for v in ci):
+            return float(ci[0]), float(ci[1]), "95% intervals"
+        if isinstance(ci, Mapping) and isinstance(ci.get("low"), int | float) and isinstance(
+                ci.get("high"), int | float):
+            return float(ci["low"]), float(ci["high"]), "95% intervals"
+    values = raw.get("values")
+    if isinstance(values, list) and len(values) >= 2 and all(isinstance(v, int | float) for v in values):
+        return float(min(values)), float(max(values)), "ranges"
+    lo, hi = raw.get("min"), raw.get("max")
+    if isinstance(lo, int | float) and isinstance(hi, int | float) and hi > lo:
+        return float(lo), float(hi), "ranges"
+    return None
+
+
+def significance(a: Mapping[str, Any], b: Mapping[str, Any], name: str) -> str:
+    """Is metric ``name`` of job metrics ``a`` different from ``b``'s? ``significant`` when their 95 %
+    intervals (or min–max ranges) are apart, ``within noise`` when they overlap, ``1 sample`` otherwise."""
+    ia, ib = interval(a, name), interval(b, name)
+    if ia is None or ib is None:
+        return "1 sample"
+    what = ia[2] if ia[2] == ib[2] else "ranges"
+    apart = ia[1] < ib[0] or ib[1] < ia[0]
+    return f"significant ({what} apart)" if apart else f"within noise ({what} overlap)"
+
+
+def _cover_jobs(data: Mapping[str, Any]) -> dict[str, dict[str, Mapping[str, Any]]]:
+    """fs -> cover row label -> job (the first matching job with an IOPS figure)."""
+    kinds = {n: v.get("kind", "") for n, v in data.get("variants", {}).items()}
+    out: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for job in data.get("jobs", []):
+        if metric(job.get("metrics") or {}, "iops") is None:
+            continue
+        kind, mode = kinds.get(str(job["variant"]), ""), mode_of(str(job["workload"]))
+        for label, want_kind, want_mode in COVER_ROWS:
+            if kind == want_kind and mode == want_mode:
+                out.setdefault(str(job["fs"]), {}).setdefault(label, job)
+    return out
+
+
+def _vs(row: Mapping[str, Any], ref: Mapping[str, Any], name: str) -> str:
+    """``0.67x, significant (ranges apart)``: this row's metric over the series'."""
+    if row is ref:
+        return "="
+    if name == "cpu_per_io":
+        a, b = cpu_per_io_us(row), cpu_per_io_us(ref)
+        if a is None or not b:
+            return "–"
+        # CPU per IO is derived from busy % and IOPS: significant only if both inputs are.
+        sig = [significance(row, ref, m) for m in ("cpu", "iops")]
+        verdict = sig[0] if sig[0] == sig[1] else "1 sample" if "1 sample" in sig else "within noise"
+        return f"{a / b:.2f}x, {verdict}"
+    va, vb = metric(row, name), metric(ref, name)
+    if va is None or vb is None or vb.median == 0:
+        return "–"
+    return f"{va.median / vb.median:.2f}x, {significance(row, ref, name)}"
+
+
+def cover_section(data: Mapping[str, Any]) -> list[str]:
+    """The cover letter's comparison: per filesystem, the four rows with each ratio to the series."""
+    per_fs = _cover_jobs(data)
+    if not per_fs:
+        return ["_No performance jobs (no IOPS figures) in this run._", ""]
+    lines = ["Each ratio is the row's figure over the series' on the same filesystem; significant when "
+             "the two jobs' 95% intervals (without them: the min–max ranges of their repeats) are apart.", ""]
+    for fs in sorted(per_fs):
+        rows_by_label = per_fs[fs]
+        ref = rows_by_label.get("series")
+        rows = []
+        for label, _, _ in COVER_ROWS:
+            job = rows_by_label.get(label)
+            if job is None:
+                rows.append([label, "not run", "", "", "", "", ""])
+                continue
+            m = job.get("metrics") or {}
+            cpio = cpu_per_io_us(m)
+            cells = [_fmt(metric(m, "iops"), "{:,.0f}"), f"{cpio:.1f}" if cpio is not None else "–",
+                     _fmt(metric(m, "ctx"), "{:,.0f}")]
+            ratios = [_vs(m, ref.get("metrics") or {}, n) if ref is not None else "–"
+                      for n in ("iops", "cpu_per_io", "ctx")]
+            rows.append([f"{label} ({job['workload']})", cells[0], ratios[0], cells[1], ratios[1], cells[2],
+                         ratios[2]])
+        lines += [f"### {fs}", ""]
+        lines += _table(["row", "IOPS", "÷ series", "CPU µs/IO", "÷ series", "ctx switches", "÷ series"],
+                        rows)
+        lines.append("")
+    return lines
 
 
 def _path_section(data: Mapping[str, Any]) -> list[str]:
@@ -167,23 +288,47 @@ def _failures(data: Mapping[str, Any]) -> list[str]:
     return [*out, ""]
 
 
-def _header(data: Mapping[str, Any]) -> list[str]:
-    run, kernel, verdict = data["run"], data.get("kernel", {}), data["verdict"]
-    state = "PASS" if verdict["ok"] else "FAIL"
+def verdict_lines(data: Mapping[str, Any]) -> list[str]:
+    """The two lines a reply starts with: the verdict and what holds; what failed or was not checked
+    (or, when all ran and held, what was run)."""
+    verdict, variants = data["verdict"], data.get("variants") or {}
+    parts = [f"{n}: {v['verdict']} ({v['reason']})" for n, v in variants.items()
+             if v.get("kind") in ("series", "baseline", "coverage")]
+    mutants = data.get("mutants") or {}
+    counted = [m for m in mutants.values() if not m.get("equivalent")]
+    if counted:
+        parts.append(f"mutants: {sum(1 for m in counted if m['flagged'])} of {len(counted)} flagged")
+    first = f"**kwb verdict: {'PASS' if verdict['ok'] else 'FAIL'}** — " + ("; ".join(parts) or "nothing ran")
+    second: list[str] = []
+    if verdict["reasons"]:
+        second.append("Failed: " + "; ".join(verdict["reasons"]))
+    if verdict.get("not_checked"):
+        second.append("Not checked: " + "; ".join(verdict["not_checked"]))
+    if not second:
+        run, kernel = data["run"], data.get("kernel") or {}
+        second.append(f"All checks ran: {len(data.get('jobs') or [])} jobs on {kernel.get('tree')} "
+                      f"{kernel.get('release') or ''} ({data.get('accel', 'unknown')}), run {run['id']}.")
+    # Two trailing spaces: a Markdown line break, invisible in a plain-text mail.
+    return [first + "  ", " · ".join(second)]
+
+
+def _run_facts(data: Mapping[str, Any]) -> list[str]:
+    run, kernel = data["run"], data.get("kernel", {})
     rev = f", series revision v{run['revision']}" if run.get("revision") else ""
-    lines = [f"# kwb run {run['id']}: {state}", "",
-             f"- command: `{run['command']}`",
+    mail = run.get("mail") or {}
+    lines = [f"- run {run['id']}: `{run['command']}`",
              f"- kernel: {kernel.get('tree')} base {kernel_base(data)}, release "
              f"{kernel.get('release') or '–'}{rev}",
              f"- accelerator: {data.get('accel', 'unknown')}; run status: {run['status']}"
              + (f" ({run['error']})" if run.get("error") else ""),
-             f"- started {run['started']}, finished {run.get('finished') or '–'}",
-             *_reused(data), ""]
-    if verdict["reasons"]:
-        lines += ["Why it did not pass:", *[f"- {r}" for r in verdict["reasons"]], ""]
-    if verdict.get("not_checked"):
-        lines += ["Not checked by this run:", *[f"- {r}" for r in verdict["not_checked"]], ""]
-    lines += ["| variant | kind | verdict | detail |", "|---|---|---|---|"]
+             f"- started {run['started']}, finished {run.get('finished') or '–'}"]
+    if mail:
+        lines.append(f"- series mail: {mail.get('kind')}: {mail.get('reason')}")
+    return [*lines, *_reused(data), ""]
+
+
+def _variants_table(data: Mapping[str, Any]) -> list[str]:
+    lines = ["| variant | kind | verdict | detail |", "|---|---|---|---|"]
     lines += [f"| {n} | {v['kind']} | {v['verdict']} | {v['reason']} |" for n, v in data["variants"].items()]
     return [*lines, ""]
 
@@ -208,16 +353,20 @@ def _timings(data: Mapping[str, Any]) -> list[str]:
 
 def render(data: Mapping[str, Any]) -> str:
     """report.md text for a results.json dict."""
-    lines = _header(data)
-    lines += ["## Performance: baseline vs series (median ± spread over repeats)", "", *_perf_section(data)]
+    lines = [*verdict_lines(data), ""]
+    lines += ["## Cover letter comparison: baseline / series / forced-async / psync", "",
+              *cover_section(data)]
     lines += ["## Async buffered read path evidence (plain io_uring job, kprobe hits)", "",
               *_path_section(data)]
-    lines += ["## Mutants: each re-introduces a defect a reviewer caught", "", *_mutant_section(data)]
     lines += ["## Review concerns: static status per revision", "", *_concern_section(data)]
+    lines += ["## Mutants: each re-introduces a defect a reviewer caught", "", *_mutant_section(data)]
+    lines += ["## Variants", "", *_variants_table(data)]
     coverage = data.get("coverage")
     if coverage:
         section = str(coverage["markdown"]).rstrip().splitlines()
         lines += [*section, "", f"Annotated source: `{coverage.get('html', '')}`", ""]
     lines += ["## Failures", "", *_failures(data)]
+    lines += ["## Every performance job (median ± spread over repeats)", "", *_perf_section(data)]
+    lines += ["## Run", "", *_run_facts(data)]
     lines += ["## Timings", "", *_timings(data)]
     return "\n".join(lines).rstrip() + "\n"
