@@ -27,7 +27,7 @@ from harness.mutate.campaign import (
     save_state,
 )
 from harness.mutate.kernel import BuildOutcome, mutant_commit, object_of, same_code
-from harness.mutate.real import merge_states
+from harness.mutate.real import GuestBoots, boot_verdict, merge_states
 from harness.workloads.model import JobResult, JobStatus
 
 SMALL = Path(__file__).parent / "data" / "mutate" / "small.c"
@@ -114,7 +114,8 @@ def test_judge_names_the_killing_check_its_filesystem_and_evidence() -> None:
     assert out.checks_run == ["probe-a/ext4: pass", "probe-b/xfs: fail"]
     assert judge([_job("fio", JobStatus.TIMEOUT, "did not finish in 68s")]).status == "timeout"
     assert judge([_job("p", JobStatus.PASS), _job("q", JobStatus.PASS)]).status == "survived"
-    boot = judge([_job("p", JobStatus.ERROR, "guest unavailable: no SSH")])
+    boot = judge([_job("boot", JobStatus.FAIL, "the mutant kernel did not boot", fs="-"),
+                  _job("p", JobStatus.ERROR, "not run: guest re-booted 1 times")])
     assert (boot.status, boot.check) == ("killed", "boot")
     assert judge([_job("p", JobStatus.PASS), _job("q", JobStatus.ERROR, "mkfs failed")]).status == "error"
     assert judge([]).status == "error"
@@ -307,3 +308,17 @@ def test_a_harness_failure_costs_one_mutant_not_the_campaign(tmp_path: Path) -> 
                          lambda _l: None)
     assert [state.outcomes[m.id].status for m in mutants] == ["stillborn", "equivalent", "error", "survived"]
     assert "timed out" in state.outcomes[mutants[2].id].evidence
+
+
+def test_a_mutant_kernel_that_never_boots_fails_the_boot_check() -> None:
+    boots = GuestBoots(180)
+    not_run = [_job("probe-a", JobStatus.ERROR, "not run: guest re-booted 1 times")]
+    assert boot_verdict(not_run, boots, "gen-x") == not_run     # no boot failed: an infrastructure error
+    boots.failures.append("guest not reachable over SSH within 180s; console: hung_task: INFO: task blocked")
+    jobs = boot_verdict(not_run, boots, "gen-x")
+    assert (jobs[0].workload, jobs[0].status) == ("boot", JobStatus.FAIL)
+    assert "did not boot within 180s" in jobs[0].reason and "hung_task" in jobs[0].reason
+    out = judge(jobs)
+    assert (out.status, out.check) == ("killed", "boot")
+    # a boot that failed once but a later job ran and passed is not a boot kill
+    assert boot_verdict([_job("probe-a", JobStatus.PASS)], boots, "gen-x")[0].workload == "probe-a"

@@ -137,7 +137,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     try:
         with progress.step("reference objects"):
             builder.reference(sorted({m.file for m in mutants}))
-        lab = real_lab(builder, source)
+        lab = real_lab(builder, source, defaults.boot_timeout)
         if args.control and (state.control or {}).get("status") != "survived":
             with progress.step("control"):
                 run_control(state, lab, builder.series_kernel(), out, progress)
