@@ -44,6 +44,8 @@ def test_three_mutant_campaign_end_to_end(tmp_path: Path, capsys: pytest.Capture
     summary = data["summary"]
     assert summary["scored"] == sum(r["outcome"]["status"] in ("killed", "timeout", "survived") for r in rows)
     md = (out / "report.md").read_text()
+    with capsys.disabled():  # the run's outcomes and cost in the test log (tmp_path does not last)
+        print("\n" + md)
     assert "Mutation score:" in md and "Campaign wall time:" in md
     for row in rows:
         if row["outcome"]["status"] == "survived":
