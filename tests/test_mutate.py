@@ -322,3 +322,32 @@ def test_a_mutant_kernel_that_never_boots_fails_the_boot_check() -> None:
     assert (out.status, out.check) == ("killed", "boot")
     # a boot that failed once but a later job ran and passed is not a boot kill
     assert boot_verdict([_job("probe-a", JobStatus.PASS)], boots, "gen-x")[0].workload == "probe-a"
+
+
+class _FakeGuest:
+    def __init__(self, console: Path, fail: bool) -> None:
+        self.console_log, self.fail, self.boot_seconds = console, fail, 12.5
+
+    def __enter__(self) -> _FakeGuest:
+        if self.fail:
+            raise InfraError("guest not reachable over SSH within 180s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_boots_are_recorded_with_the_console_finding(tmp_path: Path) -> None:
+    from harness.mutate.real import _Boot
+
+    console = tmp_path / "console.log"
+    console.write_text("[  1.0] Linux version 6.12\n"
+                       "[245.1] INFO: task (udev-worker):76 blocked for more than 245 seconds.\n")
+    boots = GuestBoots(180)
+    with _Boot(_FakeGuest(console, fail=False), boots):
+        pass
+    assert boots.seconds == [12.5] and boots.failures == []
+    with pytest.raises(InfraError), _Boot(_FakeGuest(console, fail=True), boots):
+        pass
+    assert boots.failures[0].startswith("guest not reachable over SSH within 180s; console: ")
+    assert "blocked for more than 245 seconds" in boots.failures[0]
