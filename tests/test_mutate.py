@@ -273,6 +273,10 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     assert main(["mutate", "--checks", "no-such-check"]) == 3
     assert "unknown check no-such-check" in capsys.readouterr().err
     assert main(["mutate", "--base", "x"]) == 3
+    assert main(["mutate", "--shard", "3/2"]) == 3
+    assert "--shard 3/2" in capsys.readouterr().err
+    assert main(["mutate", "--files", "include/linux/fs.h"]) == 3
+    assert "not a C file" in capsys.readouterr().err
 
 
 def test_only_runs_just_the_named_mutants(tmp_path: Path) -> None:
