@@ -355,3 +355,26 @@ def test_boots_are_recorded_with_the_console_finding(tmp_path: Path) -> None:
         pass
     assert boots.failures[0].startswith("guest not reachable over SSH within 180s; console: ")
     assert "blocked for more than 245 seconds" in boots.failures[0]
+
+
+def test_user_tree_lines_are_those_the_revision_adds(tmp_path: Path) -> None:
+    from harness.coverage import git_source
+    from harness.mutate.real import series_lines
+
+    repo = tmp_path / "repo"
+    (repo / "lib").mkdir(parents=True)
+    text = SMALL.read_text()
+    lines = text.split("\n")
+    (repo / "lib" / "small.c").write_text("\n".join(ln for i, ln in enumerate(lines, 1) if i not in (15, 16)))
+    git(tmp_path, "init", "-q", str(repo))
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "base")
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / "lib" / "small.c").write_text(text)  # "the revision" adds lines 15-16 (if + break)
+    git(repo, "commit", "-qam", "lib: stop at 3")
+    got, funcs = series_lines(git_source(repo, "HEAD"), ["lib/small.c"], tree=repo, base=base, head="HEAD")
+    assert got == {"lib/small.c": [15, 16]} and funcs["lib/small.c"][16] == "pick"
+    mutants = gen.generate(git_source(repo, "HEAD"), got, gen.load_operators())
+    assert [(m.line, m.operator) for m in mutants] == [(15, "negate-condition"), (16, "remove-break")]
+    with pytest.raises(UserError, match=r"lib/other\.c"):
+        series_lines(git_source(repo, "HEAD"), ["lib/other.c"], tree=repo, base=base, head="HEAD")
