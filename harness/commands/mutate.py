@@ -141,8 +141,10 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         write_text(out / "mutants" / f"{m.id}.diff", m.diff())
     progress.note(f"campaign: {out} ({len(mutants)} mutants)")
     try:
+        start = time.monotonic()
         with progress.step("reference objects"):
             builder.reference(sorted({m.file for m in mutants}))
+        state.wall_seconds += time.monotonic() - start
         lab = real_lab(builder, source, defaults.boot_timeout)
         if args.control and (state.control or {}).get("status") != "survived":
             with progress.step("control"):

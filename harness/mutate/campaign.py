@@ -184,8 +184,12 @@ def run_control(state: State, lab: Lab, kernel: Any, out_dir: Path, progress: Pr
     """Run the campaign's checks on the unmodified kernel: a check that fails there kills every mutant
     for nothing, so the campaign stops (InfraError) instead of reporting a meaningless score."""
     timer = _BootTimer(progress)
-    jobs = lab.run_checks("control-series", kernel, list(state.settings.checks), state.settings.filesystems,
-                          out_dir, timer)
+    start = time.monotonic()
+    try:
+        jobs = lab.run_checks("control-series", kernel, list(state.settings.checks),
+                              state.settings.filesystems, out_dir, timer)
+    finally:
+        state.wall_seconds += time.monotonic() - start  # the control is part of the campaign's cost
     out = judge(jobs)
     out.cost = {"boot": timer.seconds, "checks": round(sum(j.duration for j in jobs), 2)}
     state.control = out.to_dict()
