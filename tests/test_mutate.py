@@ -27,7 +27,7 @@ from harness.mutate.campaign import (
     save_state,
 )
 from harness.mutate.kernel import BuildOutcome, mutant_commit, object_of, same_code
-from harness.mutate.real import merge_states
+from harness.mutate.real import GuestBoots, boot_verdict, merge_states
 from harness.workloads.model import JobResult, JobStatus
 
 SMALL = Path(__file__).parent / "data" / "mutate" / "small.c"
@@ -114,7 +114,8 @@ def test_judge_names_the_killing_check_its_filesystem_and_evidence() -> None:
     assert out.checks_run == ["probe-a/ext4: pass", "probe-b/xfs: fail"]
     assert judge([_job("fio", JobStatus.TIMEOUT, "did not finish in 68s")]).status == "timeout"
     assert judge([_job("p", JobStatus.PASS), _job("q", JobStatus.PASS)]).status == "survived"
-    boot = judge([_job("p", JobStatus.ERROR, "guest unavailable: no SSH")])
+    boot = judge([_job("boot", JobStatus.FAIL, "the mutant kernel did not boot", fs="-"),
+                  _job("p", JobStatus.ERROR, "not run: guest re-booted 1 times")])
     assert (boot.status, boot.check) == ("killed", "boot")
     assert judge([_job("p", JobStatus.PASS), _job("q", JobStatus.ERROR, "mkfs failed")]).status == "error"
     assert judge([]).status == "error"
@@ -272,6 +273,10 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     assert main(["mutate", "--checks", "no-such-check"]) == 3
     assert "unknown check no-such-check" in capsys.readouterr().err
     assert main(["mutate", "--base", "x"]) == 3
+    assert main(["mutate", "--shard", "3/2"]) == 3
+    assert "--shard 3/2" in capsys.readouterr().err
+    assert main(["mutate", "--files", "include/linux/fs.h"]) == 3
+    assert "not a C file" in capsys.readouterr().err
 
 
 def test_only_runs_just_the_named_mutants(tmp_path: Path) -> None:
@@ -307,3 +312,69 @@ def test_a_harness_failure_costs_one_mutant_not_the_campaign(tmp_path: Path) -> 
                          lambda _l: None)
     assert [state.outcomes[m.id].status for m in mutants] == ["stillborn", "equivalent", "error", "survived"]
     assert "timed out" in state.outcomes[mutants[2].id].evidence
+
+
+def test_a_mutant_kernel_that_never_boots_fails_the_boot_check() -> None:
+    boots = GuestBoots(180)
+    not_run = [_job("probe-a", JobStatus.ERROR, "not run: guest re-booted 1 times")]
+    assert boot_verdict(not_run, boots, "gen-x") == not_run     # no boot failed: an infrastructure error
+    boots.failures.append("guest not reachable over SSH within 180s; console: hung_task: INFO: task blocked")
+    jobs = boot_verdict(not_run, boots, "gen-x")
+    assert (jobs[0].workload, jobs[0].status) == ("boot", JobStatus.FAIL)
+    assert "did not boot within 180s" in jobs[0].reason and "hung_task" in jobs[0].reason
+    out = judge(jobs)
+    assert (out.status, out.check) == ("killed", "boot")
+    # a boot that failed once but a later job ran and passed is not a boot kill
+    assert boot_verdict([_job("probe-a", JobStatus.PASS)], boots, "gen-x")[0].workload == "probe-a"
+
+
+class _FakeGuest:
+    def __init__(self, console: Path, fail: bool) -> None:
+        self.console_log, self.fail, self.boot_seconds = console, fail, 12.5
+
+    def __enter__(self) -> _FakeGuest:
+        if self.fail:
+            raise InfraError("guest not reachable over SSH within 180s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_boots_are_recorded_with_the_console_finding(tmp_path: Path) -> None:
+    from harness.mutate.real import _Boot
+
+    console = tmp_path / "console.log"
+    console.write_text("[  1.0] Linux version 6.12\n"
+                       "[245.1] INFO: task (udev-worker):76 blocked for more than 245 seconds.\n")
+    boots = GuestBoots(180)
+    with _Boot(_FakeGuest(console, fail=False), boots):
+        pass
+    assert boots.seconds == [12.5] and boots.failures == []
+    with pytest.raises(InfraError), _Boot(_FakeGuest(console, fail=True), boots):
+        pass
+    assert boots.failures[0].startswith("guest not reachable over SSH within 180s; console: ")
+    assert "blocked for more than 245 seconds" in boots.failures[0]
+
+
+def test_user_tree_lines_are_those_the_revision_adds(tmp_path: Path) -> None:
+    from harness.coverage import git_source
+    from harness.mutate.real import series_lines
+
+    repo = tmp_path / "repo"
+    (repo / "lib").mkdir(parents=True)
+    text = SMALL.read_text()
+    lines = text.split("\n")
+    (repo / "lib" / "small.c").write_text("\n".join(ln for i, ln in enumerate(lines, 1) if i not in (15, 16)))
+    git(tmp_path, "init", "-q", str(repo))
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "base")
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / "lib" / "small.c").write_text(text)  # "the revision" adds lines 15-16 (if + break)
+    git(repo, "commit", "-qam", "lib: stop at 3")
+    got, funcs = series_lines(git_source(repo, "HEAD"), ["lib/small.c"], tree=repo, base=base, head="HEAD")
+    assert got == {"lib/small.c": [15, 16]} and funcs["lib/small.c"][16] == "pick"
+    mutants = gen.generate(git_source(repo, "HEAD"), got, gen.load_operators())
+    assert [(m.line, m.operator) for m in mutants] == [(15, "negate-condition"), (16, "remove-break")]
+    with pytest.raises(UserError, match=r"lib/other\.c"):
+        series_lines(git_source(repo, "HEAD"), ["lib/other.c"], tree=repo, base=base, head="HEAD")

@@ -24,6 +24,8 @@ def test_three_mutant_campaign_end_to_end(tmp_path: Path, capsys: pytest.Capture
             "--fs", "ext4", "--control", "--out", str(out)]
     rc = main(argv)
     err = capsys.readouterr().err
+    with capsys.disabled():  # the run's outcomes and cost in the test log (tmp_path does not last)
+        print("\n" + (out / "report.md").read_text() if (out / "report.md").is_file() else err[-3000:])
     assert rc == 0, err[-2000:]
     data = json.loads((out / "results.json").read_text())
     rows = data["mutants"]
@@ -36,8 +38,9 @@ def test_three_mutant_campaign_end_to_end(tmp_path: Path, capsys: pytest.Capture
         if o["status"] in ("killed", "timeout"):
             assert o["check"] and o["fs"] and o["evidence"], row
         if o["status"] in ("killed", "timeout", "survived") and o["check"] != "boot":
-            # one boot and at least one check really ran for this mutant's kernel
-            assert o["cost"]["kernel"] > 0 and o["cost"]["boot"] > 0 and o["checks_run"], row
+            # a kernel (linked now, or kept from an earlier run: the same mutant is the same commit),
+            # one boot and at least one check really ran for it
+            assert o["cost"]["kernel"] >= 0 and o["cost"]["boot"] > 0 and o["checks_run"], row
         if o["status"] == "stillborn":
             assert "error" in o["evidence"] or "failed" in o["evidence"], row
     assert data["control"]["status"] == "survived"  # the checks pass on the unmodified kernel

@@ -75,7 +75,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     from harness.coverage import git_source
     from harness.mutate import generate, report
     from harness.mutate.campaign import Settings, run_campaign, run_control, save_state
-    from harness.mutate.kernel import MutantBuilder
+    from harness.mutate.kernel import MutantBuilder, object_of
     from harness.mutate.real import merge_states, plan_mutants, real_lab, validate_checks
 
     progress = Progress(quiet=getattr(args, "quiet", False))
@@ -106,6 +106,12 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     if not settings.files:
         raise UserError("no files to mutate (--files, or `files` in the campaign settings)")
     validate_checks(settings.checks, settings.filesystems)
+    if settings.shard:
+        from harness.ci import parse_shard
+
+        parse_shard(settings.shard)  # a bad I/N is a usage error before the tree is touched
+    for f in settings.files:
+        object_of(f)  # only C files have one object to build and compare
     out = args.out or results_root() / time.strftime("mutate-%Y%m%d-%H%M%S")
     builder = MutantBuilder(cache_dir() / "mutate", tree=args.tree, base=args.base, head=args.head,
                             progress=progress)
@@ -135,9 +141,11 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         write_text(out / "mutants" / f"{m.id}.diff", m.diff())
     progress.note(f"campaign: {out} ({len(mutants)} mutants)")
     try:
+        start = time.monotonic()
         with progress.step("reference objects"):
             builder.reference(sorted({m.file for m in mutants}))
-        lab = real_lab(builder, source)
+        state.wall_seconds += time.monotonic() - start
+        lab = real_lab(builder, source, defaults.boot_timeout)
         if args.control and (state.control or {}).get("status") != "survived":
             with progress.step("control"):
                 run_control(state, lab, builder.series_kernel(), out, progress)

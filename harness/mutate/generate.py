@@ -83,6 +83,7 @@ class CampaignDefaults:
     seed: int = 1
     checks: list[str] = field(default_factory=list)
     filesystems: list[str] = field(default_factory=lambda: ["ext4"])
+    boot_timeout: float = 180.0
 
 
 def operators_file() -> Path:
@@ -125,7 +126,8 @@ def load_defaults(path: Path | None = None) -> CampaignDefaults:
     return CampaignDefaults(files=[str(f) for f in table.get("files", d.files)],
                             max=int(table.get("max", d.max)), seed=int(table.get("seed", d.seed)),
                             checks=[str(c) for c in table.get("checks", d.checks)],
-                            filesystems=[str(f) for f in table.get("filesystems", d.filesystems)])
+                            filesystems=[str(f) for f in table.get("filesystems", d.filesystems)],
+                            boot_timeout=float(table.get("boot_timeout", d.boot_timeout)))
 
 
 def _code_part(text: str) -> str:

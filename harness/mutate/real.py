@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import coverage
-from harness.errors import UserError
+from harness.errors import KwbError, UserError
 from harness.mutate.campaign import Lab, Outcome, Settings, State
 from harness.mutate.generate import Mutant, Operator, generate, sample
 from harness.mutate.kernel import MutantBuilder
-from harness.workloads.model import JobResult
+from harness.workloads.model import JobResult, JobStatus
 
 Progress = Callable[[str], None]
 
@@ -58,7 +58,61 @@ def plan_mutants(source: coverage.SourceFn, operators: Sequence[Operator], setti
     return chosen
 
 
-def real_lab(builder: MutantBuilder, source: coverage.SourceFn) -> Lab:
+class _Boot:
+    """A guest whose boot is recorded: its time, or why it failed and what the console said."""
+
+    def __init__(self, inner: Any, record: GuestBoots) -> None:
+        self.inner, self.record = inner, record
+
+    def __enter__(self) -> Any:
+        try:
+            guest = self.inner.__enter__()
+        except KwbError as exc:
+            console = _console_findings(getattr(self.inner, "console_log", None))
+            self.record.failures.append(str(exc) + console)
+            raise
+        self.record.seconds.append(float(getattr(guest, "boot_seconds", 0.0) or 0.0))
+        return guest
+
+    def __exit__(self, *exc: object) -> Any:
+        return self.inner.__exit__(*exc)
+
+
+def _console_findings(log: Path | None) -> str:
+    from harness.qemu.console import scan
+
+    if log is None or not Path(log).is_file():
+        return ""
+    found = scan(Path(log).read_text(encoding="utf-8", errors="replace"))
+    return f"; console: {found[0].kind}: {found[0].line.strip()}" if found else ""
+
+
+class GuestBoots:
+    """The guest factory of mutant runs: the campaign's boot timeout, every boot recorded."""
+
+    def __init__(self, boot_timeout: float) -> None:
+        self.boot_timeout = boot_timeout
+        self.failures: list[str] = []
+        self.seconds: list[float] = []
+
+    def __call__(self, kernel: Path, disks: list[Path], results_dir: Path) -> Any:
+        from harness.qemu.guest import Guest, GuestConfig
+        from harness.workloads.runner import GUEST_MEMORY_MB
+
+        cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks, memory_mb=GUEST_MEMORY_MB,
+                          boot_timeout=self.boot_timeout)
+        return _Boot(Guest(cfg), self)
+
+
+def boot_verdict(jobs: list[JobResult], boots: GuestBoots, name: str) -> list[JobResult]:
+    """A mutant kernel that never booted (while the series kernel does) failed the boot check."""
+    if boots.failures and all(j.status in (JobStatus.ERROR, JobStatus.SKIP) for j in jobs):
+        reason = f"the mutant kernel did not boot within {boots.boot_timeout:.0f}s: {boots.failures[0]}"
+        return [JobResult("boot", "-", name, JobStatus.FAIL, reason), *jobs]
+    return jobs
+
+
+def real_lab(builder: MutantBuilder, source: coverage.SourceFn, boot_timeout: float = 180.0) -> Lab:
     """Stages backed by kwb's build and the workloads runner (one guest boot per mutant)."""
     def build(mutant: Mutant) -> Any:
         text = source(mutant.file)
@@ -71,11 +125,22 @@ def real_lab(builder: MutantBuilder, source: coverage.SourceFn) -> Lab:
         from harness.workloads import runner
 
         # Kernel mutants cannot share a boot: a mutant that corrupts a wait queue poisons every later
-        # check in the same guest, so each mutant gets its own kernel and its own boot.
-        return runner.run_variant(name, filesystems, checks, out_dir, progress,
-                                  build=lambda *_a, **_k: kernel, stop_on_flag=True, kind="mutant")
+        # check in the same guest, so each mutant gets its own kernel and its own boot. One boot only
+        # (max_boots=1): every flag ends the run anyway, and a kernel that wedged once wedges again.
+        boots = GuestBoots(boot_timeout)
+        last_boot.clear()
+        last_boot.append(boots)
+        jobs = runner.run_variant(name, filesystems, checks, out_dir, progress, guest_factory=boots,
+                                  build=lambda *_a, **_k: kernel, stop_on_flag=True, kind="mutant",
+                                  max_boots=1)
+        return boot_verdict(jobs, boots, name)
 
-    return Lab(build=build, run_checks=run_checks)
+    last_boot: list[GuestBoots] = []
+
+    def boot_seconds() -> float | None:
+        return last_boot[0].seconds[0] if last_boot and last_boot[0].seconds else None
+
+    return Lab(build=build, run_checks=run_checks, boot_seconds=boot_seconds)
 
 
 def validate_checks(checks: Sequence[str], filesystems: Sequence[str]) -> None:
