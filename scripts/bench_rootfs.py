@@ -45,6 +45,7 @@ def _dir9p_argv(tree: Path) -> Any:
 
     def build(spec: vng.VngSpec, vng_path: Path | None = None) -> list[str]:
         spec.restrict_net = True
+        spec.cwd = str(tree)  # vng takes --cwd as a host path inside --root
         argv = original(spec, vng_path)
         i = argv.index("--rwdir")
         argv[i + 1] = f"/run/kwb-results={argv[i + 1]}"
