@@ -117,9 +117,11 @@ def isolation() -> dict[str, Any]:
                 "writable_host_paths": "the results directory"}
     base = rootfs.existing_base()
     return {"mode": "isolated", "chosen_by": "default",
-            "host_files": "none: the guest root is kwb's image (a per-boot overlay on it)",
+            "host_files": "none (kwb's image, a per-boot overlay on it); "
+                          "read-only: virtme-ng's guest scripts",
             "network": "SSH forward on 127.0.0.1 only (QEMU user network, restrict=on)",
-            "writable_host_paths": "the results directory",
+            # vng hands sshd its per-boot host keys through a fresh directory under the per-run HOME.
+            "writable_host_paths": "the results directory, virtme-ng's per-boot sshd key directory",
             "image": {"built": base is not None, "identity": base.identity if base else "",
                       "tree": str(base.tree if base else rootfs.base_dir() / "tree"),
                       "build_seconds": round(base.build_seconds, 1) if base else None}}

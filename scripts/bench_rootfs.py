@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.errors import KwbError
 from harness.qemu import rootfs, vng
 from harness.qemu.guest import Guest, GuestConfig
 
@@ -45,6 +46,7 @@ def _dir9p_argv(tree: Path) -> Any:
 
     def build(spec: vng.VngSpec, vng_path: Path | None = None) -> list[str]:
         spec.restrict_net = True
+        spec.cwd = str(tree)  # vng takes --cwd as a host path inside --root
         argv = original(spec, vng_path)
         i = argv.index("--rwdir")
         argv[i + 1] = f"/run/kwb-results={argv[i + 1]}"
@@ -87,7 +89,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kwb-bench-rootfs-") as tmp:
         for r in range(args.rounds):
             for mode in modes:
-                res = one_boot(mode, kernel, Path(tmp) / f"{mode}-{r}", args.boot_timeout, base.tree)
+                try:
+                    res = one_boot(mode, kernel, Path(tmp) / f"{mode}-{r}", args.boot_timeout, base.tree)
+                except KwbError as exc:  # one mode failing must not lose the others' numbers
+                    log = Path(tmp) / f"{mode}-{r}" / "console.log"
+                    tail = log.read_text(errors="replace")[-600:] if log.is_file() else ""
+                    res = {"mode": mode, "boot_to_ssh_s": -1.0, "error": str(exc), "console_tail": tail}
                 print(f"round {r + 1} {mode}: {res['boot_to_ssh_s']}s root={res['root']}", file=sys.stderr,
                       flush=True)
                 runs.append(res)
@@ -95,7 +102,10 @@ def main() -> int:
                                "base_build_s": base.build_seconds, "image_ready_s": round(image_s, 2),
                                "runs": runs}
     for mode in modes:
-        times = [float(x["boot_to_ssh_s"]) for x in runs if x["mode"] == mode]
+        times = [float(x["boot_to_ssh_s"]) for x in runs if x["mode"] == mode and "error" not in x]
+        if not times:
+            summary[mode] = {"n": 0, "failed": True}
+            continue
         summary[mode] = {"min_s": min(times), "median_s": statistics.median(times), "max_s": max(times),
                          "n": len(times)}
     print(json.dumps(summary, indent=2))
