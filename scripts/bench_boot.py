@@ -119,6 +119,8 @@ def main() -> int:
     p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     p.add_argument("--boot-timeout", type=float, default=300.0)
     p.add_argument("--json-out", help="also write the summary here")
+    p.add_argument("--max-seconds", type=float, default=0.0,
+                   help="stop starting rounds after this long (0: no limit); the summary says how many ran")
     args = p.parse_args()
     names = args.config or ["default"]
     try:
@@ -128,8 +130,12 @@ def main() -> int:
         return 3
     kernel = _kernel(args)
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kwb-bench-boot-") as tmp:
         for i in range(args.runs):
+            if args.max_seconds and time.monotonic() - began > args.max_seconds:
+                print(f"bench_boot: stopping after {i} rounds ({args.max_seconds:.0f}s limit)", file=sys.stderr)
+                break
             for n in names:  # round-robin: A/B/A/B, so host drift hits every setting alike
                 workdir = Path(tmp) / f"s{names.index(n)}-{i}"  # vng passes only plain path characters
                 r = one_boot(kernel, args.accel, workdir, args.boot_timeout, configs[n])
@@ -138,6 +144,7 @@ def main() -> int:
                       file=sys.stderr, flush=True)
                 runs[n].append(r)
     summary = {"benchmark": "boot_to_ssh", "kernel": str(kernel), "target_s": TARGET_SECONDS,
+               "rounds_asked": args.runs, "wall_s": round(time.monotonic() - began, 1),
                "settings": [summarise(n, runs[n]) for n in names], "runs": runs}
     text = json.dumps(summary, indent=2)
     if args.json_out:

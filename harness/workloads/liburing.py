@@ -369,7 +369,8 @@ def _run_batch(guest: GuestSession, batch: list[tuple[str, str]], width: int, li
     tests that had started but not ended when the command returned."""
     if len(batch) == 1:
         res = guest.run(batch[0][1], timeout=limit + GUEST_SLACK)
-        return [(res, res.stdout + res.stderr)], [batch[0][0]] if res.timed_out else []
+        cut = res.timed_out or res.returncode == -1  # timed out or abandoned: it never finished
+        return [(res, res.stdout + res.stderr)], [batch[0][0]] if cut else []
     res = guest.run(pool_command(batch, width, f"{workdir}/.kwb-logs"), timeout=budget + GUEST_SLACK)
     parsed = parse_pool_output(res.stdout)
     started = re.findall(rf"^{MARK}START (\S+)$", res.stdout, re.MULTILINE)
@@ -499,6 +500,8 @@ def merge_resumed(first: JobResult, second: JobResult) -> JobResult:
     status, reason = job_status(outcomes)
     if first.findings and first.status in (JobStatus.CRASH, JobStatus.FAIL):
         status, reason = first.status, f"{first.reason}; after the reboot: {reason}"
+    elif isinstance(first.evidence.get("wedge"), dict):
+        reason = f"{first.evidence['wedge'].get('summary', 'guest wedged')}; {reason}"
     evidence = {**second.evidence, "resumed_after_reboot": sorted(again)}
     for key in ("stopped_by", "wedge"):
         if key in first.evidence:

@@ -244,12 +244,12 @@ def _apply_wedge(result: JobResult, guest: GuestSession) -> None:
     if not isinstance(wedge, dict):
         return
     tests = [str(t) for t in result.evidence.get("stopped_by", [])] or [result.workload]
-    result.evidence["wedge"] = {**wedge, "test": tests}
     state = "wedged in the kernel" if wedge.get("alive") else "stopped answering"
-    if result.status is not JobStatus.CRASH:
-        result.status = JobStatus.TIMEOUT if result.status is JobStatus.PASS else result.status
-    result.reason = (f"guest {state} during {' / '.join(tests)} (detected after "
-                     f"{wedge.get('detected_after_s')}s); {result.reason}")
+    summary = f"guest {state} during {' / '.join(tests)} (detected after {wedge.get('detected_after_s')}s)"
+    result.evidence["wedge"] = {**wedge, "test": tests, "summary": summary}
+    if result.status is JobStatus.PASS:
+        result.status = JobStatus.TIMEOUT
+    result.reason = f"{summary}; {result.reason}"
 
 
 def _error_job(run: _Run, spec: WorkloadSpec, fs: str, reason: str, output: str = "") -> JobResult:
