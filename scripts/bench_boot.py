@@ -134,7 +134,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kwb-bench-boot-") as tmp:
         for i in range(args.runs):
             if args.max_seconds and time.monotonic() - began > args.max_seconds:
-                print(f"bench_boot: stopping after {i} rounds ({args.max_seconds:.0f}s limit)", file=sys.stderr)
+                print(f"bench_boot: stopping after {i} rounds ({args.max_seconds:.0f}s limit)",
+                      file=sys.stderr)
                 break
             for n in names:  # round-robin: A/B/A/B, so host drift hits every setting alike
                 workdir = Path(tmp) / f"s{names.index(n)}-{i}"  # vng passes only plain path characters
