@@ -79,6 +79,21 @@ def test_runner_resumes_the_tests_a_wedge_kept_from_running(tmp_path: Path,
     assert job.evidence["wedge"]["test"] == ["read-write"] and job.evidence["stopped_by"] == ["read-write"]
     assert job.evidence["resumed_after_reboot"] == ["fsync", "probe"] and "resume" not in job.evidence
     assert job.status is JobStatus.TIMEOUT and "wedged in the kernel during read-write" in job.reason
+    overhead = job.metrics["overhead"]  # wall minus the tests' own seconds (capped at wall), both guests
+    assert 0 <= overhead["workload_s"] <= overhead["wall_s"]
+    assert job.metrics["workload_s"] == pytest.approx(40.3)
+
+
+def test_overhead_is_wall_minus_the_workloads_own_runtime() -> None:
+    from harness.workloads.model import JobResult
+
+    r = JobResult("fio-iouring", "ext4", "series", JobStatus.PASS, metrics={"workload_s": 9.0})
+    runner._overhead(r, 12.0)
+    want = {"wall_s": 12.0, "workload_s": 9.0, "overhead_s": 3.0, "overhead_pct": 25.0}
+    assert r.metrics["overhead"] == want
+    none = JobResult("probe-x", "ext4", "series", JobStatus.PASS)
+    runner._overhead(none, 5.0)
+    assert "overhead" not in none.metrics
 
 
 # --- real tier -----------------------------------------------------------------------------------------

@@ -420,6 +420,11 @@ def parse_pool_output(stdout: str) -> dict[str, tuple[int, float, str]]:
     return found
 
 
+def _test_seconds(outcomes: list[CaseOutcome]) -> float:
+    """Seconds the tests themselves ran (side by side tests count each; the runner caps it at wall)."""
+    return sum(o.duration for o in outcomes)
+
+
 def summarise(outcomes: list[CaseOutcome]) -> dict[str, int]:
     """Counts per test status."""
     counts = {s: 0 for s in ("pass", "fail", "skip", "timeout", "known-fail", "not-run")}
@@ -464,7 +469,8 @@ def _finish(spec: WorkloadSpec, target: Target, job_dir: Path, outcomes: list[Ca
         status, reason = JobStatus.FAIL, "; ".join(str(c["reason"]) for c in checks if not c["ok"])
     return JobResult(spec.name, target.fs, "", status, reason, command="\n".join(commands),
                      exitcode=0 if status is JobStatus.PASS else 1,
-                     duration=round(time.monotonic() - start, 2), metrics=dict(summarise(outcomes)),
+                     duration=round(time.monotonic() - start, 2),
+                     metrics={**summarise(outcomes), "workload_s": round(_test_seconds(outcomes), 2)},
                      evidence={"kernel": release, "checks": checks,
                                **({"resume": resume} if resume else {}),
                                **({"stopped_by": culprits} if culprits else {})},
@@ -514,7 +520,8 @@ def merge_resumed(first: JobResult, second: JobResult) -> JobResult:
               for c in second.evidence.get("checks", [])]
     evidence["checks"] = checks
     return replace(second, status=status, reason=reason, subresults=subs, evidence=evidence,
-                   metrics=dict(summarise(outcomes)), findings=first.findings + second.findings,
+                   metrics={**summarise(outcomes), "workload_s": round(_test_seconds(outcomes), 2)},
+                   findings=first.findings + second.findings,
                    duration=round(first.duration + second.duration, 2),
                    command="\n".join(c for c in (first.command, second.command) if c),
                    exitcode=0 if status is JobStatus.PASS else 1)

@@ -217,6 +217,7 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         # TCG timings depend on what else the host runs: keep the host load next to the numbers.
         result.evidence["host_loadavg"] = [round(x, 2) for x in os.getloadavg()]
         result.duration = result.duration or round(time.monotonic() - start, 2)
+        _overhead(result, time.monotonic() - start)
         alive = guest.alive()  # QEMU running, no panic, nothing abandoned, and an SSH ping answered
         health = monitor.collect()
         write_text(job_dir / "dmesg", health.dmesg)
@@ -229,6 +230,7 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         if first is not None and merge is not None:
             result = merge(first, result)
             result.variant, result.job_dir = run.variant, str(job_dir)
+            _overhead(result, result.duration)
         if reboot and merge is not None and result.evidence.get("resume"):
             run.resume[(target.fs, spec.name)] = result
             run.progress(f"{run.variant} {target.fs} {spec.name}: guest reboot; "
@@ -236,6 +238,18 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         return result, reboot
     finally:
         _write_job(run, result, job_dir, health_text)
+
+
+def _overhead(result: JobResult, wall: float) -> None:
+    """metrics.overhead: the job's wall time minus the workload's own runtime (``metrics.workload_s``,
+    when the runner measured it): set-up, data layout, cache drops, process starts, SSH."""
+    work = result.metrics.get("workload_s")
+    if not isinstance(work, int | float) or wall <= 0:
+        return
+    work = min(float(work), wall)
+    result.metrics["overhead"] = {"wall_s": round(wall, 2), "workload_s": round(work, 2),
+                                  "overhead_s": round(wall - work, 2),
+                                  "overhead_pct": round(100.0 * (wall - work) / wall, 1)}
 
 
 def _apply_wedge(result: JobResult, guest: GuestSession) -> None:
