@@ -216,7 +216,8 @@ RIP: 0010:filemap_read+0x3a/0x4f0
 
 
 @pytest.mark.parametrize("answer,alive", [
-    ("KWB-WEDGED\n  412 R    -  read-write.t\n== /proc/412/stack\n[<0>] filemap_read+0x3a/0x4f0\n", True),
+    ("KWB-WEDGED\n  412   415 R    -  read-write.t\n== /proc/412/task/415/stack\n"
+     "[<0>] filemap_read+0x3a/0x4f0\n", True),
     (None, False),
 ])
 def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer: str | None,
@@ -232,7 +233,7 @@ def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer
         # The stuck process was killed for good on the second connection, then its stack and sysrq w/l.
         assert "pkill -KILL -s" in second.scripts[0] and "/tmp/kwb-cmd/1.pid" in second.scripts[0]
         assert "echo w > /proc/sysrq-trigger" in second.scripts[0]
-        assert g.wedge["unkillable"] == ["412 R    -  read-write.t"]
+        assert g.wedge["unkillable"] == ["412   415 R    -  read-write.t"]
         assert "filemap_read+0x3a" in str(g.wedge["stacks"]) and "NMI backtrace for cpu 1" in str(
             g.wedge["excerpt"])
         assert "could not be killed" in str(g.wedge["how"])
