@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -118,6 +118,46 @@ def test_a_kernel_crash_while_booting_is_not_retried(tmp_path: Path, monkeypatch
     with pytest.raises(BootError, match="kernel oops: BUG: kernel NULL pointer") as exc:
         g.start()
     assert exc.value.outcome == "crash" and g.lost_boots == []
+
+
+class _AnsweringSsh:
+    """An sshd that answers at once (records what it was asked)."""
+
+    commands: ClassVar[list[str]] = []
+
+    def __init__(self, *_a: Any, **_k: Any) -> None:
+        self.connected = False
+
+    def connect(self, timeout: float) -> None:
+        self.connected = True
+
+    def exec(self, command: str, timeout: float, abort: Any = None, kill_timeout: float = 0) -> Any:
+        from harness.run import Result
+        _AnsweringSsh.commands.append(command)
+        return Result(["sh", "-c", command], 0, "", "", 0.0)
+
+    def close(self) -> None:
+        self.connected = False
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_early_ssh_connects_once_dhcp_is_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              early: bool) -> None:
+    """Early: SSH is tried once DHCP has a lease (sshd starts beside udev), and the first command hides
+    ~/.bashrc itself; late: only after the init script's marker, which this boot never prints."""
+    _fake_vng(monkeypatch, WRITE_PID + "print('Linux version 6.12.117'); print('udhcpc: lease of 10.0.2.15', "
+                                       "flush=True); time.sleep(600)")
+    monkeypatch.setattr(guest, "SshSession", _AnsweringSsh)
+    _AnsweringSsh.commands = []
+    g = Guest(_cfg(tmp_path, early_ssh=early, boot_retries=0, boot_timeout=3, shutdown_timeout=1))
+    if early:
+        with g:
+            assert g.boot_seconds is not None and g.boot_seconds < 3
+        assert _AnsweringSsh.commands[0] == guest.GUEST_FIRST_COMMAND
+    else:
+        with pytest.raises(BootError, match="not reachable over SSH within 3s"):
+            g.start()
+        assert _AnsweringSsh.commands == []
 
 
 def test_keyboard_interrupt_still_reaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
