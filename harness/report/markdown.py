@@ -82,8 +82,8 @@ def _ratios(jobs: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[str]:
                    f"CPU per IO {cpu_ratio}, ctx switches {ratio(metric(sm, 'ctx'), metric(bm, 'ctx'))}")
         cis = job_ratios(sm, bm, paired=bool(sm.get("ab_paired") and bm.get("ab_paired")))
         if cis:
-            how = next(iter(cis.values())).method
-            out.append(f"  - 95% CI ({how}): " + "; ".join(
+            how = next(iter(cis.values())).method_short
+            out.append(f"  - 95% CI ({how}-interval on logs): " + "; ".join(
                 f"{label} {cis[k].text()}" for k, label in (("iops", "IOPS"), ("cpu_per_io", "CPU per IO"),
                                                              ("ctx", "ctx switches")) if k in cis))
     series = {w: j for (w, k), j in jobs.items() if k == "series"}

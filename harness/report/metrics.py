@@ -202,6 +202,11 @@ class RatioCI:
             return "not significant"
         return "higher" if self.ratio > 1.0 else "lower"
 
+    @property
+    def method_short(self) -> str:
+        """"paired t" or "Welch t" (both on logs)."""
+        return "paired t" if self.method == CI_METHOD_PAIRED else "Welch t"
+
     def text(self) -> str:
         """``1.31x [1.12, 1.52] higher`` (95 % CI)."""
         return f"{self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}] {self.word}"
