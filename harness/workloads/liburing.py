@@ -330,7 +330,8 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
         culprits = _culprits(guest, running) if gone else []
         for (name, command), (res, output) in zip(batch, results, strict=True):
             write_text(job_dir / "tests" / f"{name}.log", f"$ {command}\n{output}\nexit: {res.returncode}\n")
-            if gone and name not in running:  # never started: it runs on the next guest
+            # never started, or beside the test the wedge report names: it runs on the next guest
+            if gone and (res.timed_out or name in running) and name not in culprits:
                 outcome = CaseOutcome(name, "not-run", None, 0.0, NOT_RUN_REBOOT + " / ".join(culprits))
             elif name in culprits:
                 outcome = CaseOutcome(name, "timeout", None, round(res.duration, 2), _stopped_reason(guest))
