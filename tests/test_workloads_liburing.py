@@ -332,10 +332,9 @@ class _DeadPoolGuest:
     """A guest whose pool command is cut short: ``fsync`` finished, ``nop`` and ``fpos`` had started,
     ``link`` never did; the wedge report names ``fpos.t`` as stuck in the kernel."""
 
-    wedge = {"alive": True, "how": "the command could not be killed", "unkillable": ["77 77 R - fpos.t"]}
-
     def __init__(self) -> None:
         self.dead = False
+        self.wedge = {"alive": True, "how": "the command could not be killed", "unkillable": ["77 77 R - fpos.t"]}
 
     def run(self, command: str, timeout: float) -> Result:
         if "uname" in command:
