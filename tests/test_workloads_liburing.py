@@ -334,7 +334,8 @@ class _DeadPoolGuest:
 
     def __init__(self) -> None:
         self.dead = False
-        self.wedge = {"alive": True, "how": "the command could not be killed", "unkillable": ["77 77 R - fpos.t"]}
+        self.wedge = {"alive": True, "how": "the command could not be killed",
+                      "unkillable": ["77 77 R - fpos.t"]}
 
     def run(self, command: str, timeout: float) -> Result:
         if "uname" in command:
