@@ -89,6 +89,8 @@ def one_boot(kernel: Path, accel: str, workdir: Path, boot_timeout: float,
             "uname_s": round(uname.duration, 2), "fio_start_s": round(fio.duration, 2), "fio_ok": fio.ok,
             "commands_s": round(t2 - t1, 2), "shutdown_s": round(time.monotonic() - t2, 2),
             "accel": g.accel, "outcome": g.outcome, "milestones": g.milestones,
+            # the interface rename race's trace (kwb's fix keeps eth0): should stay 0
+            "renamed": g.console_text().count("renamed from eth"),
             "host_load": round(os.getloadavg()[0], 1)}
 
 
@@ -105,6 +107,7 @@ def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
                     "median_uname_s": statistics.median(float(r["uname_s"]) for r in ok),
                     "median_fio_start_s": statistics.median(float(r["fio_start_s"]) for r in ok),
                     "commands_ok": all(r["uname_ok"] and r["fio_ok"] for r in ok),
+                    "boots_with_rename": sum(1 for r in ok if r.get("renamed")),
                     "meets_target": statistics.median(times) <= TARGET_SECONDS})
     return out
 
