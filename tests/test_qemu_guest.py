@@ -160,6 +160,19 @@ def test_early_ssh_connects_once_dhcp_is_done(tmp_path: Path, monkeypatch: pytes
         assert _AnsweringSsh.commands == []
 
 
+def test_qemu_gone_mid_boot_without_a_kernel_report_is_booted_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in the boot benchmark: QEMU exited (vng exit 255) during PCI enumeration, nothing on the
+    console: not the kernel's fault, so one more boot."""
+    _fake_vng(monkeypatch, "import sys; print('Linux version 6.12.117'); print('pci 0000:00:08.0: BAR 1'); "
+                           "sys.exit(255)")
+    g = Guest(_cfg(tmp_path, boot_timeout=60))
+    with pytest.raises(BootError, match=r"QEMU exited \(vng exit 255\)") as exc:
+        g.start()
+    assert exc.value.outcome == "crash"
+    assert [b["reason"] for b in g.lost_boots] == ["QEMU exited (vng exit 255)"]
+
+
 def test_keyboard_interrupt_still_reaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_vng(monkeypatch, WRITE_PID + "time.sleep(600)")
     g = Guest(_cfg(tmp_path, boot_timeout=60))

@@ -85,8 +85,8 @@ class GuestConfig:
     # is abandoned (an oopsed task usually dies at once; a stuck one would otherwise cost its timeout).
     stuck_grace: float = 10.0
     shutdown_timeout: float = 30.0
-    # A boot that never answers over SSH (no network, no sshd, timeout) is retried this often; a kernel
-    # that crashes while booting is not (the same kernel crashes again).
+    # A boot that never answers over SSH (no network, no sshd, timeout, QEMU gone) is retried this often;
+    # a kernel that panics or oopses while booting is not (the same kernel crashes again).
     boot_retries: int = 1
     # Once virtme-ng-init has finished its set-up, sshd has this long to answer: a boot that is over but
     # unreachable is given up on in seconds rather than at ``boot_timeout``.
@@ -183,7 +183,10 @@ class Guest:
                     self._wait_ready()
                     return
                 except BootError as exc:
-                    if exc.outcome == "crash" or attempt > self.cfg.boot_retries:
+                    # A kernel that panicked or oopsed while booting does so again; anything else (no
+                    # network, no sshd, QEMU gone without a kernel report) gets one more boot.
+                    crashed = self._watch.panicked.is_set() or any(f.fatal for f in self._watch.findings())
+                    if crashed or attempt > self.cfg.boot_retries:
                         raise
                     self.lost_boots.append({"attempt": attempt, "reason": exc.reason, "outcome": exc.outcome,
                                             "seconds": round(time.monotonic() - self._t0, 2)})
