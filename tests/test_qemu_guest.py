@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -122,6 +122,59 @@ def test_a_kernel_crash_while_booting_is_not_retried(tmp_path: Path, monkeypatch
     assert exc.value.outcome == "crash" and g.lost_boots == []
 
 
+class _AnsweringSsh:
+    """An sshd that answers at once (records what it was asked)."""
+
+    commands: ClassVar[list[str]] = []
+
+    def __init__(self, *_a: Any, **_k: Any) -> None:
+        self.connected = False
+
+    def connect(self, timeout: float) -> None:
+        self.connected = True
+
+    def exec(self, command: str, timeout: float, abort: Any = None, kill_timeout: float = 0) -> Any:
+        from harness.run import Result
+        _AnsweringSsh.commands.append(command)
+        return Result(["sh", "-c", command], 0, "", "", 0.0)
+
+    def close(self) -> None:
+        self.connected = False
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_early_ssh_connects_once_dhcp_is_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              early: bool) -> None:
+    """Early: SSH is tried once DHCP has a lease (sshd starts beside udev), and the first command hides
+    ~/.bashrc itself; late: only after the init script's marker, which this boot never prints."""
+    _fake_vng(monkeypatch, WRITE_PID + "print('Linux version 6.12.117'); print('udhcpc: lease of 10.0.2.15', "
+                                       "flush=True); time.sleep(600)")
+    monkeypatch.setattr(guest, "SshSession", _AnsweringSsh)
+    _AnsweringSsh.commands = []
+    g = Guest(_cfg(tmp_path, early_ssh=early, boot_retries=0, boot_timeout=3, shutdown_timeout=1))
+    if early:
+        with g:
+            assert g.boot_seconds is not None and g.boot_seconds < 3
+        assert _AnsweringSsh.commands[0] == guest.GUEST_FIRST_COMMAND
+    else:
+        with pytest.raises(BootError, match="not reachable over SSH within 3s"):
+            g.start()
+        assert _AnsweringSsh.commands == []
+
+
+def test_qemu_gone_mid_boot_without_a_kernel_report_is_booted_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in the boot benchmark: QEMU exited (vng exit 255) during PCI enumeration, nothing on the
+    console: not the kernel's fault, so one more boot."""
+    _fake_vng(monkeypatch, "import sys; print('Linux version 6.12.117'); print('pci 0000:00:08.0: BAR 1'); "
+                           "sys.exit(255)")
+    g = Guest(_cfg(tmp_path, boot_timeout=60))
+    with pytest.raises(BootError, match=r"QEMU exited \(vng exit 255\)") as exc:
+        g.start()
+    assert exc.value.outcome == "crash"
+    assert [b["reason"] for b in g.lost_boots] == ["QEMU exited (vng exit 255)"]
+
+
 def test_keyboard_interrupt_still_reaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_vng(monkeypatch, WRITE_PID + "time.sleep(600)")
     g = Guest(_cfg(tmp_path, boot_timeout=60))
@@ -218,7 +271,8 @@ RIP: 0010:filemap_read+0x3a/0x4f0
 
 
 @pytest.mark.parametrize("answer,alive", [
-    ("KWB-WEDGED\n  412 R    -  read-write.t\n== /proc/412/stack\n[<0>] filemap_read+0x3a/0x4f0\n", True),
+    ("KWB-WEDGED\n  412   415 R    -  read-write.t\n== /proc/412/task/415/stack\n"
+     "[<0>] filemap_read+0x3a/0x4f0\n", True),
     (None, False),
 ])
 def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer: str | None,
@@ -234,7 +288,7 @@ def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer
         # The stuck process was killed for good on the second connection, then its stack and sysrq w/l.
         assert "pkill -KILL -s" in second.scripts[0] and "/tmp/kwb-cmd/1.pid" in second.scripts[0]
         assert "echo w > /proc/sysrq-trigger" in second.scripts[0]
-        assert g.wedge["unkillable"] == ["412 R    -  read-write.t"]
+        assert g.wedge["unkillable"] == ["412   415 R    -  read-write.t"]
         assert "filemap_read+0x3a" in str(g.wedge["stacks"]) and "NMI backtrace for cpu 1" in str(
             g.wedge["excerpt"])
         assert "could not be killed" in str(g.wedge["how"])

@@ -121,3 +121,19 @@ def test_real_vng_dry_run_produces_the_qemu_line_we_expect(tmp_path: Path) -> No
     assert [qemu[i + 1] for i, a in enumerate(qemu) if a == "-cpu"][-1] == "qemu64"
     # The per-run HOME received vng's SSH host keys: nothing was written to the real home.
     assert (home / ".cache/virtme-ng/.ssh/etc/ssh/ssh_host_ed25519_key.pub").is_file()
+
+
+def test_host_udev_honours_the_rename_race_fix() -> None:
+    """The guest runs the host's udevd; on a host where systemd believes it is in a container (Docker's
+    /.dockerenv) it reads PID 1's argv, not /proc/cmdline, and renames eth0 despite vng's net.ifnames=0.
+    Checked on the host's own udev: with SYSTEMD_PROC_CMDLINE as kwb passes it, naming policies are off."""
+    import shutil
+
+    value = next(a.split("=", 1)[1] for a in vng.BASE_CMDLINE if a.startswith("SYSTEMD_PROC_CMDLINE="))
+    assert value == "net.ifnames=0"
+    nics = sorted(p for p in Path("/sys/class/net").iterdir() if (p / "device").exists())
+    if not shutil.which("udevadm") or not nics:
+        pytest.skip("needs udevadm and a network device with a driver on the host")
+    res = run(["udevadm", "test-builtin", "net_setup_link", str(nics[0])], timeout=30,
+              env={"SYSTEMD_PROC_CMDLINE": value})
+    assert "NamePolicy= disabled on kernel command line" in res.stdout + res.stderr, res.stderr[-2000:]

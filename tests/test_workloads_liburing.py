@@ -357,3 +357,43 @@ def test_real_subset_in_the_guest_on_ext4(built_kernel: object, tmp_path: Path) 
     (res,) = results
     assert res.status is JobStatus.PASS, res.reason
     assert res.metrics["pass"] >= len(liburing.SUBSET) // 2
+
+
+class _DeadPoolGuest:
+    """A guest whose pool command is cut short: ``fsync`` finished, ``nop`` and ``fpos`` had started,
+    ``link`` never did; the wedge report names ``fpos.t`` as stuck in the kernel."""
+
+    def __init__(self) -> None:
+        self.dead = False
+        self.wedge = {"alive": True, "how": "the command could not be killed",
+                      "unkillable": ["77 77 R - fpos.t"]}
+
+    def run(self, command: str, timeout: float) -> Result:
+        if "uname" in command:
+            return Result(["sh"], 0, "6.12.117\n", "", 0.01)
+        if "KWB-LIBURING-START" not in command or self.dead:
+            return Result(["sh"], 0, "", "", 0.01)
+        self.dead = True
+        out = ("KWB-LIBURING-START fsync\nKWB-LIBURING-START nop\nKWB-LIBURING-BEGIN fsync\n\n"
+               "KWB-LIBURING-END fsync 0 1.00 2.00\nKWB-LIBURING-START fpos\n")
+        return Result(["sh"], -1, out, "kwb: abandoned\n", 30.0)
+
+    def console_text(self) -> str:
+        return ""
+
+    def alive(self) -> bool:
+        return not self.dead
+
+
+def test_a_pool_cut_short_names_the_stuck_test_and_keeps_the_unstarted_for_the_next_guest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(liburing, "build_tests", lambda tree=None: tmp_path)
+    monkeypatch.setattr(liburing, "list_tests", lambda d: ["fpos", "fsync", "link", "nop"])
+    spec = _spec(tests=["fsync", "nop", "fpos", "link"], parallel=2)
+    res = liburing.run_job(_DeadPoolGuest(), spec, EXT4, tmp_path / "job")  # type: ignore[arg-type]
+    by = {s["name"]: (s["status"], s["reason"]) for s in res.subresults}
+    assert by["fsync"][0] == "pass"
+    assert by["fpos"][0] == "timeout" and "wedged in the kernel during this test" in by["fpos"][1]
+    # nop ran beside fpos (not named by the wedge report) and link never started: both go on next guest
+    assert by["nop"] == by["link"] == ("not-run", liburing.NOT_RUN_REBOOT + "fpos")
+    assert res.evidence["stopped_by"] == ["fpos"] and res.evidence["resume"] == ["nop", "link"]

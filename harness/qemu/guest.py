@@ -39,18 +39,21 @@ from harness.run import Result, run
 # commands must not run the host user's ~/.bashrc (see harness.qemu.vng).
 GUEST_FIRST_COMMAND = '[ -f "$HOME/.bashrc" ] && mount --bind /dev/null "$HOME/.bashrc"; true'
 # Run on a second SSH connection after a command overran: kill its session (the command's pid is the
-# session id sshd gave it; timeout(1) puts tests in process groups of their own) for good; what is left
-# 2 s later, zombies aside, is stuck in the kernel (spinning, or blocked uninterruptibly): its kernel
-# stacks, then sysrq w (blocked tasks) and l (every CPU's backtrace) onto the console.
+# session id sshd gave it; timeout(1) puts tests in process groups of their own) for good; any thread
+# left 2 s later, zombies aside (a killed leader waits as one for its io-wq threads), is stuck in the
+# kernel (spinning, or blocked uninterruptibly): its kernel stacks, then sysrq w (blocked tasks) and
+# l (every CPU's backtrace) onto the console.
 WEDGE_CHECK = """p=$(cat {pidfile} 2>/dev/null)
 left=""
 if [ -n "$p" ]; then
   pkill -KILL -s "$p"; sleep 2
-  left=$(ps -o pid=,stat=,wchan:32=,comm= -s "$p" | awk '$2 !~ /^Z/')
+  left=$(ps -L -o pid=,lwp=,stat=,wchan:32=,comm= -s "$p" | awk '$3 !~ /^Z/')
 fi
 if [ -n "$left" ] || [ {force} = 1 ]; then
   echo KWB-WEDGED; echo "$left"
-  for pid in $(echo "$left" | awk '{{print $1}}'); do echo "== /proc/$pid/stack"; cat /proc/$pid/stack; done
+  echo "$left" | while read -r pid lwp _; do
+    [ -n "$lwp" ] && echo "== /proc/$pid/task/$lwp/stack" && cat /proc/$pid/task/$lwp/stack
+  done
   echo 1 > /proc/sys/kernel/sysrq; echo w > /proc/sysrq-trigger; echo l > /proc/sysrq-trigger
 fi
 true"""
@@ -85,8 +88,8 @@ class GuestConfig:
     # "isolated" (kwb's own image, no host files, no network but SSH) or "host" (the host's root over
     # 9p, read-only); "" = the mode in effect (KWB_GUEST_ROOT, set by `kwb --host-root`).
     root: str = ""
-    # A boot that never answers over SSH (no network, no sshd, timeout) is retried this often; a kernel
-    # that crashes while booting is not (the same kernel crashes again).
+    # A boot that never answers over SSH (no network, no sshd, timeout, QEMU gone) is retried this often;
+    # a kernel that panics or oopses while booting is not (the same kernel crashes again).
     boot_retries: int = 1
     # Once virtme-ng-init has finished its set-up, sshd has this long to answer: a boot that is over but
     # unreachable is given up on in seconds rather than at ``boot_timeout``.
@@ -184,7 +187,10 @@ class Guest:
                     self._wait_ready()
                     return
                 except BootError as exc:
-                    if exc.outcome == "crash" or attempt > self.cfg.boot_retries:
+                    # A kernel that panicked or oopsed while booting does so again; anything else (no
+                    # network, no sshd, QEMU gone without a kernel report) gets one more boot.
+                    crashed = self._watch.panicked.is_set() or any(f.fatal for f in self._watch.findings())
+                    if crashed or attempt > self.cfg.boot_retries:
                         raise
                     self.lost_boots.append({"attempt": attempt, "reason": exc.reason, "outcome": exc.outcome,
                                             "seconds": round(time.monotonic() - self._t0, 2)})

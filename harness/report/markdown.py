@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.report.metrics import METRIC_KEYS, Value, cpu_per_io_us, metric
+from harness.report.metrics import METRIC_KEYS, Value, cpu_per_io_us, job_ratios, metric
 from harness.report.results import kernel_base
 
 COMPARED = ("baseline", "series")
@@ -88,6 +88,12 @@ def _ratios(jobs: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[str]:
         cpu_ratio = f"{s_cpio / b_cpio:.2f}x" if s_cpio and b_cpio else "–"
         out.append(f"- {workload}: series/baseline IOPS {ratio(metric(sm, 'iops'), metric(bm, 'iops'))}, "
                    f"CPU per IO {cpu_ratio}, ctx switches {ratio(metric(sm, 'ctx'), metric(bm, 'ctx'))}")
+        cis = job_ratios(sm, bm, paired=bool(sm.get("ab_paired") and bm.get("ab_paired")))
+        if cis:
+            how = next(iter(cis.values())).method_short
+            out.append(f"  - 95% CI ({how}-interval on logs): " + "; ".join(
+                f"{label} {cis[k].text()}" for k, label in (("iops", "IOPS"), ("cpu_per_io", "CPU per IO"),
+                                                             ("ctx", "ctx switches")) if k in cis))
     series = {w: j for (w, k), j in jobs.items() if k == "series"}
     plain = [w for w in series if "uring" in w and not any(x in w for x in ("force", "psync", "sync"))]
     for p in plain:

@@ -19,6 +19,7 @@ from typing import Any
 
 from harness import __version__, profile
 from harness.atomic import write_json, write_text
+from harness.report import metrics
 from harness.report.schema import SCHEMA_VERSION
 from harness.verdict import VariantInfo, decide
 
@@ -89,6 +90,9 @@ class RunRecord:
         data = {"schema": SCHEMA_VERSION, "run": run, "kernel": self.kernel, "accel": self.accel,
                 "jobs": self.jobs, "variants": verdict["variants"], "mutants": verdict["mutants"],
                 "concerns": self.concerns, "timings": timings, "verdict": verdict["verdict"]}
+        ratios = metrics.run_ratios(self.jobs, {v.name: v.kind for v in self.variant_infos})
+        if ratios:
+            data["ratios"] = ratios
         if self.coverage is not None:
             data["coverage"] = self.coverage
         if self.reused:

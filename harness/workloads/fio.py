@@ -293,7 +293,9 @@ class _Job:
         write_job_files(self.job_dir, "\n\n".join(self.commands), "\n".join(self.stdout),
                         "".join(self.stderr), self.exitcode)
         metrics: dict[str, Any] = {"repeats": len(self.repeats), "params": asdict(self.p),
-                                   "per_repeat": self.repeats}
+                                   "per_repeat": self.repeats,
+                                   # fio's own measured runtime: the rest of the job's wall is overhead
+                                   "workload_s": round(sum(float(r["runtime_s"]) for r in self.repeats), 2)}
         for key in SUMMARY_KEYS:
             vals = [r[key] for r in self.repeats if r.get(key) is not None]
             if vals:

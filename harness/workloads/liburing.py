@@ -354,7 +354,8 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
         culprits = _culprits(guest, running) if gone else []
         for (name, command), (res, output) in zip(batch, results, strict=True):
             write_text(job_dir / "tests" / f"{name}.log", f"$ {command}\n{output}\nexit: {res.returncode}\n")
-            if gone and name not in running:  # never started: it runs on the next guest
+            # never started, or beside the test the wedge report names: it runs on the next guest
+            if gone and (res.timed_out or name in running) and name not in culprits:
                 outcome = CaseOutcome(name, "not-run", None, 0.0, NOT_RUN_REBOOT + " / ".join(culprits))
             elif name in culprits:
                 outcome = CaseOutcome(name, "timeout", None, round(res.duration, 2), _stopped_reason(guest))
@@ -393,7 +394,8 @@ def _run_batch(guest: GuestSession, batch: list[tuple[str, str]], width: int, li
     tests that had started but not ended when the command returned."""
     if len(batch) == 1:
         res = guest.run(batch[0][1], timeout=limit + GUEST_SLACK)
-        return [(res, res.stdout + res.stderr)], [batch[0][0]] if res.timed_out else []
+        cut = res.timed_out or res.returncode == -1  # timed out or abandoned: it never finished
+        return [(res, res.stdout + res.stderr)], [batch[0][0]] if cut else []
     res = guest.run(pool_command(batch, width, f"{workdir}/.kwb-logs"), timeout=budget + GUEST_SLACK)
     parsed = parse_pool_output(res.stdout)
     started = re.findall(rf"^{MARK}START (\S+)$", res.stdout, re.MULTILINE)
@@ -443,6 +445,11 @@ def parse_pool_output(stdout: str) -> dict[str, tuple[int, float, str]]:
     return found
 
 
+def _test_seconds(outcomes: list[CaseOutcome]) -> float:
+    """Seconds the tests themselves ran (side by side tests count each; the runner caps it at wall)."""
+    return sum(o.duration for o in outcomes)
+
+
 def summarise(outcomes: list[CaseOutcome]) -> dict[str, int]:
     """Counts per test status."""
     counts = {s: 0 for s in ("pass", "fail", "skip", "timeout", "known-fail", "xpass", "not-run")}
@@ -487,7 +494,8 @@ def _finish(spec: WorkloadSpec, target: Target, job_dir: Path, outcomes: list[Ca
         status, reason = JobStatus.FAIL, "; ".join(str(c["reason"]) for c in checks if not c["ok"])
     return JobResult(spec.name, target.fs, "", status, reason, command="\n".join(commands),
                      exitcode=0 if status is JobStatus.PASS else 1,
-                     duration=round(time.monotonic() - start, 2), metrics=dict(summarise(outcomes)),
+                     duration=round(time.monotonic() - start, 2),
+                     metrics={**summarise(outcomes), "workload_s": round(_test_seconds(outcomes), 2)},
                      evidence={"kernel": release, "checks": checks,
                                **({"resume": resume} if resume else {}),
                                **({"stopped_by": culprits} if culprits else {})},
@@ -523,6 +531,8 @@ def merge_resumed(first: JobResult, second: JobResult) -> JobResult:
     status, reason = job_status(outcomes)
     if first.findings and first.status in (JobStatus.CRASH, JobStatus.FAIL):
         status, reason = first.status, f"{first.reason}; after the reboot: {reason}"
+    elif isinstance(first.evidence.get("wedge"), dict):
+        reason = f"{first.evidence['wedge'].get('summary', 'guest wedged')}; {reason}"
     evidence = {**second.evidence, "resumed_after_reboot": sorted(again)}
     for key in ("stopped_by", "wedge"):
         if key in first.evidence:
@@ -535,7 +545,8 @@ def merge_resumed(first: JobResult, second: JobResult) -> JobResult:
               for c in second.evidence.get("checks", [])]
     evidence["checks"] = checks
     return replace(second, status=status, reason=reason, subresults=subs, evidence=evidence,
-                   metrics=dict(summarise(outcomes)), findings=first.findings + second.findings,
+                   metrics={**summarise(outcomes), "workload_s": round(_test_seconds(outcomes), 2)},
+                   findings=first.findings + second.findings,
                    duration=round(first.duration + second.duration, 2),
                    command="\n".join(c for c in (first.command, second.command) if c),
                    exitcode=0 if status is JobStatus.PASS else 1)

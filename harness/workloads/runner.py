@@ -221,6 +221,7 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         # TCG timings depend on what else the host runs: keep the host load next to the numbers.
         result.evidence["host_loadavg"] = [round(x, 2) for x in os.getloadavg()]
         result.duration = result.duration or round(time.monotonic() - start, 2)
+        _overhead(result, time.monotonic() - start)
         alive = guest.alive()  # QEMU running, no panic, nothing abandoned, and an SSH ping answered
         health = monitor.collect()
         write_text(job_dir / "dmesg", health.dmesg)
@@ -233,6 +234,7 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         if first is not None and merge is not None:
             result = merge(first, result)
             result.variant, result.job_dir = run.variant, str(job_dir)
+            _overhead(result, result.duration)
         if reboot and merge is not None and result.evidence.get("resume"):
             run.resume[(target.fs, spec.name)] = result
             run.progress(f"{run.variant} {target.fs} {spec.name}: guest reboot; "
@@ -242,18 +244,30 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         _write_job(run, result, job_dir, health_text)
 
 
+def _overhead(result: JobResult, wall: float) -> None:
+    """metrics.overhead: the job's wall time minus the workload's own runtime (``metrics.workload_s``,
+    when the runner measured it): set-up, data layout, cache drops, process starts, SSH."""
+    work = result.metrics.get("workload_s")
+    if not isinstance(work, int | float) or wall <= 0:
+        return
+    work = min(float(work), wall)
+    result.metrics["overhead"] = {"wall_s": round(wall, 2), "workload_s": round(work, 2),
+                                  "overhead_s": round(wall - work, 2),
+                                  "overhead_pct": round(100.0 * (wall - work) / wall, 1)}
+
+
 def _apply_wedge(result: JobResult, guest: GuestSession) -> None:
     """A guest that wedged (or died) under the job: its report, naming the test, goes into the result."""
     wedge = getattr(guest, "wedge", None)
     if not isinstance(wedge, dict):
         return
     tests = [str(t) for t in result.evidence.get("stopped_by", [])] or [result.workload]
-    result.evidence["wedge"] = {**wedge, "test": tests}
     state = "wedged in the kernel" if wedge.get("alive") else "stopped answering"
-    if result.status is not JobStatus.CRASH:
-        result.status = JobStatus.TIMEOUT if result.status is JobStatus.PASS else result.status
-    result.reason = (f"guest {state} during {' / '.join(tests)} (detected after "
-                     f"{wedge.get('detected_after_s')}s); {result.reason}")
+    summary = f"guest {state} during {' / '.join(tests)} (detected after {wedge.get('detected_after_s')}s)"
+    result.evidence["wedge"] = {**wedge, "test": tests, "summary": summary}
+    if result.status is JobStatus.PASS:
+        result.status = JobStatus.TIMEOUT
+    result.reason = f"{summary}; {result.reason}"
 
 
 def _error_job(run: _Run, spec: WorkloadSpec, fs: str, reason: str, output: str = "") -> JobResult:
