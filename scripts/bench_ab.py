@@ -5,7 +5,7 @@ Each round boots the baseline kernel and the series kernel one after the other (
 round, ABBA, so a linear drift of the host's speed cancels) and runs one fio workload on each filesystem
 on both. A round gives one pair per filesystem (the median of the job's repeats on each side); the
 series/baseline ratio of IOPS, CPU per IO and context switches gets a t-interval on the per-pair log
-ratios (harness.report.metrics.ratio_ci, paired) and "higher", "lower" or "not significant".
+ratios (harness.judge.metrics.ratio_ci, paired) and "higher", "lower" or "not significant".
 
     .venv/bin/python scripts/bench_ab.py [--rounds 5] [--fs ext4,xfs,btrfs,bdev] [--workload fio-iouring]
 """
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.report.metrics import SAMPLE_KEYS, job_ratios, samples
+from harness.judge.metrics import SAMPLE_KEYS, job_ratios, samples
 from harness.workloads.runner import run_variant
 
 

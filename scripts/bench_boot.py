@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: boot-to-SSH of the test kernel under virtme-ng, N consecutive boots, and A/B settings.
 
-Boot-to-SSH is measured by :class:`harness.qemu.guest.Guest` from launching vng to the first command
+Boot-to-SSH is measured by :class:`harness.vm.guest.Guest` from launching vng to the first command
 that completes over SSH. Each boot runs ``uname -r`` and one fio start (the per-exec cost the 9p cache
 mode is about), then powers off. A boot is *lost* when it never answered (even after the Guest's own
 one reboot); *retried* counts boots that answered only on the second attempt. ``--config`` runs the
@@ -31,7 +31,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from harness.qemu.guest import BootError, Guest, GuestConfig
+from harness.vm.guest import BootError, Guest, GuestConfig
 
 TARGET_SECONDS = 8.0
 LEGACY = {"root_cache": "", "cpu_model": "", "early_ssh": False}
@@ -64,7 +64,7 @@ def parse_config(text: str) -> dict[str, Any]:
 def _kernel(args: argparse.Namespace) -> Path:
     if args.kernel:
         return Path(args.kernel)
-    from harness.build import ensure_kernel
+    from harness.kernel.build import ensure_kernel
 
     return ensure_kernel(args.variant).bzimage
 

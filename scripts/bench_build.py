@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import build, kconfig
-from harness.paths import cache_dir
-from harness.tree import checkout, locked, prepare_tree
-from harness.variants import checkout_variant
+from harness.core.paths import cache_dir
+from harness.kernel import build, kconfig
+from harness.kernel.tree import checkout, locked, prepare_tree
+from harness.kernel.variants import checkout_variant
 
 TOUCHED = "io_uring/rw.c"
 

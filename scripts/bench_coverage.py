@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.build import ensure_kernel
-from harness.coverage_run import run_coverage
+from harness.kernel.build import ensure_kernel
+from harness.orchestrate.coverage_run import run_coverage
 from harness.workloads.catalogue import parse_fs_list
 from harness.workloads.runner import run_variant
 

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.buildmeter import BuildMeter, Expectation
+from harness.kernel.buildmeter import BuildMeter, Expectation
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    from harness import buildmeter
+    from harness.kernel import buildmeter
 
     if args.log is None or args.end is None:
         raise SystemExit("--reconstruct needs --log LOG (its name ends in the start time) and --end EPOCH")

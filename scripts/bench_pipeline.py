@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.paths import cache_dir, project_root
-from harness.run import run
+from harness.core.paths import cache_dir, project_root
+from harness.core.run import run
 
 TARGETS = {"cold_s": 25 * 60.0, "warm_s": 5 * 60.0, "boot_to_ssh_s": 15.0}
 ROOT = project_root()
@@ -76,7 +76,7 @@ def warm(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     """A new revision arriving after the previous one was tested: v1 runs first (untimed: it is what CI
     did when v1 was posted; it leaves the build directory and the baseline's kept results behind), then v2
     is timed: apply, incremental build, boot, the series matrix (the unchanged baseline is reused)."""
-    from harness.tree import prepare_tree
+    from harness.kernel.tree import prepare_tree
 
     tree = prepare_tree(None)
     mbox = _revision_mbox(tree.path, tree.base, logs / "bench-revision.mbox")

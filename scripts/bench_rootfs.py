@@ -2,7 +2,7 @@
 """Benchmark: boot-to-SSH on kwb's isolated root (disk image, or the same tree as a 9p directory) vs the
 host's root, interleaved A/B/C boots in one run (the host's speed drifts between runs, not within one).
 
-- ``image``: what kwb boots by default (:mod:`harness.qemu.rootfs`: ext4 image, per-boot qcow2 overlay);
+- ``image``: what kwb boots by default (:mod:`harness.vm.rootfs`: ext4 image, per-boot qcow2 overlay);
 - ``dir9p``: the same Debian tree exported read-only with vng's ``--root DIR`` over 9p (measured to
   choose between vng's two root options; kwb does not boot this way);
 - ``host``: ``kwb --host-root`` (the host's ``/`` read-only over 9p, today's behaviour).
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import KwbError
-from harness.qemu import rootfs, vng
-from harness.qemu.guest import Guest, GuestConfig
+from harness.core.errors import KwbError
+from harness.vm import rootfs, vng
+from harness.vm.guest import Guest, GuestConfig
 
 MODES = ("image", "dir9p", "host")
 
@@ -34,7 +34,7 @@ MODES = ("image", "dir9p", "host")
 def _kernel(args: argparse.Namespace) -> Path:
     if args.kernel:
         return Path(args.kernel)
-    from harness.build import ensure_kernel
+    from harness.kernel.build import ensure_kernel
 
     return ensure_kernel(args.variant).bzimage
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from harness.atomic import write_json
-from harness.paths import results_root
+from harness.core.atomic import write_json
+from harness.core.paths import results_root
 from harness.workloads.catalogue import parse_fs_list
 
 MODES = ("fio-iouring", "fio-iouring-forced-async", "fio-psync")

@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.qemu import disks
-from harness.qemu.guest import BootError, Guest, GuestConfig
+from harness.vm import disks
+from harness.vm.guest import BootError, Guest, GuestConfig
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "console"
 
@@ -73,7 +73,7 @@ def main() -> int:
     p.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     args = p.parse_args()
     if args.kernel is None:
-        from harness.build import ensure_kernel
+        from harness.kernel.build import ensure_kernel
 
         args.kernel = ensure_kernel("series").bzimage
     with tempfile.TemporaryDirectory(prefix="kwb-capture-") as tmp:

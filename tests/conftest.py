@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from harness.build import KernelBuild
+    from harness.kernel.build import KernelBuild
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 LORE_MBOX = SHARED / "lore" / "io-uring-2020-05-18--2020-07-15.mbox"
@@ -86,7 +86,7 @@ def _series_kernel() -> KernelBuild:
     import sys
     import time
 
-    from harness.build import ensure_kernel
+    from harness.kernel.build import ensure_kernel
 
     last = [0.0]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from harness import apply
-from harness.errors import InfraError, UserError
-from harness.tree import Tree, prepare_local
+from harness.core.errors import InfraError, UserError
+from harness.kernel import apply
+from harness.kernel.tree import Tree, prepare_local
 
 FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import attribution as at
+from harness.judge import attribution as at
 
 
 def _job(variant: str, workload: str, fs: str, status: str, reason: str = "",

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from harness import build, kconfig, variants
-from harness.build import KernelBuild
 from harness.cli import main
-from harness.errors import InfraError
-from harness.tree import prepare_local
+from harness.core.errors import InfraError
+from harness.kernel import build, kconfig, variants
+from harness.kernel.build import KernelBuild
+from harness.kernel.tree import prepare_local
 
 FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
 

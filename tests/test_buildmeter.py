@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from harness import buildmeter
-from harness.buildmeter import BuildMeter, Expectation
-from harness.progress import LIVE_EVERY, Progress
+from harness.core.progress import LIVE_EVERY, Progress
+from harness.kernel import buildmeter
+from harness.kernel.buildmeter import BuildMeter, Expectation
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import ci
 from harness.cli import main
-from harness.errors import UserError
-from harness.paths import project_root
+from harness.core.errors import UserError
+from harness.core.paths import project_root
+from harness.orchestrate import ci
 
 CI_DIR = project_root() / "ci"
 RUN_SHARD = re.compile(r"\bkwb (-q )?ci run-shard\b")
@@ -85,7 +85,7 @@ def test_run_shard_runs_its_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         calls.append((opts.revision, opts.filesystems, opts.matrix))
         return 0
 
-    import harness.commands.ci as ci_cmd
+    import harness.cli.ci as ci_cmd
 
     monkeypatch.setattr(ci_cmd, "run_pipeline", fake_pipeline)
     plan = tmp_path / "plan.json"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import ci
-from harness.commands.ci import config_hash
-from harness.errors import UserError
+from harness.cli.ci import config_hash
+from harness.core.errors import UserError
+from harness.orchestrate import ci
 
 ROOT = Path(__file__).resolve().parent.parent
 CI_FILES = (ROOT / "ci" / "gitlab-ci.yml", ROOT / "ci" / "github-actions.yml")
@@ -160,8 +160,8 @@ def test_a_shard_without_the_other_kind_passes_and_leaves_that_to_the_merge(tmp_
 
     from test_pipeline import Recorder, _opts
 
-    from harness.pipeline import run_pipeline
-    from harness.progress import Progress
+    from harness.core.progress import Progress
+    from harness.orchestrate.pipeline import run_pipeline
 
     console = io.StringIO()
     opts = _opts(tmp_path, matrix={"baseline": ["ext4"]})

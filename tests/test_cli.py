@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.errors import ExitCode, InfraError, KwbError, UserError
+from harness.core.errors import ExitCode, InfraError, KwbError, UserError
 
 
 def test_no_command_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""harness.concern_repro and `kwb concern`: planning, bundles, re-runs (fake guest + the real runner)."""
+"""orchestrate.concern_repro and `kwb concern`: planning, bundles, re-runs (fake guest + the real runner)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from test_workloads_fakeguest import FakeGuest
 
-from harness import cli, concern_repro
-from harness.concern_repro import ReproRequest
-from harness.errors import UserError
-from harness.run import Result
+from harness import cli
+from harness.core.errors import UserError
+from harness.core.run import Result
+from harness.orchestrate import concern_repro
+from harness.orchestrate.concern_repro import ReproRequest
 from harness.workloads.catalogue import load_catalogue
 from harness.workloads.model import JobStatus
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from harness import apply, conflict
-from harness.tree import prepare_local
+from harness.kernel import apply, conflict
+from harness.kernel.tree import prepare_local
 
 LINES = [f"line {i}" for i in range(1, 31)]
 

@@ -1,4 +1,4 @@
-"""harness.coverage: series lines from a patch, real gcov data of a synthetic file, the mapping, markdown."""
+"""orchestrate.coverage: series lines from a patch, real gcov data of a synthetic file, mapping, markdown."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from harness import coverage, coverage_run
-from harness.coverage import CoverageReport, GcovFile, SeriesLine
-from harness.errors import UserError
-from harness.report import coverage_html
-from harness.run import Result
+from harness.core.errors import UserError
+from harness.core.run import Result
+from harness.orchestrate import coverage, coverage_html, coverage_run
+from harness.orchestrate.coverage import CoverageReport, GcovFile, SeriesLine
 from harness.workloads.catalogue import load_catalogue
 
 DATA = Path(__file__).parent / "data" / "coverage"

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import doctor
 from harness.cli import main
-from harness.qemu import accel
-from harness.run import run
+from harness.core.run import run
+from harness.vm import accel, doctor
 
 BRIEF_TOOLS = {"git", "gcc", "make", "ccache", "qemu-system-x86_64", "vng", "fio", "b4", "mkfs.ext4",
                "mkfs.xfs", "mkfs.btrfs", "sshd", "udev"}

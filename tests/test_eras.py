@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from harness import eras, kconfig
-from harness.eras import resolve
-from harness.errors import UserError
+from harness.core.errors import UserError
+from harness.kernel import eras, kconfig
+from harness.kernel.eras import resolve
 
 
 def _tree(root: Path, version: str, kconfig_text: str) -> Path:
@@ -158,7 +158,7 @@ class _Guest:
         self.commands: list[str] = []
 
     def run(self, command: str, timeout: float) -> Any:
-        from harness.run import Result
+        from harness.core.run import Result
 
         self.commands.append(command)
         return Result(["ssh", "guest"], 0, "", "", 0.01)
@@ -189,8 +189,8 @@ def test_real_5_8_tree_keeps_every_fragment_symbol_only_with_the_eras_needs(tmp_
     MODULES makes every requested symbol hold. Needs a checked-out 5.8 tree in $KWB_TREE_5_8."""
     import os
 
-    from harness.build import make_args
-    from harness.errors import InfraError
+    from harness.core.errors import InfraError
+    from harness.kernel.build import make_args
 
     path = os.environ.get("KWB_TREE_5_8")
     if not path or not (Path(path) / "Makefile").is_file():

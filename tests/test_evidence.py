@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from test_workloads_fakeguest import AVAILABLE_612, AVAILABLE_2020, PANIC, WARNING, FakeGuest
 
-from harness import evidence
-from harness.errors import InfraError
-from harness.run import Result, run
+from harness.core.errors import InfraError
+from harness.core.run import Result, run
+from harness.workloads import evidence
 
 
 def _point(ps: evidence.ProbeSet, role: str) -> evidence.ProbePoint:
@@ -193,7 +193,7 @@ def test_iowq_sampler_counts_real_iou_wrk_threads(tmp_path: Path) -> None:
 
 
 def _scan_fake(text: str) -> list[object]:
-    from harness.qemu.console import scan
+    from harness.vm.console import scan
 
     return list(scan(text))
 

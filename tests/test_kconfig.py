@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import kconfig
-from harness.errors import InfraError, UserError
+from harness.core.errors import InfraError, UserError
+from harness.kernel import kconfig
 
 FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
 

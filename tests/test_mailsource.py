@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from test_pipeline import Recorder, _opts
 
-from harness import mailsource
-from harness.errors import OfflineError
-from harness.pipeline import run_pipeline
-from harness.progress import Progress
+from harness.core.errors import OfflineError
+from harness.core.progress import Progress
+from harness.orchestrate.pipeline import run_pipeline
 from harness.report import schema
+from harness.sources import mailsource
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,7 +159,7 @@ def test_pipeline_without_mail_runs_the_kernel_part_and_says_what_was_not_checke
 
 
 def test_user_tree_without_mail_is_a_usage_error(tmp_path: Path) -> None:
-    from harness.errors import UserError
+    from harness.core.errors import UserError
 
     stages = Recorder().stages()
     stages.choose_source = lambda given, progress: mailsource.choose(given, probe=lambda: False,

@@ -12,10 +12,10 @@ import pytest
 from conftest import git
 
 from harness.cli import main
-from harness.errors import InfraError, UserError
-from harness.mutate import generate as gen
-from harness.mutate import report
-from harness.mutate.campaign import (
+from harness.core.errors import InfraError, UserError
+from harness.orchestrate.mutate import generate as gen
+from harness.orchestrate.mutate import report
+from harness.orchestrate.mutate.campaign import (
     Lab,
     Outcome,
     Settings,
@@ -26,8 +26,8 @@ from harness.mutate.campaign import (
     run_control,
     save_state,
 )
-from harness.mutate.kernel import BuildOutcome, mutant_commit, object_of, same_code
-from harness.mutate.real import GuestBoots, boot_verdict, merge_states
+from harness.orchestrate.mutate.kernel import BuildOutcome, mutant_commit, object_of, same_code
+from harness.orchestrate.mutate.real import GuestBoots, boot_verdict, merge_states
 from harness.workloads.model import JobResult, JobStatus
 
 SMALL = Path(__file__).parent / "data" / "mutate" / "small.c"
@@ -342,7 +342,7 @@ class _FakeGuest:
 
 
 def test_boots_are_recorded_with_the_console_finding(tmp_path: Path) -> None:
-    from harness.mutate.real import _Boot
+    from harness.orchestrate.mutate.real import _Boot
 
     console = tmp_path / "console.log"
     console.write_text("[  1.0] Linux version 6.12\n"
@@ -358,8 +358,8 @@ def test_boots_are_recorded_with_the_console_finding(tmp_path: Path) -> None:
 
 
 def test_user_tree_lines_are_those_the_revision_adds(tmp_path: Path) -> None:
-    from harness.coverage import git_source
-    from harness.mutate.real import series_lines
+    from harness.orchestrate.coverage import git_source
+    from harness.orchestrate.mutate.real import series_lines
 
     repo = tmp_path / "repo"
     (repo / "lib").mkdir(parents=True)

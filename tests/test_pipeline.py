@@ -15,12 +15,12 @@ import pytest
 from test_report_results import VARIANTS, synthetic_concerns, synthetic_jobs
 
 from harness.cli import main
-from harness.errors import InfraError, UserError
-from harness.pipeline import Options, Stages, real_stages, run_pipeline, workloads_for
-from harness.progress import Progress
+from harness.core.errors import InfraError, UserError
+from harness.core.progress import Progress
+from harness.core.run import run
+from harness.judge.verdict import VariantInfo
+from harness.orchestrate.pipeline import Options, Stages, real_stages, run_pipeline, workloads_for
 from harness.report import schema
-from harness.run import run
-from harness.verdict import VariantInfo
 from harness.workloads.model import JobResult, JobStatus, WorkloadSpec
 
 
@@ -450,7 +450,7 @@ class RevRecorder(Recorder):
     def apply(self, tree: Path, base: str | None, revision: Any, progress: Any) -> str:
         self.applied.append((tree, base, revision))
         if revision in self.unappliable:
-            from harness.apply import ApplyError
+            from harness.kernel.apply import ApplyError
 
             raise ApplyError(f"patch 2/12 \"mm: allow read-ahead\" does not apply ({revision})",
                              {"patch": 2, "total": 12, "conflict": {"hunks": []}})
@@ -519,7 +519,7 @@ def test_cli_takes_revisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         seen.append(opts)
         return 0
 
-    monkeypatch.setattr("harness.commands.pipeline.run_pipeline", fake_run)
+    monkeypatch.setattr("harness.cli.pipeline.run_pipeline", fake_run)
     assert main(["-q", "test-series", "--source", "x.mbox", "--tree", str(tmp_path), "--base", "b",
                  "--revisions", "3,4,5"]) == 0
     assert seen[0].revisions == [3, 4, 5] and seen[0].revision is None

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from harness.errors import InfraError
-from harness.progress import Progress, fmt_seconds
+from harness.core.errors import InfraError
+from harness.core.progress import Progress, fmt_seconds
 
 
 class Clock:

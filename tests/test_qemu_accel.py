@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.qemu import accel
+from harness.vm import accel
 
 
 def _fake_qemu(tmp_path: Path, body: str) -> str:

@@ -1,4 +1,4 @@
-"""`kwb boot` / `kwb shell` (harness/commands/vm.py): exit codes, result file always written."""
+"""`kwb boot` / `kwb shell` (harness/cli/vm.py): exit codes, result file always written."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from harness.qemu import guest, vng
-from harness.run import run
+from harness.core.run import run
+from harness.vm import guest, vng
 
 
 @pytest.fixture

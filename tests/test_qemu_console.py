@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.qemu import console
-from harness.qemu.console import ConsoleWatch, classify, crash_excerpt, scan
+from harness.vm import console
+from harness.vm.console import ConsoleWatch, classify, crash_excerpt, scan
 
 DATA = Path(__file__).parent / "data" / "console"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from harness.qemu import disks
-from harness.qemu.disks import DiskSpec
+from harness.core.errors import UserError
+from harness.vm import disks
+from harness.vm.disks import DiskSpec
 
 
 def test_make_disk_is_sparse_and_sized(tmp_path: Path) -> None:

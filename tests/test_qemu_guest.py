@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from harness.errors import UserError
-from harness.qemu import disks, guest, vng
-from harness.qemu.guest import POWEROFF, BootError, Guest, GuestConfig
-from harness.run import run
+from harness.core.errors import UserError
+from harness.core.run import run
+from harness.vm import disks, guest, vng
+from harness.vm.guest import POWEROFF, BootError, Guest, GuestConfig
 
 
 def _fake_vng(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
@@ -134,7 +134,7 @@ class _AnsweringSsh:
         self.connected = True
 
     def exec(self, command: str, timeout: float, abort: Any = None, kill_timeout: float = 0) -> Any:
-        from harness.run import Result
+        from harness.core.run import Result
         _AnsweringSsh.commands.append(command)
         return Result(["sh", "-c", command], 0, "", "", 0.0)
 
@@ -203,7 +203,7 @@ class _StuckSsh:
         self.last_pidfile = "/tmp/kwb-cmd/1.pid"
 
     def exec(self, command: str, timeout: float, abort: Any, kill_timeout: float = 0) -> Any:
-        from harness.run import Result
+        from harness.core.run import Result
         self.g._watch.feed(self.line + "\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -251,7 +251,7 @@ class _Second:
             raise OSError("connection reset by peer")
 
     def exec(self, command: str, timeout: float) -> Any:
-        from harness.run import Result
+        from harness.core.run import Result
         self.scripts.append(command)
         for line in self.console.splitlines():
             self.g._watch.feed(line + "\n")
@@ -313,7 +313,7 @@ class _PoweroffSsh:
         self.commands: list[str] = []
 
     def exec(self, command: str, timeout: float, abort: Any = None, kill_timeout: float = 0) -> Any:
-        from harness.run import Result
+        from harness.core.run import Result
         self.commands.append(command)
         return Result(["sh", "-c", command], 0, "", "", 0.0)
 

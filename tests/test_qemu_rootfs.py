@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from harness import doctor, reuse
-from harness.errors import InfraError, UserError
-from harness.qemu import rootfs, vng
-from harness.run import run
+from harness.core.errors import InfraError, UserError
+from harness.core.run import run
+from harness.orchestrate import reuse
+from harness.vm import doctor, rootfs, vng
 
 # --- mode, recipe, identity ------------------------------------------------------------------------
 
@@ -288,8 +288,8 @@ class _Listener:
 
 @pytest.mark.real
 def test_real_isolated_guest_sees_no_host_file_and_no_host_service(built_kernel: Any, tmp_path: Path) -> None:
-    from harness.qemu import disks
-    from harness.qemu.guest import Guest, GuestConfig
+    from harness.vm import disks
+    from harness.vm.guest import Guest, GuestConfig
 
     canary_dir = tmp_path / "canary"  # the test's own tmp dir: on the host's root filesystem
     canary_dir.mkdir()
@@ -368,7 +368,7 @@ def test_real_host_root_control_reads_the_canary_and_reaches_the_host(built_kern
                                                                      tmp_path: Path) -> None:
     """The control for the test above: with `--host-root` (today's behaviour) the same probes succeed, so
     the isolated test's "cannot" is the isolation, not a broken probe."""
-    from harness.qemu.guest import Guest, GuestConfig
+    from harness.vm.guest import Guest, GuestConfig
 
     canary = tmp_path / "canary.txt"
     canary.write_text("kwb-host-root-canary\n")

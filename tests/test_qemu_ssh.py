@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from harness.qemu import ssh
+from harness.vm import ssh
 
 
 class FakeTransport:

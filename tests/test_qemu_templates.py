@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InfraError
-from harness.paths import cache_dir
-from harness.qemu import templates
-from harness.qemu.disks import guest_device
+from harness.core.errors import InfraError
+from harness.core.paths import cache_dir
+from harness.vm.disks import guest_device
+from harness.workloads import templates
 from harness.workloads.fio import FioParams, data_file
 from harness.workloads.model import Target
 
@@ -281,7 +281,7 @@ def test_real_guest_mounts_the_overlays_and_finds_the_data_laid_out(cached_kerne
     """One TCG boot with the three overlays attached as the runner attaches them: each mounts without
     mkfs, fio's data file has the size fio's layout check wants and the bytes the host wrote, and what
     the guest writes lands in the overlay, never in the template."""
-    from harness.qemu.guest import Guest, GuestConfig
+    from harness.vm.guest import Guest, GuestConfig
     from harness.workloads.runner import GUEST_MEMORY_MB, _prepare_fs
 
     fss = ["ext4", "xfs", "btrfs"]

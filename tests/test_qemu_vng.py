@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from harness.qemu import vng
-from harness.run import run
+from harness.core.errors import UserError
+from harness.core.run import run
+from harness.vm import vng
 
 
 def _spec(tmp_path: Path, **kw: object) -> vng.VngSpec:

@@ -10,7 +10,7 @@ import pytest
 from test_report_results import synthetic_record
 
 from harness.cli import main
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.report import schema
 from harness.report.merge import merge_runs
 from harness.report.results import finalize

@@ -1,4 +1,4 @@
-"""series/baseline ratios with 95 % t-intervals (harness.report.metrics.ratio_ci)."""
+"""series/baseline ratios with 95 % t-intervals (harness.judge.metrics.ratio_ci)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from harness.report import metrics
-from harness.report.metrics import job_ratios, ratio_ci, samples, t95
+from harness.judge import metrics
+from harness.judge.metrics import job_ratios, ratio_ci, samples, t95
 
 
 def test_t_quantiles() -> None:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from harness.errors import UserError
+from harness.core.errors import UserError
+from harness.judge.verdict import VariantInfo
 from harness.report import schema
 from harness.report.results import DEFAULT_TREE, RunRecord, finalize, kernel_base, update_latest, write_run
-from harness.verdict import VariantInfo
 from harness.workloads.model import JobResult, JobStatus
 
 DATA = Path(__file__).parent / "data" / "results"
@@ -226,6 +226,6 @@ def test_kernel_base_on_a_user_tree_is_the_base_given() -> None:
 
 
 def test_default_tree_name_matches_the_tree_module() -> None:
-    from harness.tree import DEBIAN_TREE_NAME
+    from harness.kernel.tree import DEBIAN_TREE_NAME
 
     assert DEFAULT_TREE == DEBIAN_TREE_NAME

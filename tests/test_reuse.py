@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness import reuse
+from harness.orchestrate import reuse
 from harness.workloads.model import WorkloadSpec
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import revcompare
+from harness.judge import revcompare
 
 
 @dataclass

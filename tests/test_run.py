@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import CommandTimeout, InfraError
-from harness.run import run
+from harness.core.errors import CommandTimeout, InfraError
+from harness.core.run import run
 
 
 def test_captures_output_and_status(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def _gone(pid: int, wait: float = 10.0) -> bool:
 _DRIVER = """
 import signal, sys
 from harness.cli import _on_sigterm
-from harness.run import run
+from harness.core.run import run
 signal.signal(signal.SIGTERM, _on_sigterm)
 try:
     run(["sh", "-c", "sleep 300 & echo $! > " + sys.argv[1] + "; wait"], timeout=600)

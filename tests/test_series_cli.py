@@ -10,7 +10,7 @@ import pytest
 from test_series_fixtures import FAMILY, lore_loaded, mail, mbox, patch_body
 
 from harness.cli import main
-from harness.errors import ExitCode
+from harness.core.errors import ExitCode
 
 
 def _lore() -> str:
@@ -147,7 +147,7 @@ def test_undecodable_charset(capsys: pytest.CaptureFixture[str], tmp_path: Path)
 
 
 def test_offline_message_id_is_one_line_infra_error(capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.errors import OfflineError
+    from harness.core.errors import OfflineError
     from harness.sources.lore import check_online
     try:
         check_online(timeout=3)

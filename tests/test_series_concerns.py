@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import profile
-from harness.errors import UserError
-from harness.paths import project_root
+from harness.core import profile
+from harness.core.errors import UserError
+from harness.core.paths import project_root
 from harness.series import find_family, load_families
 from harness.series.concerns import (
     STATUSES,

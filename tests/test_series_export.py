@@ -8,8 +8,8 @@ import pytest
 from test_series_fixtures import abr_family, lore_loaded
 
 from harness.cli import main
-from harness.errors import UserError
-from harness.run import run
+from harness.core.errors import UserError
+from harness.core.run import run
 from harness.series.export import export_revision
 from harness.series.model import Revision
 

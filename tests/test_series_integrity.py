@@ -9,7 +9,7 @@ import pytest
 from test_series_fixtures import mail, mbox
 
 from harness.cli import main
-from harness.errors import ExitCode
+from harness.core.errors import ExitCode
 from harness.series.integrity import check_diff, check_patch
 from harness.series.loader import find_family, load_series
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from test_series_fixtures import FAMILY, abr_family, lore_loaded, mail, mbox, patch_body
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.series import find_family, load_families
 from harness.series.bodies import find_diff, own_words
 from harness.series.loader import default_family_name

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.series.remarks import load_remarks
 from harness.sources import load_messages
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_series_fixtures import mail, mbox, patch_body
 
-from harness.errors import OfflineError, UserError
-from harness.run import run
+from harness.core.errors import OfflineError, UserError
+from harness.core.run import run
 from harness.sources import load_messages, open_source
 from harness.sources.lore import LoreSource, check_online
 from harness.sources.mbox import split_mbox

@@ -8,7 +8,7 @@ from pathlib import Path
 from test_series_fixtures import mail, mbox, patch_body
 from test_sources import _public_inbox
 
-from harness.run import run
+from harness.core.run import run
 from harness.series.loader import ANNOTATOR, load_series
 from harness.sources.base import load_messages
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InfraError, UserError
-from harness.tomlfile import load_toml
+from harness.core.errors import InfraError, UserError
+from harness.core.tomlfile import load_toml
 
 
 def _raised(path: Path, what: str = "widget list") -> str:

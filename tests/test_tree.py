@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from harness import tree as treemod
-from harness.errors import InfraError, OfflineError, UserError
+from harness.core.errors import InfraError, OfflineError, UserError
+from harness.kernel import tree as treemod
 
 FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
 # Base commit of Debian linux-source-6.12 6.12.117-1~deb12u1 as kwb commits it (fixed identity/dates).

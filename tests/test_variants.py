@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import variants
-from harness.errors import UserError
+from harness.core.errors import UserError
+from harness.kernel import variants
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -1,6 +1,6 @@
 """The data behind the default tree's variants: the default profile's variants.toml and its patch files.
 
-Unit tier: the TOML is well-formed for harness.variants, every patch is a git format-patch that names its
+Unit tier: the TOML is well-formed for kernel.variants, every patch is a git format-patch that names its
 variant and concern, stays small and touches only the series' files, every mutant is either flagged by a
 known check or documented as equivalent, docs/mutants.md covers every variant. Real tier: every patch
 applies to the default tree's base commit (`git apply --check` against a scratch index, so a tree that
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import profile
-from harness.paths import project_root
-from harness.run import run
-from harness.tree import Tree, prepare_tree
-from harness.variants import load_variants
+from harness.core import profile
+from harness.core.paths import project_root
+from harness.core.run import run
+from harness.kernel.tree import Tree, prepare_tree
+from harness.kernel.variants import load_variants
 
 ROOT = project_root()
 PROFILE = profile.load(profile.default_name())
@@ -218,7 +218,7 @@ def test_patch_applies_to_default_tree(default_tree: Tree, patch: str, tmp_path:
 @pytest.mark.parametrize("name", [n for n in _names() if n != "series"])
 def test_variant_builds(name: str) -> None:
     """Each variant compiles and links (incremental build, reused from the kernel cache when present)."""
-    from harness.build import ensure_kernel
+    from harness.kernel.build import ensure_kernel
 
     build = ensure_kernel(name)
     assert build.variant == name

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from test_report_results import VARIANTS, synthetic_jobs
 
-from harness import evidence
-from harness.verdict import NOT_SHOWN, VariantInfo, decide, job_verdict, path_by_fs
+from harness.judge.verdict import NOT_SHOWN, VariantInfo, decide, job_verdict, path_by_fs
+from harness.workloads import evidence
 from harness.workloads.model import JobStatus
 
 
@@ -189,14 +189,14 @@ def test_job_path(evidence: dict[str, Any], path: str) -> None:
 
 
 def test_job_status_values_match_the_model() -> None:
-    from harness.verdict import INFRA_STATUSES, KILL_STATUSES, OK_STATUSES
+    from harness.judge.verdict import INFRA_STATUSES, KILL_STATUSES, OK_STATUSES
 
     assert {s.value for s in JobStatus} == KILL_STATUSES | OK_STATUSES | INFRA_STATUSES
 
 
 def test_a_profile_without_a_baseline_proof_needs_no_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
     """The second profile declares only the series' proof: its series-only run is complete."""
-    from harness import profile
+    from harness.core import profile
 
     monkeypatch.setenv(profile.ENV, "cq-eventfd-disable")
     job = {"workload": "liburing-eventfd", "fs": "ext4", "variant": "series", "status": "pass",

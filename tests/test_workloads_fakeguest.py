@@ -1,4 +1,4 @@
-"""FakeGuest: a scripted stand-in for harness.qemu.guest.Guest (the GuestSession protocol).
+"""FakeGuest: a scripted stand-in for harness.vm.guest.Guest (the GuestSession protocol).
 
 It answers the shell scripts the workload code sends with recorded fio JSON (tests/data/fio/, recorded
 with the host's fio 3.33) and kprobe counters that move the way the real kernel's do: plain io_uring
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.run import Result
+from harness.core.run import Result
 
 DATA = Path(__file__).resolve().parent / "data" / "fio"
 AVAILABLE_612 = ["io_async_buf_func", "io_wq_enqueue", "io_queue_iowq", "__folio_lock_async",
@@ -166,7 +166,7 @@ class FakeFactory:
 
     @contextmanager
     def __call__(self, kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[FakeGuest]:
-        from harness.errors import InfraError
+        from harness.core.errors import InfraError
 
         self.attempts += 1
         self.disks = list(disks)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InfraError, UserError
-from harness.run import Result
+from harness.core.errors import InfraError, UserError
+from harness.core.run import Result
 from harness.workloads import liburing
 from harness.workloads.model import JobStatus, Target, WorkloadSpec
 
@@ -349,7 +349,7 @@ def test_real_subset_builds_and_passes_on_the_host(tmp_path: Path) -> None:
 
 @pytest.mark.real
 def test_real_subset_in_the_guest_on_ext4(built_kernel: object, tmp_path: Path) -> None:
-    pytest.importorskip("harness.qemu.guest")
+    pytest.importorskip("harness.vm.guest")
     from harness.workloads.runner import run_variant
 
     results = run_variant("series", ["ext4"], ["liburing-subset"], tmp_path,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InfraError, UserError
-from harness.run import Result
+from harness.core.errors import InfraError, UserError
+from harness.core.run import Result
 from harness.workloads import probes
 from harness.workloads.model import JobStatus, Target, WorkloadSpec
 
@@ -289,7 +289,7 @@ def test_real_self_test_fail_via_environment(tmp_path: Path) -> None:
 def test_real_watchdog_turns_a_hang_into_a_failure(tmp_path: Path) -> None:
     # 30 s of work under a 2 s alarm: the probe must report itself as hung, with counters, and exit 1.
     binary = probes.build_probe("probe-data-integrity")
-    from harness.run import run
+    from harness.core.run import run
     res = run([str(binary), "--timeout", "2", "--seconds", "30", "--dir", str(tmp_path)], timeout=60)
     outcome = probes.interpret("probe-data-integrity", res.returncode, res.timed_out, res.stdout, 60)
     assert res.returncode == 1 and res.duration < 20
@@ -321,7 +321,7 @@ def _catalogue_with_every_probe() -> dict[str, WorkloadSpec]:
 
 @pytest.mark.real
 def test_real_probes_in_the_guest_on_ext4(built_kernel: object, tmp_path: Path) -> None:
-    pytest.importorskip("harness.qemu.guest")
+    pytest.importorskip("harness.vm.guest")
     from harness.workloads.runner import run_variant
 
     names = probes.available()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from harness.commands.run import exit_code
-from harness.errors import InfraError
+from harness.cli.run import exit_code
+from harness.core.errors import InfraError
 from harness.workloads import runner
 from harness.workloads.model import JobResult, JobStatus
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from test_workloads_fakeguest import AVAILABLE_612, FakeFactory
 
-from harness.errors import InfraError, UserError
+from harness.core.errors import InfraError, UserError
 from harness.workloads import runner
 from harness.workloads.model import JobResult, JobStatus
 
@@ -253,8 +253,8 @@ def test_real_plain_io_uring_on_ext4_shows_async_path(tmp_path: Path, built_kern
     """
     from dataclasses import replace
 
-    from harness.evidence import IOWQ_NOISE_FLOOR, IOWQ_NOISE_FRACTION
     from harness.workloads.catalogue import load_catalogue
+    from harness.workloads.evidence import IOWQ_NOISE_FLOOR, IOWQ_NOISE_FRACTION
 
     spec = load_catalogue()["fio-iouring"]
     spec = replace(spec, params={**spec.params, "size_mb": 256, "runtime": 3, "repeats": 1})
@@ -333,7 +333,7 @@ def test_template_backed_disks_skip_guest_mkfs(tmp_path: Path) -> None:
                                  templates=templates)
     assert {r.status for r in results} == {JobStatus.PASS}
     # size: the 1024 MiB fio file + headroom; contents: that one data file; overlays in the run's dir.
-    # xfs has no template (xfsprogs 6.1's proto bug, see harness.qemu.templates): the guest makes it.
+    # xfs has no template (xfsprogs 6.1's proto bug, see harness.workloads.templates): the guest makes it.
     assert templates.calls == [("ext4", 2048, [1024], "ext4.qcow2")]
     assert [d.name for d in factory.disks] == ["ext4.qcow2", "xfs.img", "bdev.img"]
     g = factory.guests[0]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness.run import Result
+from harness.core.run import Result
 from harness.workloads import liburing, runner
 from harness.workloads.model import JobStatus, WorkloadSpec
 

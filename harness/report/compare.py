@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.report.metrics import job_value
+from harness.judge.metrics import job_value
 
 MIN_RELATIVE_CHANGE = 0.05
 # Files whose change can move any workload; filesystem-specific ones are added per job.

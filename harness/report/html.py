@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from harness.judge.metrics import Value, job_value
 from harness.report import markdown
-from harness.report.metrics import Value, job_value
 
 PLOTS: tuple[tuple[str, str], ...] = (("iops", "IOPS"), ("cpu_per_io", "CPU µs per IO"),
                                       ("ctx", "context switches"))

@@ -1,6 +1,6 @@
 """junit.xml: one testsuite per variant (one testcase per job) plus the run's own checks.
 
-How a job reads depends on its variant (harness.verdict.job_verdict): a failed check on a mutant is a
+How a job reads depends on its variant (harness.judge.verdict.job_verdict): a failed check on a mutant is a
 kill, not a failure. The "verdict" suite holds the checks the exit code is made of: series passes,
 baseline shows the punt path, each mutant flagged; the "concerns" suite records each concern's static
 status per revision (informational: the merged v7 still had concerns Linus raised).
@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from harness.verdict import job_verdict
+from harness.judge.verdict import job_verdict
 
 
 def _case(suite: ET.Element, classname: str, name: str, seconds: float = 0.0,

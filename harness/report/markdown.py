@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.report.metrics import METRIC_KEYS, Value, cpu_per_io_us, job_ratios, metric
+from harness.judge.metrics import METRIC_KEYS, Value, cpu_per_io_us, job_ratios, metric
 from harness.report.results import kernel_base
 
 COMPARED = ("baseline", "series")

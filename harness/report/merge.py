@@ -12,10 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from harness.core.errors import UserError
+from harness.judge.verdict import VariantInfo
 from harness.report.results import DEFAULT_TREE, RunRecord, infos_of, new_run_id
 from harness.report.schema import load_results
-from harness.verdict import VariantInfo
 
 _TOP_FILES = {"results.json", "junit.xml", "report.md", "report.html"}
 

@@ -1,6 +1,6 @@
 """One run's record and its files: out/<run-id>/{results.json,junit.xml,report.md,report.html}, out/latest.
 
-Every writer is atomic (harness.atomic) and called from ``finally`` by the pipeline, so a run that dies
+Every writer is atomic (harness.core.atomic) and called from ``finally`` by the pipeline, so a run that dies
 half-way still leaves readable results saying how far it got.
 """
 
@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import __version__, profile
-from harness.atomic import write_json, write_text
-from harness.report import metrics
+from harness import __version__
+from harness.core import profile
+from harness.core.atomic import write_json, write_text
+from harness.judge import metrics
+from harness.judge.verdict import VariantInfo, decide
 from harness.report.schema import SCHEMA_VERSION
-from harness.verdict import VariantInfo, decide
 
-# The default tree's name in results.json (harness/profiles/trees.toml, as harness.tree reads it).
+# The default tree's name in results.json (harness/profiles/trees.toml, as harness.kernel.tree reads it).
 DEFAULT_TREE = profile.default_tree().name
 DEFAULT_TREE_ORIGIN = profile.default_tree().origin
 
@@ -60,9 +61,9 @@ class RunRecord:
     timings: dict[str, Any] = field(default_factory=lambda: {"steps": {}, "build": {}, "boot": {},
                                                               "variants": {}, "jobs": {}})
     shards: list[str] = field(default_factory=list)
-    coverage: dict[str, Any] | None = None  # the coverage variant's summary (harness.coverage_run)
-    reused: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> kept run (harness.reuse)
-    mail: dict[str, Any] | None = None  # where the series' mail came from (harness.mailsource.MailChoice)
+    coverage: dict[str, Any] | None = None  # the coverage variant's summary (orchestrate.coverage_run)
+    reused: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> kept run (orchestrate.reuse)
+    mail: dict[str, Any] | None = None  # where the series' mail came from (sources.mailsource.MailChoice)
     not_checked: list[str] = field(default_factory=list)  # what this run could not check, and why
 
     def add_jobs(self, jobs: list[dict[str, Any]]) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import jsonschema
 
-from harness.errors import UserError
-from harness.paths import project_root
+from harness.core.errors import UserError
+from harness.core.paths import project_root
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = project_root() / "docs" / "results-schema.json"

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import write_text
+from harness.core.atomic import write_text
 from harness.series.model import Family, Patch, Revision
 from harness.series.revisions import analyse_patch, make_review
 from harness.sources.message import Message

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness import profile
-from harness.errors import UserError
-from harness.tomlfile import load_toml
+from harness.core import profile
+from harness.core.errors import UserError
+from harness.core.tomlfile import load_toml
 
 __all__ = [
     "STATUSES", "Concern", "ConcernStatus", "DiffLine", "Matcher", "Rule", "added_lines", "catalogue_path",

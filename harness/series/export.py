@@ -9,8 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness.errors import InfraError, UserError
-from harness.run import run
+from harness.core.errors import InfraError, UserError
+from harness.core.run import run
 from harness.series.integrity import check_patch
 from harness.series.model import Revision
 from harness.series.subjects import parse_subject

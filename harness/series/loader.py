@@ -6,8 +6,9 @@ import binascii
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import profile
-from harness.errors import UserError
+from harness.core import profile
+from harness.core.errors import UserError
+from harness.core.tomlfile import load_toml
 from harness.series import cache as family_cache
 from harness.series.bodies import find_diff
 from harness.series.families import group_families
@@ -19,7 +20,6 @@ from harness.series.subjects import normalise_title, parse_subject
 from harness.sources.base import load_messages
 from harness.sources.index import Annotator
 from harness.sources.message import read_headers, split_head
-from harness.tomlfile import load_toml
 
 
 @dataclass

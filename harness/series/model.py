@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.series.bodies import summary
 from harness.sources.message import Message
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from harness.core.errors import UserError
+from harness.core.tomlfile import load_toml
 from harness.series.concerns import catalogue_path
-from harness.tomlfile import load_toml
 
 _KEYS = {"id", "title", "raised_by", "message_id", "raised_on", "quote", "related", "notes"}
 _REQUIRED = ("id", "title", "raised_by", "message_id", "raised_on", "quote")

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import InfraError
-from harness.run import run
+from harness.core.errors import InfraError
+from harness.core.run import run
 from harness.series.model import Patch, Revision
 from harness.series.subjects import normalise_title
 

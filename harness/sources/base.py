@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.sources.message import Message, parse_message
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """``git cat-file --batch`` as a byte stream: the one place kwb reads git objects as raw bytes.
 
-harness.run captures output as text (and whole); mail is bytes and an archive is hundreds of MiB, so
+harness.core.run captures output as text (and whole); mail is bytes and an archive is hundreds of MiB, so
 objects are streamed from one long-lived ``git cat-file --batch`` instead. The process stays in kwb's
 process group (Ctrl-C reaches it too), a watchdog kills it when a read outlives its timeout, and it is
 closed when the reader is (or at interpreter exit).
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from harness.errors import InfraError
+from harness.core.errors import InfraError
 
 READ_TIMEOUT = 120.0  # one object; a healthy cat-file answers in milliseconds
 

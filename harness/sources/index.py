@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.atomic import write_text
-from harness.paths import cache_dir
+from harness.core.atomic import write_text
+from harness.core.paths import cache_dir
 from harness.sources.base import RawEntry, SourceResult
 from harness.sources.message import Message, parse_message
 

@@ -10,9 +10,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from harness.errors import InfraError, OfflineError
-from harness.paths import cache_dir
-from harness.run import run
+from harness.core.errors import InfraError, OfflineError
+from harness.core.paths import cache_dir
+from harness.core.run import run
 from harness.sources.base import SourceResult
 from harness.sources.mbox import MboxSource
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.sources.base import RawEntry, SourceResult, head_bytes, parse_all
 
 _ESCAPED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)

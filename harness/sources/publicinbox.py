@@ -1,6 +1,6 @@
 """public-inbox v2 mirrors: epoch repositories ``git/N.git``, one message per commit in a file ``m``.
 
-Commits come from ``git rev-list`` (through harness.run); each message is read as ``<commit>:m`` from
+Commits come from ``git rev-list`` (through harness.core.run); each message is read as ``<commit>:m`` from
 one streaming ``git cat-file --batch`` (harness.sources.gitbatch). A commit whose blob is missing from
 the mirror is a warning naming it; a commit without ``m`` (a public-inbox deletion) is passed over.
 The source's identity is each epoch's head, so the archive index can read only new commits.
@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.errors import InfraError, UserError
-from harness.run import run
+from harness.core.errors import InfraError, UserError
+from harness.core.run import run
 from harness.sources.base import RawEntry, SourceResult, parse_all
 from harness.sources.gitbatch import BatchReader
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.sources.base import SourceResult, head_bytes, parse_all
 
 SEPARATOR = re.compile(r"^\^ permalink raw reply")

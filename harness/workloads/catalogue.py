@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.tomlfile import load_toml
+from harness.core.errors import UserError
+from harness.core.tomlfile import load_toml
 from harness.workloads import kinds
 from harness.workloads.model import Target, WorkloadSpec
 

@@ -3,7 +3,7 @@
 One job = one catalogue entry on one target: lay out the data file once per filesystem, then per repeat
 drop the page cache, run fio (``--output-format=json``) with io-wq threads sampled alongside, and read the
 kprobe counters. Metrics are summarised as median and spread; must_show checks are computed from the
-counters (harness.evidence), never assumed.
+counters (harness.workloads.evidence), never assumed.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import evidence
-from harness.atomic import write_json
-from harness.errors import InfraError, UserError
-from harness.run import Result
+from harness.core.atomic import write_json
+from harness.core.errors import InfraError, UserError
+from harness.core.run import Result
+from harness.workloads import evidence
 from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
 
 ENGINES = ("io_uring", "psync", "pvsync2", "sync")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InfraError, UserError
+from harness.core.errors import InfraError, UserError
 from harness.workloads.model import GuestSession, JobResult, Target, WorkloadSpec
 
 JobRunner = Callable[[GuestSession, WorkloadSpec, Target, Path], JobResult]

@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import write_json, write_text
-from harness.errors import InfraError, UserError
-from harness.paths import cache_dir
-from harness.run import Result, run
-from harness.tomlfile import load_toml
+from harness.core.atomic import write_json, write_text
+from harness.core.errors import InfraError, UserError
+from harness.core.paths import cache_dir
+from harness.core.run import Result, run
+from harness.core.tomlfile import load_toml
 from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
 
 KNOWN_FAILURES = Path(__file__).resolve().parent / "liburing-known-failures.toml"

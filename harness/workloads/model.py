@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.atomic import write_text
-from harness.run import Result
+from harness.core.atomic import write_text
+from harness.core.run import Result
 
 
 class JobStatus(enum.StrEnum):
@@ -27,7 +27,7 @@ class JobStatus(enum.StrEnum):
 
 
 class GuestSession(Protocol):
-    """What a workload needs from a booted guest (implemented by harness.qemu.guest.Guest)."""
+    """What a workload needs from a booted guest (implemented by harness.vm.guest.Guest)."""
 
     def run(self, command: str, timeout: float) -> Result:
         """Run a shell command in the guest; a timeout gives ``timed_out=True``, never a hang."""

@@ -4,7 +4,7 @@ Each probe is tied to concern ids in the series profile's ``concerns.toml``. It 
 ``KWB-RESULT {json}`` (probe, ok, skip, reason, counters) and exits 0 pass, 1 check failed, 77 skip,
 2 could not set itself up. Probes carry their own alarm() watchdog; the guest command has an outer
 timeout as well, so a hang is a failed (or timed-out) job, never a stuck run. While a probe runs, the
-path markers of harness.evidence (plus per-probe extra functions) are counted with kprobes, best effort:
+path markers of workloads.evidence (plus per-probe extra functions) are counted with kprobes, best effort:
 a kernel that can't probe a function says why in the job's evidence.
 
 Binaries go to ``cache_dir()/probes/<hash>/``, where the hash covers the sources, the compiler flags and
@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import evidence, profile
-from harness.atomic import write_json
-from harness.errors import InfraError, UserError
-from harness.paths import cache_dir
-from harness.run import run
+from harness.core import profile
+from harness.core.atomic import write_json
+from harness.core.errors import InfraError, UserError
+from harness.core.paths import cache_dir
+from harness.core.run import run
+from harness.workloads import evidence
 from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
 
 SOURCE_DIR = Path(__file__).resolve().parent / "probes"
@@ -47,7 +48,7 @@ KNOWN_PARAMS = (*INT_PARAMS, "probe", "self_test_fail", "phase", "kprobes", "ext
 
 
 def extra_kprobes(probe: str) -> tuple[str, ...]:
-    """Functions worth counting for ``probe`` beyond harness.evidence's roles (the series profile's
+    """Functions worth counting for ``probe`` beyond harness.workloads.evidence's roles (the series profile's
     ``[kprobes]``). A function the kernel can't probe is recorded with the reason, never dropped."""
     return profile.active().kprobes.get(probe, ())
 
@@ -129,7 +130,7 @@ class ProbeParams:
     probe_timeout: int | None = None
     self_test_fail: bool = False    # run against a deliberately wrong expectation (must fail)
     phase: str = ""                 # probes with phases: run only this one
-    kprobes: bool = True            # count path markers (harness.evidence) while the probe runs
+    kprobes: bool = True            # count path markers (harness.workloads.evidence) while the probe runs
     extra_kprobes: tuple[str, ...] = ()
 
     @classmethod

@@ -17,24 +17,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import write_json, write_text
-from harness.errors import KwbError, UserError
-from harness.evidence import HealthMonitor, ScanFn
-from harness.paths import cache_dir
-from harness.qemu.disks import FILESYSTEMS as DISK_FILESYSTEMS
-from harness.qemu.disks import guest_device, make_disk
-from harness.qemu.templates import TEMPLATE_FILESYSTEMS, template_overlay
+from harness.core.atomic import write_json, write_text
+from harness.core.errors import KwbError, UserError
+from harness.core.paths import cache_dir
+from harness.vm.disks import FILESYSTEMS as DISK_FILESYSTEMS
+from harness.vm.disks import guest_device, make_disk
 from harness.workloads import kinds
 from harness.workloads.catalogue import FILESYSTEMS, select
+from harness.workloads.evidence import HealthMonitor, ScanFn
 from harness.workloads.fio import FioParams
-from harness.workloads.model import (
-    GuestSession,
-    JobResult,
-    JobStatus,
-    Target,
-    WorkloadSpec,
-    write_job_files,
-)
+from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
+from harness.workloads.templates import TEMPLATE_FILESYSTEMS, template_overlay
 
 __all__ = ["Target", "run_variant"]
 
@@ -80,14 +73,14 @@ class _Run:
 
 def variant_kind(variant: str) -> str:
     """The ``kind`` of a variant in the series profile's variants.toml; UserError for an unknown variant."""
-    from harness.variants import get_variant
+    from harness.kernel.variants import get_variant
 
     return get_variant(variant).kind
 
 
 def default_guest_factory(kernel: Path, disks: list[Path], results_dir: Path) -> AbstractContextManager[Any]:
-    """A real guest (harness.qemu.guest.Guest) with the disks attached in order (/dev/vda, vdb, ...)."""
-    from harness.qemu.guest import Guest, GuestConfig
+    """A real guest (harness.vm.guest.Guest) with the disks attached in order (/dev/vda, vdb, ...)."""
+    from harness.vm.guest import Guest, GuestConfig
 
     cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks, memory_mb=GUEST_MEMORY_MB,
                       boot_timeout=GUEST_BOOT_TIMEOUT)
@@ -123,7 +116,7 @@ def _prepare_fs(guest: GuestSession, fs: str, device: str, mkfs: bool,
                 extra: tuple[str, ...] = ()) -> tuple[Target | None, str, str]:
     """mkfs (first boot) and mount one filesystem; returns (target, error reason, guest output).
 
-    ``extra``: the kernel era's mkfs options (harness.eras: features older kernels cannot mount).
+    ``extra``: the kernel era's mkfs options (harness.kernel.eras: features older kernels cannot mount).
     """
     if fs == "bdev":
         scratch = f"{GUEST_BASE}/scratch-bdev"
@@ -309,7 +302,7 @@ def _prepare_all(run: _Run, guest: GuestSession) -> dict[str, Target | str]:
 
 def _era_mkfs(kernel: Any, fs: str) -> tuple[str, ...]:
     """The mkfs options the kernel's era asks for (none when its release is unknown or not covered)."""
-    from harness.eras.resolve import mkfs_options
+    from harness.kernel.eras.resolve import mkfs_options
 
     release = str(getattr(kernel, "release", "") or "")
     try:
@@ -390,7 +383,7 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
     """Build ``variant``, boot it once (re-boot after a crash/hang), run the workloads on each filesystem.
 
     ``guest_factory``, ``build``, ``scan``, ``catalogue`` and ``templates`` (the host-made filesystem images,
-    :mod:`harness.qemu.templates`) are for tests (fakes); ``max_boots`` bounds
+    :mod:`harness.workloads.templates`) are for tests (fakes); ``max_boots`` bounds
     re-boots (default: one more than the number of jobs). ``stop_on_flag`` (mutants) ends the run at the
     first job that fails a check: the rest are recorded as skipped, naming the job that flagged it.
     ``kind`` is the variant's kind when it is not in variants.toml (kwb mutate's generated mutants).
@@ -430,7 +423,7 @@ def _skip_after_flag(run: _Run) -> None:
 
 
 def _ensure_kernel(variant: str, progress: Progress) -> Any:
-    from harness.build import ensure_kernel
+    from harness.kernel.build import ensure_kernel
 
     return ensure_kernel(variant, progress=progress)
 

@@ -1,0 +1,136 @@
+"""`kwb` entry point: builds the parser from the command modules and maps errors to exit codes.
+
+This is the only place where exceptions become exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from harness import __version__
+from harness.core import profile
+from harness.core.errors import ExitCode, KwbError, UserError
+from harness.kernel.variants import load_variants
+from harness.series.concerns import load_catalogue
+from harness.workloads.catalogue import load_catalogue as load_workloads
+
+# Each module exposes ``register(subparsers)``; its handlers take the parsed args and return an exit code.
+COMMAND_MODULES = (
+    "harness.cli.series",
+    "harness.cli.kernel",
+    "harness.cli.vm",
+    "harness.cli.run",
+    "harness.cli.concern",
+    "harness.cli.report",
+    "harness.cli.ci",
+    "harness.cli.pipeline",
+    "harness.cli.mutate",
+    "harness.cli.guest_root",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse exits 2, which is our "infrastructure" code; usage errors are 3.
+        self.print_usage(sys.stderr)
+        print(f"kwb: error: {message}", file=sys.stderr)
+        raise SystemExit(ExitCode.USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `kwb` argument parser."""
+    parser = _Parser(prog="kwb", description="Kernel patch-series workbench.")
+    parser.add_argument("--version", action="version", version=f"kwb {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no live progress (CI logs)")
+    parser.add_argument("--profile", metavar="NAME", default=None,
+                        help=f"series profile (harness/profiles/NAME; known: {', '.join(profile.names())}; "
+                             f"default: {profile.default_name()})")
+    parser.add_argument("--host-root", action="store_true",
+                        help="boot guests on the host's root (read-only 9p, full user network) instead of "
+                             "kwb's isolated image: the host's tools in the guest, for your own machine only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(sub)
+    _add_profile_everywhere(parser)
+    return parser
+
+
+def _add_profile_everywhere(parser: argparse.ArgumentParser) -> None:
+    # `kwb series concerns --profile X` as well as `kwb --profile X series concerns`: every command
+    # works on a series, so every command takes the option (SUPPRESS keeps the top-level value when the
+    # subcommand's is not given).
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                if not any("--profile" in a.option_strings for a in child._actions):
+                    child.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS,
+                                       help="series profile (default: the top-level --profile)")
+                _add_profile_everywhere(child)
+
+
+def check_profile(chosen: profile.Profile) -> None:
+    """Everything the profile points at loads (concerns with their regexes, each tree's variants, the
+    workloads it names), so a broken profile fails here in one line, before anything runs."""
+    load_catalogue(chosen.concerns_file)
+    for era in chosen.trees.values():
+        load_variants(era.variants_dir / "variants.toml")
+    known = load_workloads()
+    where = chosen.root / "profile.toml"
+    named = {"workloads.series": chosen.series_workloads or (), "workloads.series_extra": chosen.series_extra,
+             "workloads.baseline": chosen.baseline_workloads}
+    for key, names in named.items():
+        for w in names:
+            if w not in known:
+                raise UserError(f"{where}: key '{key}': unknown workload {w!r} (known: {', '.join(known)})")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Turn SIGTERM into KeyboardInterrupt so `finally` blocks (result files, guest teardown) run.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run kwb; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if getattr(args, "host_root", False):
+        # An environment variable so every guest this run starts (and its child kwb processes) agree.
+        os.environ["KWB_GUEST_ROOT"] = "host"
+    try:
+        check_profile(profile.use(getattr(args, "profile", None)))
+        return int(args.func(args))
+    except KwbError as exc:
+        print(f"kwb: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("kwb: interrupted", file=sys.stderr)
+        return int(ExitCode.INFRASTRUCTURE)
+    except BrokenPipeError:
+        return int(ExitCode.PASS)
+    except Exception as exc:
+        # Anything no stage expected is a bug in kwb, not the machine's fault: exit 4, one line.
+        if os.environ.get("KWB_TRACEBACK") == "1":
+            traceback.print_exc()
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+        message = " ".join(str(exc).split())
+        print(f"kwb: bug in kwb: {type(exc).__name__}{at}: {message} (KWB_TRACEBACK=1 shows the traceback)",
+              file=sys.stderr)
+        return int(ExitCode.BUG)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""The one subprocess runner: every external command in kwb goes through :func:`run`.
+
+argv lists only (never shell strings), always a timeout, output teed to a log file when given, and a
+:class:`Result` returned instead of an exception so callers decide what a non-zero exit means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from harness.core.errors import CommandTimeout, InfraError
+
+
+@dataclass
+class Result:
+    """What a finished (or killed) command left behind."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    cwd: str | None = None
+    env_overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited 0 within its timeout."""
+        return self.returncode == 0 and not self.timed_out
+
+    def command_line(self) -> str:
+        """A shell-quoted reproducer line (cwd and environment included)."""
+        parts = [f"{k}={shlex.quote(v)}" for k, v in sorted(self.env_overrides.items())]
+        parts += [shlex.quote(a) for a in self.argv]
+        line = " ".join(parts)
+        return f"cd {shlex.quote(self.cwd)} && {line}" if self.cwd else line
+
+    def tail(self, lines: int = 20) -> str:
+        """The last lines of stderr (or stdout when stderr is empty), for one-line error context."""
+        text = self.stderr.strip() or self.stdout.strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _pump(stream: IO[str], sink: list[str], log: IO[str] | None, lock: threading.Lock,
+          on_line: Callable[[str], None] | None) -> None:
+    for line in iter(stream.readline, ""):
+        sink.append(line)
+        if log is not None:
+            with lock:
+                log.write(line)
+                log.flush()
+        if on_line is not None:
+            on_line(line)
+    stream.close()
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    # The command runs in its own process group so that children (make -j, qemu) die with it. The group
+    # outlives its leader (a backgrounded child keeps it), so the group gets SIGKILL even when the leader
+    # went on SIGTERM.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    timeout: float,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    log: str | os.PathLike[str] | None = None,
+    input: str | None = None,
+    on_line: Callable[[str], None] | None = None,
+    check: bool = False,
+) -> Result:
+    """Run ``argv`` and return its :class:`Result`.
+
+    ``env`` entries are added to the current environment (and recorded for the reproducer line).
+    ``log`` receives the command line then stdout and stderr as they arrive. ``on_line`` sees every
+    output line (for progress). With ``check=True`` a non-zero exit raises :class:`InfraError` and a
+    timeout raises :class:`CommandTimeout`; otherwise the caller inspects the result.
+    """
+    args = [os.fspath(a) for a in argv]
+    if not args:
+        raise InfraError("run(): empty argv")
+    full_env = dict(os.environ)
+    overrides = dict(env or {})
+    full_env.update(overrides)
+    cwd_s = os.fspath(cwd) if cwd is not None else None
+    out: list[str] = []
+    err: list[str] = []
+    lock = threading.Lock()
+    logf: IO[str] | None = None
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        logf = open(log, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed in finally
+        header = Result(args, 0, "", "", 0, cwd=cwd_s, env_overrides=overrides).command_line()
+        logf.write(f"$ {header}\n")
+    start = time.monotonic()
+    timed_out = False
+    try:
+        try:
+            proc = subprocess.Popen(
+                args, cwd=cwd_s, env=full_env, text=True, encoding="utf-8", errors="replace",
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise InfraError(f"command not found: {args[0]} (is it installed? try `make setup`)") from exc
+        except NotADirectoryError as exc:
+            raise InfraError(f"working directory not usable: {cwd_s}") from exc
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            threads = [
+                threading.Thread(target=_pump, args=(proc.stdout, out, logf, lock, on_line), daemon=True),
+                threading.Thread(target=_pump, args=(proc.stderr, err, logf, lock, on_line), daemon=True),
+            ]
+            for t in threads:
+                t.start()
+            if input is not None and proc.stdin is not None:
+                try:
+                    proc.stdin.write(input)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(proc)
+            for t in threads:
+                t.join(timeout=10)
+        except BaseException:
+            # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or any other exception, wherever
+            # it lands after the start: the children run in their own session, so nothing else would stop
+            # a `make -j` from writing into a shared build directory after the build lock is released.
+            _kill_group(proc)
+            raise
+        rc = proc.returncode if proc.returncode is not None else -1
+    finally:
+        if logf is not None:
+            if timed_out:
+                logf.write(f"kwb: command timed out after {timeout:.0f}s and was killed\n")
+            logf.close()
+    result = Result(args, rc, "".join(out), "".join(err), time.monotonic() - start, timed_out,
+                    cwd_s, overrides)
+    if check and timed_out:
+        raise CommandTimeout(f"{args[0]} timed out after {timeout:.0f}s: {result.command_line()}")
+    if check and rc != 0:
+        last = result.tail(1).strip()
+        raise InfraError(f"{Path(args[0]).name} failed (exit {rc}): {last}")
+    return result

@@ -1,0 +1,1 @@
+"""Kernel trees: providers, apply, variants, kconfig, build (produces a KernelBuild)."""

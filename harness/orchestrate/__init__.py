@@ -1,0 +1,1 @@
+"""Whole runs on top of the stages: test-series, CI plan/shard/watch, concern repro, coverage, reuse."""
