@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.series.loader import group_messages
-from harness.sources.base import load_messages
+from harness.sources.registry import load_messages
 
 DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "lore" / \
     "io-uring-2020-05-18--2020-07-15.mbox"

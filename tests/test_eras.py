@@ -95,7 +95,7 @@ def test_kconfig_for_tree_on_the_real_fragments_keeps_the_default_hash(tmp_path:
     frags = kconfig.load_fragments()
     text = "".join(f"config {s.removeprefix('CONFIG_')}\n" for s in kconfig.requested(frags))
     tree = _tree(tmp_path / "linux", "6.12", text)
-    assert kconfig.config_hash(kconfig.for_tree(tree, frags)) == kconfig.config_hash(frags)
+    assert kconfig.config_hash(resolve.for_tree(tree, frags)) == kconfig.config_hash(frags)
 
 
 SYSTEM_MAP = """\
@@ -199,7 +199,7 @@ def test_real_5_8_tree_keeps_every_fragment_symbol_only_with_the_eras_needs(tmp_
     frags = kconfig.load_fragments()
     with pytest.raises(InfraError, match=r"CONFIG_KPROBES \(wanted y"):
         kconfig.configure(tree, tmp_path / "plain", frags, [*make_args()], tmp_path / "plain.log")
-    resolved = kconfig.for_tree(tree, frags)
+    resolved = resolve.for_tree(tree, frags)
     assert [f.name for f in resolved][-1] == "era-5.7-5.9"
     config = kconfig.configure(tree, tmp_path / "era", resolved, [*make_args()], tmp_path / "era.log")
     text = config.read_text()

@@ -19,7 +19,8 @@ from harness.core.errors import InfraError, UserError
 from harness.core.progress import Progress
 from harness.core.run import run
 from harness.judge.verdict import VariantInfo
-from harness.orchestrate.pipeline import Options, Stages, real_stages, run_pipeline, workloads_for
+from harness.orchestrate.pipeline import Options, Stages, run_pipeline, workloads_for
+from harness.orchestrate.stages import real_stages
 from harness.report import schema
 from harness.workloads.model import JobResult, JobStatus, WorkloadSpec
 

@@ -13,7 +13,7 @@ from harness.cli import main
 from harness.core.errors import UserError
 from harness.report import schema
 from harness.report.merge import merge_runs
-from harness.report.results import finalize
+from harness.report.write import finalize
 
 
 def _shards(tmp_path: Path, split: int = 2) -> list[Path]:

@@ -15,7 +15,8 @@ import pytest
 from harness.core.errors import UserError
 from harness.judge.verdict import VariantInfo
 from harness.report import schema
-from harness.report.results import DEFAULT_TREE, RunRecord, finalize, kernel_base, update_latest, write_run
+from harness.report.results import DEFAULT_TREE, RunRecord, kernel_base
+from harness.report.write import finalize, update_latest, write_run
 from harness.workloads.model import JobResult, JobStatus
 
 DATA = Path(__file__).parent / "data" / "results"

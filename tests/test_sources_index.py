@@ -10,7 +10,7 @@ from test_sources import _public_inbox
 
 from harness.core.run import run
 from harness.series.loader import ANNOTATOR, load_series
-from harness.sources.base import load_messages
+from harness.sources.registry import load_messages
 
 
 def _msgs(n: int, start: int = 1) -> list[bytes]:

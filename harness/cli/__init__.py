@@ -6,16 +6,16 @@ This is the only place where exceptions become exit codes.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
+from types import FrameType, ModuleType
 
 from harness import __version__
+from harness.cli import ci, concern, guest_root, kernel, mutate, pipeline, report, run, series, vm
 from harness.core import profile
 from harness.core.errors import ExitCode, KwbError, UserError
 from harness.kernel.variants import load_variants
@@ -23,18 +23,8 @@ from harness.series.concerns import load_catalogue
 from harness.workloads.catalogue import load_catalogue as load_workloads
 
 # Each module exposes ``register(subparsers)``; its handlers take the parsed args and return an exit code.
-COMMAND_MODULES = (
-    "harness.cli.series",
-    "harness.cli.kernel",
-    "harness.cli.vm",
-    "harness.cli.run",
-    "harness.cli.concern",
-    "harness.cli.report",
-    "harness.cli.ci",
-    "harness.cli.pipeline",
-    "harness.cli.mutate",
-    "harness.cli.guest_root",
-)
+COMMAND_MODULES: tuple[ModuleType, ...] = (series, kernel, vm, run, concern, report, ci, pipeline, mutate,
+                                           guest_root)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,8 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="boot guests on the host's root (read-only 9p, full user network) instead of "
                              "kwb's isolated image: the host's tools in the guest, for your own machine only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(name)
+    for module in COMMAND_MODULES:
         module.register(sub)
     _add_profile_everywhere(parser)
     return parser

@@ -15,7 +15,8 @@ from harness.core.paths import cache_dir, results_root
 from harness.core.progress import Progress
 from harness.core.run import run
 from harness.orchestrate import ci
-from harness.orchestrate.pipeline import DEFAULT_FILESYSTEMS, Options, real_stages, run_pipeline
+from harness.orchestrate.pipeline import DEFAULT_FILESYSTEMS, Options, run_pipeline
+from harness.orchestrate.stages import real_stages
 
 WATCH_RUN_TIMEOUT = 6 * 3600.0  # one full test-series on TCG, with room to spare
 

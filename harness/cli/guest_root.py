@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.core.errors import ExitCode
 from harness.vm import rootfs
+from harness.workloads import payload
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -36,10 +37,10 @@ def cmd_guest_image(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {"tree": str(base.tree), "identity": base.identity, "built_now": base.built_now,
                            "base_build_seconds": round(base.build_seconds, 1), "recipe": rootfs.recipe()}
     if not args.base_only:
-        payload = rootfs.default_payload(say)
+        dirs = payload.default_payload(say)
         t = time.monotonic()
-        image = rootfs.ensure_image(payload, say)
-        out.update(image=str(image), payload=[str(p) for p in payload],
+        image = rootfs.ensure_image(dirs, say)
+        out.update(image=str(image), payload=[str(p) for p in dirs],
                    image_seconds=round(time.monotonic() - t, 1))
     out["seconds"] = round(time.monotonic() - start, 1)
     if args.json:

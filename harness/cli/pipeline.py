@@ -10,7 +10,8 @@ from typing import Any
 
 from harness.core.paths import results_root
 from harness.core.progress import Progress
-from harness.orchestrate.pipeline import DEFAULT_FILESYSTEMS, Options, real_stages, run_pipeline
+from harness.orchestrate.pipeline import DEFAULT_FILESYSTEMS, Options, run_pipeline
+from harness.orchestrate.stages import real_stages
 
 
 def _csv(text: str) -> list[str]:

@@ -54,7 +54,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     from harness.report.merge import merge_runs
-    from harness.report.results import finalize
+    from harness.report.write import finalize
 
     out_root = args.out or results_root()
     command = "kwb " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "kwb report --merge"
@@ -67,8 +67,9 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _rerender(run: Path) -> int:
-    from harness.report.results import rejudge, write_run
+    from harness.report.results import rejudge
     from harness.report.schema import load_results
+    from harness.report.write import write_run
 
     if not run.exists():
         raise UserError(f"no run at {run}")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from harness.core.errors import InfraError, UserError
+from harness.core.errors import UserError
+from harness.series import concerns
 from harness.series.bodies import summary
 from harness.series.loader import LoadResult, find_family, load_series
 from harness.series.model import Family, Revision
+from harness.series.remarks import load_remarks
 from harness.series.revdiff import diff_revisions
 
 
@@ -122,16 +123,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_concerns(args: argparse.Namespace) -> int:
-    try:
-        concerns = importlib.import_module("harness.series.concerns")
-    except ImportError as exc:
-        raise InfraError(f"concern catalogue support is not available yet ({exc})") from exc
     loaded = _load(args)
     fam = _family(args, loaded)
     statuses = concerns.evaluate_family(concerns.load_catalogue(), fam)
     records = [s.to_dict() for s in statuses]
-    from harness.series.remarks import load_remarks
-
     remarks = [r.to_dict() for r in load_remarks()]
     lines = [f"{fam.name}: {len(records)} concern statuses"]
     lines.extend(f"  v{r['version']} {r['concern_id']:32} {r['status']:15} "

@@ -16,6 +16,7 @@ from harness.core.errors import ExitCode, UserError
 from harness.core.paths import cache_dir, results_root
 from harness.vm import console, disks, doctor
 from harness.vm.guest import BootError, Guest, GuestConfig
+from harness.workloads import payload
 
 DEFAULT_COMMAND_TIMEOUT = 300.0
 PREPARE_TIMEOUT = 180.0
@@ -90,7 +91,7 @@ def _guest_config(args: argparse.Namespace, kernel: Path, out: Path, images: lis
     if args.memory < 256 or args.cpus < 1:
         raise UserError("--memory must be at least 256 MB and --cpus at least 1")
     return GuestConfig(kernel=kernel, results_dir=out, disks=images, memory_mb=args.memory, cpus=args.cpus,
-                       boot_timeout=args.boot_timeout, accel=args.accel)
+                       boot_timeout=args.boot_timeout, accel=args.accel, root_payload=payload.for_guest())
 
 
 def _prepare_disks(guest: Guest, specs: list[disks.DiskSpec]) -> list[dict[str, Any]]:

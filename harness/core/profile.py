@@ -26,7 +26,7 @@ import jsonschema
 from harness.core.errors import UserError
 from harness.core.tomlfile import load_toml
 
-PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
 SCHEMA_FILE = PROFILES_DIR / "profile.schema.json"
 DEFAULT_FILE = PROFILES_DIR / "default.toml"
 TREES_FILE = PROFILES_DIR / "trees.toml"

@@ -21,6 +21,7 @@ from harness.core.errors import InfraError, UserError
 from harness.core.paths import cache_dir
 from harness.core.run import run
 from harness.kernel import buildmeter, kconfig
+from harness.kernel.eras import resolve as eras_resolve
 from harness.kernel.tree import Tree, checkout, current_commit, locked, prepare_tree, rev_parse
 
 BUILD_TIMEOUT = 3600.0
@@ -245,7 +246,7 @@ def _store(variant: str, commit: str, cfg_hash: str, build_dir: Path, duration: 
 def build_tree(tree: Tree, variant: str, fragments: Sequence[kconfig.Fragment],
                progress: Progress | None = None) -> KernelBuild:
     """Build whatever is checked out in ``tree`` (no locking; callers hold the build lock)."""
-    fragments = kconfig.for_tree(tree.path, fragments, progress)  # the tree's era (harness.kernel.eras)
+    fragments = eras_resolve.for_tree(tree.path, fragments, progress)  # the tree's era (harness.kernel.eras)
     cfg_hash = kconfig.config_hash(fragments)
     commit = current_commit(tree)
     hit = _cached(variant, commit, cfg_hash)

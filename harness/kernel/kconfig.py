@@ -153,16 +153,3 @@ def _step(argv: list[str], cwd: Path, log: Path, on_line: Callable[[str], None] 
         raise InfraError(f"kernel configuration step {argv[-1]!r} failed ({what}): {res.tail(1).strip()} "
                          f"(log: {log})")
     return res
-
-
-def for_tree(tree: Path, fragments: Sequence[Fragment],
-             progress: Callable[[str], None] | None = None) -> list[Fragment]:
-    """The fragments resolved for ``tree``'s era (harness.kernel.eras.resolve): symbols the tree does not
-    define are reported before merging, the era's needs are one more fragment (so in the config hash)."""
-    from harness.kernel.eras.resolve import resolve_fragments  # late: it imports this module
-
-    resolution = resolve_fragments(tree, fragments)
-    for note in resolution.notes():
-        if progress is not None:
-            progress(note)
-    return resolution.fragments

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,11 +19,12 @@ from typing import Any
 
 from harness.core import profile
 from harness.core.errors import InfraError, KwbError, UserError
-from harness.core.paths import cache_dir
 from harness.core.progress import Progress, fmt_seconds
 from harness.judge.verdict import VariantInfo
 from harness.orchestrate import reuse
-from harness.report.results import RunRecord, finalize, new_run_id
+from harness.report.results import RunRecord, new_run_id
+from harness.report.write import finalize
+from harness.sources import mailsource
 from harness.workloads.model import JobResult, JobStatus, WorkloadSpec
 
 DEFAULT_FILESYSTEMS = ("ext4", "xfs", "btrfs", "bdev")
@@ -216,7 +216,7 @@ def _revision_variant(opts: Options, version: int) -> str:
 def _series_step(opts: Options, stages: Stages, record: RunRecord, progress: Progress) -> Any:
     """The static concern step; None (step skipped, the verdict says what was not checked) when there
     is no mail to read. The default tree's kernel part needs no mail, a user's tree does (the revision)."""
-    choose = stages.choose_source or _choose_source
+    choose = stages.choose_source or mailsource.resolve
     with _step(record, progress, "mail source"):
         choice = choose(opts.source, progress)
     record.mail = choice.to_dict()
@@ -499,112 +499,3 @@ def _kernel_info(kernel: Any, seconds: float) -> dict[str, Any]:
 def _error_job(variant: str, reason: str) -> dict[str, Any]:
     return JobResult(workload="build-boot", fs="-", variant=variant, status=JobStatus.ERROR,
                      reason=reason).to_dict()
-
-
-# ---- the real stages ----------------------------------------------------------------------------
-
-def _need(module: str, stage: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise InfraError(f"pipeline stage '{stage}' is not available: "
-                         f"cannot import {module} ({exc})") from exc
-
-
-def _load_family(source: str) -> Any:
-    series = _need("harness.series", "series")
-    return series.find_family(series.load_families(source), None)
-
-
-def _concern_statuses(family: Any) -> list[dict[str, Any]]:
-    concerns = _need("harness.series.concerns", "concerns")
-    catalogue = concerns.load_catalogue()
-    titles = {c.id: c.title for c in catalogue}
-    out = []
-    for status in concerns.evaluate_family(catalogue, family):
-        d = status.to_dict()
-        d["title"] = titles.get(d["concern_id"], "")
-        out.append(d)
-    return out
-
-
-def _choose_source(given: str | None, progress: Callable[[str], None]) -> Any:
-    mailsource = _need("harness.sources.mailsource", "mail source")
-    return mailsource.resolve(given, progress)
-
-
-def _workload_catalogue() -> dict[str, WorkloadSpec]:
-    catalogue = _need("harness.workloads.catalogue", "workload catalogue")
-    specs: dict[str, WorkloadSpec] = catalogue.load_catalogue()
-    return specs
-
-
-def _variant_catalogue() -> list[VariantInfo]:
-    variants = _need("harness.kernel.variants", "variants")
-    return [VariantInfo(v.name, v.kind, v.concern, list(v.flagged_by), v.equivalent)
-            for v in variants.load_variants()]
-
-
-def _build_kernel(variant: str, *, tree: Path | None, base: str | None,
-                  progress: Callable[[str], None] | None) -> Any:
-    build = _need("harness.kernel.build", "kernel build")
-    return build.ensure_kernel(variant, tree=tree, base=base, progress=progress)
-
-
-def _run_variant(name: str, filesystems: list[str], workloads: list[str], out_dir: Path,
-                 progress: Callable[[str], None], build: BuildFn,
-                 stop_on_flag: bool = False) -> list[JobResult]:
-    runner = _need("harness.workloads.runner", "workloads")
-    jobs: list[JobResult] = runner.run_variant(name, filesystems, workloads, out_dir, progress, build=build,
-                                               stop_on_flag=stop_on_flag)
-    return jobs
-
-
-def _run_coverage(name: str, filesystems: list[str], workloads: list[str], out_dir: Path,
-                  progress: Callable[[str], None], build: BuildFn) -> tuple[list[JobResult], dict[str, Any]]:
-    coverage_run = _need("harness.orchestrate.coverage_run", "coverage")
-    coverage = _need("harness.orchestrate.coverage", "coverage")
-    cov = coverage_run.run_coverage(out_dir, filesystems=filesystems, workloads=workloads, variant=name,
-                                    progress=progress, build=build)
-    total = cov.total()
-    summary = {"variant": name, "executed": total.executed, "total": total.total,
-               "html": f"{name}/coverage/coverage.html", "timings": dict(cov.timings),
-               "markdown": coverage.coverage_markdown(cov)}
-    return list(cov.jobs), summary
-
-
-def _apply_revision(tree: Path, base: str | None, revision: Any, progress: Callable[[str], None]) -> str:
-    export = _need("harness.series.export", "series export")
-    apply = _need("harness.kernel.apply", "apply")
-    prepared = _need("harness.kernel.tree", "tree").prepare_tree(tree, base, progress)
-    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="revision-") as tmp:
-        mbox = export.export_revision(revision, Path(tmp) / f"v{revision.version}.mbx")
-        result = apply.apply_patch_files(prepared, [Path(mbox)], f"kwb/series/v{revision.version}",
-                                         progress=progress)
-    return str(result.head)
-
-
-def _reuse_key_real(kernel: Any, filesystems: list[str], workloads: list[str]) -> str | None:
-    catalogue = _workload_catalogue()
-    accel = _need("harness.vm.accel", "accelerator probe").choose()
-    return reuse.reuse_key(kernel, filesystems, [catalogue[w] for w in workloads if w in catalogue],
-                           accel.accel)
-
-
-def _compare_revisions_real(revisions: list[Any], jobs: list[dict[str, Any]], variants: dict[int, str],
-                            concerns: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
-    revcompare = _need("harness.judge.revcompare", "revision comparison")
-    comp = revcompare.compare(revisions, jobs, variants, "baseline", concerns)
-    return comp.to_dict(), str(revcompare.markdown(comp))
-
-
-def real_stages() -> Stages:
-    """The stages backed by the other kwb modules (imported when first called)."""
-    return Stages(load_family=_load_family, concern_statuses=_concern_statuses,
-                  variant_catalogue=_variant_catalogue, workload_catalogue=_workload_catalogue,
-                  build_kernel=_build_kernel,
-                  run_variant=_run_variant, apply_revision=_apply_revision, run_coverage=_run_coverage,
-                  reuse_key=_reuse_key_real, compare_revisions=_compare_revisions_real,
-                  choose_source=_choose_source)

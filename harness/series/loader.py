@@ -6,10 +6,10 @@ import binascii
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import harness.series.cache as family_cache
 from harness.core import profile
 from harness.core.errors import UserError
 from harness.core.tomlfile import load_toml
-from harness.series import cache as family_cache
 from harness.series.bodies import find_diff
 from harness.series.families import group_families
 from harness.series.grouping import ThreadIndex, collect_postings
@@ -17,9 +17,9 @@ from harness.series.integrity import check_patch
 from harness.series.model import Family, Message
 from harness.series.revisions import RELABEL, build_revision
 from harness.series.subjects import normalise_title, parse_subject
-from harness.sources.base import load_messages
 from harness.sources.index import Annotator
 from harness.sources.message import read_headers, split_head
+from harness.sources.registry import load_messages
 
 
 @dataclass

@@ -88,6 +88,9 @@ class GuestConfig:
     # "isolated" (kwb's own image, no host files, no network but SSH) or "host" (the host's root over
     # 9p, read-only); "" = the mode in effect (KWB_GUEST_ROOT, set by `kwb --host-root`).
     root: str = ""
+    # Host directories the isolated root must hold at their host paths (the workloads' binaries; see
+    # harness.workloads.payload). Unused on the host's root, which the guest sees whole.
+    root_payload: tuple[Path, ...] = ()
     # A boot that never answers over SSH (no network, no sshd, timeout, QEMU gone) is retried this often;
     # a kernel that panics or oopses while booting is not (the same kernel crashes again).
     boot_retries: int = 1
@@ -237,7 +240,7 @@ class Guest:
             timeout=30, check=True)
         choice = accel_mod.choose(cfg.accel, cfg.kernel)
         self.accel, self.kvm, self.accel_reason = choice.accel, choice.kvm, choice.reason
-        self.root = rootfs.prepare_boot(cfg.root or rootfs.mode(), self.state_dir)
+        self.root = rootfs.prepare_boot(cfg.root or rootfs.mode(), self.state_dir, cfg.root_payload)
         self.port = free_port()
         spec = vng.VngSpec(kernel=cfg.kernel, name=self.name, ssh_port=self.port,
                            pidfile=self.state_dir / "qemu.pid", accel=self.accel,

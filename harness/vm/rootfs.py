@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -285,29 +285,6 @@ def boot_overlay(image: Path, dest: Path) -> Path:
     return dest
 
 
-def default_payload(progress: Progress | None = None) -> list[Path]:
-    """The host-built binaries the workloads run in the guest: liburing's tests and the probes.
-
-    Each is built when missing (both builds are cached); one that cannot be built is left out with a
-    progress note, and the job that needs it reports the same build error when it runs.
-    """
-    from harness.workloads import liburing, probes
-
-    say = progress or (lambda _msg: None)
-    dirs: list[Path] = []
-
-    def built_probes() -> Path:
-        probes.build_all()
-        return probes.build_dir()
-
-    for what, build in (("liburing tests", liburing.build_tests), ("probes", built_probes)):
-        try:
-            dirs.append(build().resolve())
-        except (InfraError, OSError) as exc:
-            say(f"guest root: {what} not included ({exc})")
-    return dirs
-
-
 @dataclass(frozen=True)
 class BootRoot:
     """The root one guest boots: its mode, the per-boot overlay and the image under it."""
@@ -324,14 +301,16 @@ class BootRoot:
                 "prepare_seconds": round(self.prepare_seconds, 2)}
 
 
-def prepare_boot(root_mode: str, state_dir: Path, progress: Progress | None = None) -> BootRoot:
-    """The root of one boot: for ``isolated`` the image (built when missing) and a fresh overlay on it."""
+def prepare_boot(root_mode: str, state_dir: Path, payload: Sequence[Path] = (),
+                 progress: Progress | None = None) -> BootRoot:
+    """The root of one boot: for ``isolated`` the image (built when missing) with ``payload`` (host
+    directories the workloads run from, copied in at their host paths) and a fresh overlay on it."""
     if root_mode not in MODES:
         raise UserError(f"unknown guest root {root_mode!r} (use one of: {', '.join(MODES)})")
     if root_mode == "host":
         return BootRoot("host")
     start = time.monotonic()
-    image = ensure_image(default_payload(progress), progress)
+    image = ensure_image(list(payload), progress)
     overlay = boot_overlay(image, state_dir / "root.qcow2")
     base = existing_base()
     return BootRoot("isolated", overlay, image, base.identity if base else "", time.monotonic() - start)

@@ -22,7 +22,7 @@ from harness.core.errors import KwbError, UserError
 from harness.core.paths import cache_dir
 from harness.vm.disks import FILESYSTEMS as DISK_FILESYSTEMS
 from harness.vm.disks import guest_device, make_disk
-from harness.workloads import kinds
+from harness.workloads import kinds, payload
 from harness.workloads.catalogue import FILESYSTEMS, select
 from harness.workloads.evidence import HealthMonitor, ScanFn
 from harness.workloads.fio import FioParams
@@ -83,7 +83,7 @@ def default_guest_factory(kernel: Path, disks: list[Path], results_dir: Path) ->
     from harness.vm.guest import Guest, GuestConfig
 
     cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks, memory_mb=GUEST_MEMORY_MB,
-                      boot_timeout=GUEST_BOOT_TIMEOUT)
+                      boot_timeout=GUEST_BOOT_TIMEOUT, root_payload=payload.for_guest())
     guest: AbstractContextManager[Any] = Guest(cfg)
     return guest
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,3 +207,14 @@ def probe_roles(bzimage: str | Path | None, release: str | None) -> dict[str, di
     except UserError as exc:
         return {"*": {"function": None, "reason": str(exc)}}
     return {p.role: {"function": p.function, "reason": p.reason} for p in points}
+
+
+def for_tree(tree: Path, fragments: Sequence[Fragment],
+             progress: Callable[[str], None] | None = None) -> list[Fragment]:
+    """The fragments resolved for ``tree``'s era (:func:`resolve_fragments`): symbols the tree does not
+    define are reported before merging, the era's needs are one more fragment (so in the config hash)."""
+    resolution = resolve_fragments(tree, fragments)
+    for note in resolution.notes():
+        if progress is not None:
+            progress(note)
+    return resolution.fragments

@@ -12,6 +12,7 @@ from harness.orchestrate import coverage
 from harness.orchestrate.mutate.campaign import Lab, Outcome, Settings, State
 from harness.orchestrate.mutate.generate import Mutant, Operator, generate, sample
 from harness.orchestrate.mutate.kernel import MutantBuilder
+from harness.workloads import payload
 from harness.workloads.model import JobResult, JobStatus
 
 Progress = Callable[[str], None]
@@ -100,7 +101,7 @@ class GuestBoots:
         from harness.workloads.runner import GUEST_MEMORY_MB
 
         cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks, memory_mb=GUEST_MEMORY_MB,
-                          boot_timeout=self.boot_timeout)
+                          boot_timeout=self.boot_timeout, root_payload=payload.for_guest())
         return _Boot(Guest(cfg), self)
 
 

@@ -1,0 +1,111 @@
+"""The real stages of a test-series run: each one the kwb module that does the work, imported plainly.
+
+:mod:`harness.orchestrate.pipeline` only sequences stages it is handed (tests hand it fakes); this module
+wires the real ones.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness import series
+from harness.core.paths import cache_dir
+from harness.judge import revcompare
+from harness.judge.verdict import VariantInfo
+from harness.kernel import apply, build, variants
+from harness.kernel import tree as tree_mod
+from harness.orchestrate import coverage, coverage_run, reuse
+from harness.orchestrate.pipeline import BuildFn, Stages
+from harness.series import concerns, export
+from harness.sources import mailsource
+from harness.vm import accel as accel_mod
+from harness.workloads import catalogue, runner
+from harness.workloads.model import JobResult, WorkloadSpec
+
+
+def _load_family(source: str) -> Any:
+    return series.find_family(series.load_families(source), None)
+
+
+def _concern_statuses(family: Any) -> list[dict[str, Any]]:
+    catalogue = concerns.load_catalogue()
+    titles = {c.id: c.title for c in catalogue}
+    out = []
+    for status in concerns.evaluate_family(catalogue, family):
+        d = status.to_dict()
+        d["title"] = titles.get(d["concern_id"], "")
+        out.append(d)
+    return out
+
+
+def _choose_source(given: str | None, progress: Callable[[str], None]) -> Any:
+    return mailsource.resolve(given, progress)
+
+
+def _workload_catalogue() -> dict[str, WorkloadSpec]:
+    specs: dict[str, WorkloadSpec] = catalogue.load_catalogue()
+    return specs
+
+
+def _variant_catalogue() -> list[VariantInfo]:
+    return [VariantInfo(v.name, v.kind, v.concern, list(v.flagged_by), v.equivalent)
+            for v in variants.load_variants()]
+
+
+def _build_kernel(variant: str, *, tree: Path | None, base: str | None,
+                  progress: Callable[[str], None] | None) -> Any:
+    return build.ensure_kernel(variant, tree=tree, base=base, progress=progress)
+
+
+def _run_variant(name: str, filesystems: list[str], workloads: list[str], out_dir: Path,
+                 progress: Callable[[str], None], build: BuildFn,
+                 stop_on_flag: bool = False) -> list[JobResult]:
+    jobs: list[JobResult] = runner.run_variant(name, filesystems, workloads, out_dir, progress, build=build,
+                                               stop_on_flag=stop_on_flag)
+    return jobs
+
+
+def _run_coverage(name: str, filesystems: list[str], workloads: list[str], out_dir: Path,
+                  progress: Callable[[str], None], build: BuildFn) -> tuple[list[JobResult], dict[str, Any]]:
+    cov = coverage_run.run_coverage(out_dir, filesystems=filesystems, workloads=workloads, variant=name,
+                                    progress=progress, build=build)
+    total = cov.total()
+    summary = {"variant": name, "executed": total.executed, "total": total.total,
+               "html": f"{name}/coverage/coverage.html", "timings": dict(cov.timings),
+               "markdown": coverage.coverage_markdown(cov)}
+    return list(cov.jobs), summary
+
+
+def _apply_revision(tree: Path, base: str | None, revision: Any, progress: Callable[[str], None]) -> str:
+    prepared = tree_mod.prepare_tree(tree, base, progress)
+    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="revision-") as tmp:
+        mbox = export.export_revision(revision, Path(tmp) / f"v{revision.version}.mbx")
+        result = apply.apply_patch_files(prepared, [Path(mbox)], f"kwb/series/v{revision.version}",
+                                         progress=progress)
+    return str(result.head)
+
+
+def _reuse_key_real(kernel: Any, filesystems: list[str], workloads: list[str]) -> str | None:
+    catalogue = _workload_catalogue()
+    accel = accel_mod.choose()
+    return reuse.reuse_key(kernel, filesystems, [catalogue[w] for w in workloads if w in catalogue],
+                           accel.accel)
+
+
+def _compare_revisions_real(revisions: list[Any], jobs: list[dict[str, Any]], variants: dict[int, str],
+                            concerns: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    comp = revcompare.compare(revisions, jobs, variants, "baseline", concerns)
+    return comp.to_dict(), str(revcompare.markdown(comp))
+
+
+def real_stages() -> Stages:
+    """The stages backed by the other kwb modules."""
+    return Stages(load_family=_load_family, concern_statuses=_concern_statuses,
+                  variant_catalogue=_variant_catalogue, workload_catalogue=_workload_catalogue,
+                  build_kernel=_build_kernel,
+                  run_variant=_run_variant, apply_revision=_apply_revision, run_coverage=_run_coverage,
+                  reuse_key=_reuse_key_real, compare_revisions=_compare_revisions_real,
+                  choose_source=_choose_source)
