@@ -400,6 +400,7 @@ def test_user_tree_path_on_a_synthetic_tree(tmp_path: Path) -> None:
 
 # ---- the real thing: built kernels, a TCG boot, fio with kprobes ---------------------------------
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_series_vs_baseline_on_ext4(built_kernel: Any, lore_mbox: Path, tmp_path: Path) -> None:
     """The pipeline on the real stages, cut to one fs and one workload: async path vs punt path."""

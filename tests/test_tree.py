@@ -126,6 +126,7 @@ def test_kernel_release_of_reads_makefile(tmp_path: Path) -> None:
         treemod.kernel_release_of(tmp_path)
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_real_default_tree_base_is_the_pinned_commit() -> None:
     res = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "linux-source-6.12"], capture_output=True,
