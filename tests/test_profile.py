@@ -107,3 +107,50 @@ def test_every_command_takes_profile() -> None:
     args = parser.parse_args(["--profile", "cq-eventfd-disable", "doctor"])
     assert args.profile == "cq-eventfd-disable"
     assert parser.parse_args(["doctor"]).profile is None
+
+
+def test_package_data_ships_every_profile_catalogue_and_probe_file() -> None:
+    """pyproject's package-data globs cover every data file an installed kwb reads (no Python package
+    holds them, so the "*" defaults do not)."""
+    import tomllib
+
+    root = profile.PROFILES_DIR.parent
+    data = tomllib.loads((root.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = data["tool"]["setuptools"]["package-data"]["harness"]
+    shipped = {p for g in globs for p in root.glob(g) if p.is_file()}
+    wanted = {p for d in ("profiles", "workloads/catalogue", "workloads/probes")
+              for p in (root / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert wanted and not sorted(wanted - shipped), sorted(str(p) for p in wanted - shipped)
+
+
+@pytest.mark.shared
+@pytest.mark.real
+def test_second_profile_concerns_on_the_shared_archive(lore_mbox: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`kwb series concerns --profile cq-eventfd-disable` finds the series and judges its two postings:
+    v1 carries every concern Jens raised, v2 addresses each (its changelog says so)."""
+    import json
+
+    assert cli.main(["series", "concerns", "--profile", "cq-eventfd-disable", "--source", str(lore_mbox),
+                     "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = data["concerns"]
+    got = {(r["concern_id"], r["version"]): r["status"] for r in rows}
+    for cid in ("flag-name-unclear", "default-enabled-at-init", "flag-polarity"):
+        assert got[(cid, 1)] == "present" and got[(cid, 2)] == "addressed", got
+
+
+@pytest.mark.boot
+def test_second_profile_series_variant_runs_with_no_code_change(lore_mbox: Path, tmp_path: Path) -> None:
+    """`kwb test-series --profile cq-eventfd-disable --variants series`: the default tree's series kernel,
+    liburing's eventfd tests in the guest, the verdict from the profile's declared proof."""
+    import json
+
+    rc = cli.main(["-q", "test-series", "--profile", "cq-eventfd-disable", "--variants", "series",
+                   "--source", str(lore_mbox), "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "latest" / "results.json").read_text())
+    assert rc == 0, data["verdict"]
+    assert data["variants"]["series"]["verdict"] == "pass"
+    (job,) = data["jobs"]
+    assert job["workload"] == "liburing-eventfd" and job["status"] == "pass"
+    assert {s["name"]: s["status"] for s in job["subresults"]}["eventfd-disable"] == "pass"
