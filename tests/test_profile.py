@@ -154,3 +154,13 @@ def test_second_profile_series_variant_runs_with_no_code_change(lore_mbox: Path,
     (job,) = data["jobs"]
     assert job["workload"] == "liburing-eventfd" and job["status"] == "pass"
     assert {s["name"]: s["status"] for s in job["subresults"]}["eventfd-disable"] == "pass"
+
+
+def test_broken_default_profile_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "default.toml"
+    bad.write_text("profile = 3\n")
+    monkeypatch.setattr(profile, "DEFAULT_FILE", bad)
+    assert cli.main(["doctor"]) == ExitCode.USAGE
+    err = capsys.readouterr().err.strip()
+    assert err == f"kwb: error: {bad}: key 'profile': expected the name of a profile directory"
