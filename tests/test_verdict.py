@@ -207,8 +207,9 @@ def test_a_profile_without_a_baseline_proof_needs_no_baseline(monkeypatch: pytes
 
 def test_not_shown_verdict_is_valid_results_json() -> None:
     """A "not-shown" series verdict is a value results.json's schema accepts."""
-    from harness.report import schema
     from test_report_results import synthetic_record
+
+    from harness.report import schema
 
     rec = synthetic_record()
     rec.jobs = [_liburing_job("series", "ext4")]
