@@ -288,6 +288,21 @@ def test_workloads_for_each_variant_kind() -> None:
     assert workloads_for(VariantInfo("c", "coverage"), CATALOGUE)[-1] == "liburing-subset"
 
 
+def test_workloads_come_from_the_active_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What each kind runs by default is the profile's: the second profile names its series workloads
+    and has no baseline list; the first adds liburing's subset to the catalogue's default set."""
+    from harness import profile
+    from harness.workloads.catalogue import load_catalogue
+
+    real = load_catalogue()
+    series = workloads_for(VariantInfo("series", "series"), real)
+    assert "liburing-subset" in series and "liburing-eventfd" not in series
+    assert workloads_for(VariantInfo("baseline", "baseline"), real) == ["fio-iouring"]
+    monkeypatch.setenv(profile.ENV, "cq-eventfd-disable")
+    assert workloads_for(VariantInfo("series", "series"), real) == ["liburing-eventfd"]
+    assert workloads_for(VariantInfo("baseline", "baseline"), real) == []
+
+
 def test_variant_and_fs_selection(tmp_path: Path) -> None:
     rec = Recorder()
     code = run_pipeline(_opts(tmp_path, variants=["series", "baseline"], filesystems=["xfs"],
