@@ -217,3 +217,12 @@ def test_not_shown_verdict_is_valid_results_json() -> None:
     data = rec.to_dict()
     assert data["variants"]["series"]["verdict"] == "not-shown"
     assert schema.errors(data) == []
+
+
+def test_a_skipped_proving_job_proves_nothing_either_way() -> None:
+    jobs = _jobs()
+    _set(jobs, "baseline", "bdev", "fio-iouring", status="skip", evidence={})
+    _set(jobs, "baseline", "bdev", "fio-iouring-forced-async", status="skip", evidence={})
+    v = decide(jobs, VARIANTS)
+    assert v.variants["baseline"].verdict == "punt-shown"
+    assert v.variants["baseline"].reason == "iowq-path shown on btrfs, ext4, xfs"
