@@ -217,7 +217,7 @@ def test_an_unchanged_baseline_is_measured_once_then_reused(cache: Path, tmp_pat
 
     def key(kernel: Any, fss: list[str], workloads: list[str]) -> str:
         keys.append((kernel.variant, fss, workloads))
-        return "k-" + kernel.variant
+        return "k-" + str(kernel.variant)
 
     stages.reuse_key = key
     opts = _opts(tmp_path, variants=["series", "baseline"])
