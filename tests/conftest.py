@@ -30,6 +30,8 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg_cache"))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    # The series profile a test sees is the default unless it chooses one (profile.use() sets this).
+    monkeypatch.setenv("KWB_PROFILE", "")
     (home / "gitconfig").write_text("[user]\n\tname = kwb test\n\temail = kwb@example.invalid\n"
                                     "[init]\n\tdefaultBranch = main\n")
     return home
@@ -65,14 +67,32 @@ def seeds() -> Path:
     return SEEDS
 
 
+# What each tier needs, for skip reasons that say what was skipped.
+TIERS = {"shared": "the shared input data (../shared)", "host": "host tools",
+         "build": "a kernel build", "boot": "a booted guest"}
+# Tiers that are slow enough to be `real` (the umbrella `make test-unit` deselects).
+REAL_TIERS = ("host", "build", "boot")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """KWB_SKIP_REAL=1 skips real-kernel tests, loudly (never silently)."""
+    """Tier markers: host/build/boot imply `real`; a `real` test must say which tier it is. With
+    KWB_SKIP_REAL=1 real tests are skipped, loudly, naming what they need (never silently)."""
+    untiered = []
+    for item in items:
+        if any(item.get_closest_marker(t) for t in REAL_TIERS) and item.get_closest_marker("real") is None:
+            item.add_marker(pytest.mark.real)
+        if item.get_closest_marker("real") is not None and not any(item.get_closest_marker(t) for t in TIERS):
+            untiered.append(item.nodeid)
+    if untiered:
+        raise pytest.UsageError("real tests must name their tier (shared, host, build or boot): "
+                                + ", ".join(untiered))
     if os.environ.get("KWB_SKIP_REAL") != "1":
         return
-    skip = pytest.mark.skip(reason="KWB_SKIP_REAL=1: real-kernel tier skipped on request")
     for item in items:
         if "real" in item.keywords:
-            item.add_marker(skip)
+            needs = ", ".join(TIERS[t] for t in TIERS if item.get_closest_marker(t))
+            item.add_marker(pytest.mark.skip(reason=f"KWB_SKIP_REAL=1: real tier skipped on request "
+                                                    f"(needs {needs})"))
 
 
 def _real_cache() -> str:
@@ -103,7 +123,7 @@ def _series_kernel() -> KernelBuild:
 
 @pytest.fixture
 def built_kernel(request: pytest.FixtureRequest, _series_kernel: KernelBuild) -> KernelBuild:
-    """KernelBuild of the default tree's "series" variant; only for tests marked ``@pytest.mark.real``."""
-    if request.node.get_closest_marker("real") is None:
-        pytest.fail("built_kernel builds a real kernel: mark the test @pytest.mark.real")
+    """KernelBuild of the default tree's "series" variant; only for tests marked build or boot."""
+    if not any(request.node.get_closest_marker(t) for t in ("build", "boot")):
+        pytest.fail("built_kernel builds a real kernel: mark the test @pytest.mark.build (or boot)")
     return _series_kernel

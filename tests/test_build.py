@@ -135,6 +135,7 @@ def test_variant_switch_only_touches_changed_files(cache: Path, fake_repo: Path,
     assert (tree.path / "src" / "io_uring.c").stat().st_mtime_ns == untouched
 
 
+@pytest.mark.build
 @pytest.mark.real
 def test_real_build_has_every_requested_symbol(built_kernel: KernelBuild) -> None:
     assert built_kernel.release == "6.12.117"

@@ -37,7 +37,7 @@ def test_unexpected_exception_is_a_bug_not_infrastructure(monkeypatch: pytest.Mo
 
     class Parser(argparse.ArgumentParser):
         def parse_args(self, *a: object, **k: object) -> argparse.Namespace:  # type: ignore[override]
-            return argparse.Namespace(func=broken)
+            return argparse.Namespace(func=broken, profile=None)
 
     monkeypatch.setattr(cli, "build_parser", lambda: Parser())
     assert cli.main(["anything"]) == ExitCode.BUG

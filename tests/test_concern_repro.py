@@ -245,6 +245,7 @@ def test_repro_sh_runs_the_bundle(tmp_path: Path, kernel: Kernel) -> None:
     assert out.strip() == f"concern repro --bundle {saved}"
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_repro_lock_page_async_on_ext4(tmp_path: Path) -> None:
     """Real build + boot: both of Linus's cases show non-zero counts on ext4 (data verified by the probe)."""

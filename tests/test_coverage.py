@@ -286,6 +286,7 @@ def test_run_coverage_end_to_end_on_fakes(tmp_path: Path) -> None:
     assert "## Patch coverage" in (out / "coverage" / "coverage" / "coverage.md").read_text()
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_coverage_run_on_ext4(tmp_path: Path) -> None:
     """Real gcov kernel: the page-unlock callback's lines run under the lock_page_async probe."""

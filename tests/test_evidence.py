@@ -38,7 +38,7 @@ def test_resolve_2020_names_and_compiler_clones() -> None:
     assert _point(ps, "should_retry").probeable
     # wake_page_match() is a static inline in pagemap.h in both eras: stated, not dropped.
     assert "wake_page_match" in _point(ps, "wake_match").reason
-    assert {p.role for p in ps.points} == {r.name for r in evidence.ROLES}
+    assert {p.role for p in ps.points} == {r.name for r in evidence.roles()}
 
 
 def test_absent_callback_counts_zero_but_inlined_stays_unknown() -> None:
@@ -176,6 +176,7 @@ def test_split_samples() -> None:
     assert out == "no marker" and s["samples"] == 0
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_iowq_sampler_counts_real_iou_wrk_threads(tmp_path: Path) -> None:
     """The sampler shell loop, run on the host kernel: fio with force_async spawns iou-wrk threads."""

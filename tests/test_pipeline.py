@@ -217,7 +217,7 @@ def test_an_unchanged_baseline_is_measured_once_then_reused(cache: Path, tmp_pat
 
     def key(kernel: Any, fss: list[str], workloads: list[str]) -> str:
         keys.append((kernel.variant, fss, workloads))
-        return "k-" + kernel.variant
+        return "k-" + str(kernel.variant)
 
     stages.reuse_key = key
     opts = _opts(tmp_path, variants=["series", "baseline"])
@@ -286,6 +286,21 @@ def test_workloads_for_each_variant_kind() -> None:
                                                                     "probe-kbuf-cancel"]
     assert workloads_for(VariantInfo("m", "mutant", equivalent="unreachable"), CATALOGUE) == []
     assert workloads_for(VariantInfo("c", "coverage"), CATALOGUE)[-1] == "liburing-subset"
+
+
+def test_workloads_come_from_the_active_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What each kind runs by default is the profile's: the second profile names its series workloads
+    and has no baseline list; the first adds liburing's subset to the catalogue's default set."""
+    from harness.core import profile
+    from harness.workloads.catalogue import load_catalogue
+
+    real = load_catalogue()
+    series = workloads_for(VariantInfo("series", "series"), real)
+    assert "liburing-subset" in series and "liburing-eventfd" not in series
+    assert workloads_for(VariantInfo("baseline", "baseline"), real) == ["fio-iouring"]
+    monkeypatch.setenv(profile.ENV, "cq-eventfd-disable")
+    assert workloads_for(VariantInfo("series", "series"), real) == ["liburing-eventfd"]
+    assert workloads_for(VariantInfo("baseline", "baseline"), real) == []
 
 
 def test_variant_and_fs_selection(tmp_path: Path) -> None:
@@ -381,6 +396,7 @@ def test_user_tree_path_on_a_synthetic_tree(tmp_path: Path) -> None:
 
 # ---- the real thing: built kernels, a TCG boot, fio with kprobes ---------------------------------
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_series_vs_baseline_on_ext4(built_kernel: Any, lore_mbox: Path, tmp_path: Path) -> None:
     """The pipeline on the real stages, cut to one fs and one workload: async path vs punt path."""

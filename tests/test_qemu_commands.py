@@ -80,6 +80,7 @@ def _no_qemu_of(result: dict[str, Any]) -> bool:
         and not guest.pids_with(result["guest"])
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_boot_exec_ok_and_failing_command(built_kernel: Any, tmp_path: Path) -> None:
     out = tmp_path / "ok"
@@ -95,6 +96,7 @@ def test_real_boot_exec_ok_and_failing_command(built_kernel: Any, tmp_path: Path
     assert result["accel"] in ("tcg", "kvm") and result["boot_to_ssh_seconds"] > 0
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_boot_panic_is_crash_exit_2(built_kernel: Any, tmp_path: Path) -> None:
     out = tmp_path / "panic"
@@ -110,6 +112,7 @@ def test_real_boot_panic_is_crash_exit_2(built_kernel: Any, tmp_path: Path) -> N
     assert _no_qemu_of(result)
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_boot_hung_command_is_timeout_exit_2(built_kernel: Any, tmp_path: Path) -> None:
     out = tmp_path / "hang"

@@ -364,6 +364,7 @@ def kernel(built_kernel: Any) -> Path:
     return Path(built_kernel.bzimage)
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_boot_filesystems_and_isolation(built_kernel: Any, tmp_path: Path) -> None:
     res_dir = tmp_path / "results"
@@ -406,6 +407,7 @@ def test_real_boot_filesystems_and_isolation(built_kernel: Any, tmp_path: Path) 
     assert "Unmounting Filesystem" in log
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_panic_is_a_crash_with_excerpt(kernel: Path, tmp_path: Path) -> None:
     with Guest(GuestConfig(kernel=kernel, results_dir=tmp_path, boot_timeout=BOOT_TIMEOUT)) as g:
@@ -422,6 +424,7 @@ def test_real_panic_is_a_crash_with_excerpt(kernel: Path, tmp_path: Path) -> Non
     assert "sysrq triggered crash" in (tmp_path / "console.log").read_text()
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_hang_then_unresponsive_guest_is_a_timeout(kernel: Path, tmp_path: Path) -> None:
     with Guest(GuestConfig(kernel=kernel, results_dir=tmp_path, ping_timeout=15,
@@ -445,6 +448,7 @@ def test_real_hang_then_unresponsive_guest_is_a_timeout(kernel: Path, tmp_path: 
     assert _our_qemu(g.name) == []
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_hung_task_abandons_the_command(kernel: Path, tmp_path: Path) -> None:
     """A writer blocked (uninterruptibly) on a frozen filesystem: the hung-task report ends the command."""
@@ -465,6 +469,7 @@ def test_real_hung_task_abandons_the_command(kernel: Path, tmp_path: Path) -> No
     assert _our_qemu(g.name) == []
 
 
+@pytest.mark.boot
 @pytest.mark.real
 @pytest.mark.timeout(900)  # an interactive relay that never ends must fail, not hang the suite
 def test_real_interactive_shell_on_a_pty(kernel: Path, tmp_path: Path) -> None:
@@ -489,6 +494,7 @@ def test_real_interactive_shell_on_a_pty(kernel: Path, tmp_path: Path) -> None:
     assert g.outcome == "ok"
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_warning_is_a_finding_not_a_crash(kernel: Path, tmp_path: Path) -> None:
     """A genuine kernel WARNING (ext4 warn_on_error + trigger_fs_error): reported, run goes on."""

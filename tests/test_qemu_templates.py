@@ -221,6 +221,7 @@ def _fsck(fs: str, img: Path) -> subprocess.CompletedProcess[str]:
     return _run("btrfs", "check", "--readonly", str(img))
 
 
+@pytest.mark.host
 @pytest.mark.real
 @pytest.mark.parametrize("fs", ["ext4", "xfs", "btrfs"])
 def test_real_template_holds_laid_out_data_and_is_clean(cache: Path, fs: str) -> None:
@@ -238,6 +239,7 @@ def test_real_template_holds_laid_out_data_and_is_clean(cache: Path, fs: str) ->
     assert templates.ensure_template(fs, 320, [4, 8]) == img and img.stat().st_mtime_ns == mtime
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_real_xfs_template_with_the_fio_file_is_refused(cache: Path) -> None:
     """Why xfs is not in TEMPLATE_FILESYSTEMS: xfsprogs 6.1's proto population of the 1 GiB data file
@@ -248,6 +250,7 @@ def test_real_xfs_template_with_the_fio_file_is_refused(cache: Path) -> None:
     assert not list((cache / "disks" / "templates").glob("xfs-*.img"))
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_real_overlay_takes_the_writes_and_the_template_keeps_none(cache: Path, tmp_path: Path) -> None:
     img = templates.ensure_template("ext4", 64, [1])
@@ -275,6 +278,7 @@ def cached_kernel(request: pytest.FixtureRequest) -> Path:
     return Path(request.getfixturevalue("built_kernel").bzimage)
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_guest_mounts_the_overlays_and_finds_the_data_laid_out(cached_kernel: Path, cache: Path,
                                                                     tmp_path: Path) -> None:

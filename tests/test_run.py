@@ -112,3 +112,38 @@ def test_exception_in_caller_thread_kills_group(tmp_path: Path) -> None:
         run(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; echo started; wait"], timeout=60,
             on_line=interrupt_main)
     assert _gone(int(pidfile.read_text()))
+
+
+_KWB_BUILD = """
+import sys
+from harness.kernel import build
+from harness import cli
+from harness.core.run import run
+
+def fake_make(variant, **kw):
+    # stands in for `make -j`: a command with a child of its own, started through the one runner
+    run(["sh", "-c", "sleep 300 & echo $! > " + sys.argv[1] + "; wait"], timeout=600)
+    raise AssertionError("not reached: interrupted")
+
+build.ensure_kernel = fake_make
+sys.exit(cli.main(["build", "--variant", "series"]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_kwb_build_leaves_no_process(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C (or SIGTERM) of `kwb build` while its make runs: kwb exits 2 and the make's children are
+    gone, so nothing keeps writing into the shared build directory once the build lock is released."""
+    pidfile = tmp_path / "make.pid"
+    proc = subprocess.Popen([sys.executable, "-c", _KWB_BUILD, str(pidfile)], stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "kwb build never started its make"
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "kwb: interrupted" in err
+    assert _gone(child), f"make's child {child} survived {sig.name} of kwb build"

@@ -26,6 +26,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, out, err
 
 
+@pytest.mark.shared
 @pytest.mark.real
 def test_list_json_has_the_family(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "series", "list", "--source", _lore(), "--json")
@@ -39,6 +40,7 @@ def test_list_json_has_the_family(capsys: pytest.CaptureFixture[str]) -> None:
     assert any("NN/15" in w for w in fam["revisions"][5]["warnings"])
 
 
+@pytest.mark.shared
 @pytest.mark.real
 def test_diff_names_changed_patch(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "series", "diff", "--source", _lore(), "4", "5")

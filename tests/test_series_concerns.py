@@ -731,6 +731,7 @@ def real_family() -> object:
     return find_family(load_families(LORE_MBOX), None)
 
 
+@pytest.mark.shared
 @pytest.mark.real
 def test_real_postings_statuses(real_family: object) -> None:
     from harness.series import Family
@@ -772,6 +773,7 @@ def _body(msg: email.message.EmailMessage) -> str:
     return part.get_content() if part is not None else ""
 
 
+@pytest.mark.shared
 @pytest.mark.real
 def test_message_ids_quotes_and_revisions_are_real(lore_mbox: Path, seeds: Path,
                                                    real_family: object) -> None:
@@ -808,6 +810,7 @@ def test_message_ids_quotes_and_revisions_are_real(lore_mbox: Path, seeds: Path,
             assert concern.patch in answered, f"{concern.id}: not a reply to patch {concern.patch}"
 
 
+@pytest.mark.shared
 @pytest.mark.real
 @pytest.mark.parametrize(("message_id", "expected"), [
     # Jens's __io_read() incremental: the goto is gone, but Pavel saw the CQE it loses

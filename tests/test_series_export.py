@@ -43,6 +43,7 @@ def _check_export(rev: Revision, tmp_path: Path, mbx: Path) -> list[str]:
     return messages
 
 
+@pytest.mark.shared
 @pytest.mark.real
 def test_export_v5_with_acks(tmp_path: Path) -> None:
     rev = abr_family().revision(5)
@@ -53,6 +54,7 @@ def test_export_v5_with_acks(tmp_path: Path) -> None:
     assert "Acked-by" not in messages[0]
 
 
+@pytest.mark.shared
 @pytest.mark.real
 def test_export_v7_despite_count_mismatch(tmp_path: Path) -> None:
     rev = abr_family().revision(7)
@@ -69,6 +71,7 @@ def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out.read_text(encoding="utf-8").count("\nFrom: Jens Axboe") >= 12
 
 
+@pytest.mark.shared
 @pytest.mark.real
 def test_git_am_accepts_export(tmp_path: Path) -> None:
     """git am applies the exported v5 patch 06 (a context-only header hunk) onto a file holding its

@@ -68,6 +68,7 @@ def _public_inbox(root: Path, messages: list[bytes], per_epoch: int) -> Path:
     return inbox
 
 
+@pytest.mark.shared
 @pytest.mark.real
 def test_public_inbox_built_from_real_messages(tmp_path: Path, lore_mbox: Path) -> None:
     # The v5 cover and its 12 patches, taken from the shared archive at test time.
@@ -91,6 +92,7 @@ def test_single_epoch_repo_is_accepted(tmp_path: Path) -> None:
     assert open_source(inbox / "git" / "0.git").name == "public-inbox"
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_lore_offline_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     try:

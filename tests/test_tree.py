@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 from conftest import git
 
+from harness.core import profile
 from harness.core.errors import InfraError, OfflineError, UserError
 from harness.kernel import tree as treemod
 
 FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
 # Base commit of Debian linux-source-6.12 6.12.117-1~deb12u1 as kwb commits it (fixed identity/dates).
-DEBIAN_PIN = "6.12.117-1~deb12u1"
-DEBIAN_BASE = "1168a642b4f0a6abf72348be2da1d60db4af997b"
+DEFAULT = profile.default_tree()
+DEBIAN_PIN = DEFAULT.version
+DEBIAN_BASE = DEFAULT.base
 
 
 def _debian_like_tarball(tmp_path: Path) -> Path:
@@ -126,14 +128,15 @@ def test_kernel_release_of_reads_makefile(tmp_path: Path) -> None:
         treemod.kernel_release_of(tmp_path)
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_real_default_tree_base_is_the_pinned_commit() -> None:
-    res = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "linux-source-6.12"], capture_output=True,
+    res = subprocess.run(["dpkg-query", "-W", "-f=${Version}", DEFAULT.package], capture_output=True,
                          text=True)
-    assert res.stdout == DEBIAN_PIN, f"linux-source-6.12 {res.stdout!r} is not the pinned {DEBIAN_PIN}"
+    assert res.stdout == DEBIAN_PIN, f"{DEFAULT.package} {res.stdout!r} is not the pinned {DEBIAN_PIN}"
     tree = treemod.prepare_tree()
     assert tree.base == DEBIAN_BASE
-    assert treemod.kernel_release_of(tree.path) == "6.12.117"
+    assert treemod.kernel_release_of(tree.path) == DEFAULT.release
     assert git(tree.path, "log", "-1", "--format=%an <%ae> %ad", "--date=iso-strict", tree.base) == (
         "kwb <kwb@localhost> 2025-01-01T00:00:00+00:00")
 
@@ -187,3 +190,9 @@ def test_one_worktree_per_repository_whatever_the_base(cache: Path, user_repo: P
 def test_lock_is_reentrant_within_a_thread(cache: Path) -> None:
     with treemod.locked("demo", timeout=1.0), treemod.locked("demo", timeout=1.0):
         pass
+
+
+def test_default_tree_pin_agrees_with_the_package_list() -> None:
+    """The pinned version in profiles/trees.toml is the one `make setup` installs."""
+    packages = (Path(treemod.__file__).resolve().parent.parent / "ci" / "debian-packages.txt").read_text()
+    assert f"{DEFAULT.package}={DEFAULT.version}" in packages.split()

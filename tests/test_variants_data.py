@@ -201,6 +201,7 @@ def default_tree() -> Tree:
     return prepare_tree()
 
 
+@pytest.mark.host
 @pytest.mark.real
 @pytest.mark.parametrize("patch", sorted(p.name for p in PATCH_DIR.glob("*.patch")))
 def test_patch_applies_to_default_tree(default_tree: Tree, patch: str, tmp_path: Path) -> None:
@@ -214,6 +215,7 @@ def test_patch_applies_to_default_tree(default_tree: Tree, patch: str, tmp_path:
     assert res.ok, f"{patch} does not apply to the default tree: {res.tail(5)}"
 
 
+@pytest.mark.build
 @pytest.mark.real
 @pytest.mark.parametrize("name", [n for n in _names() if n != "series"])
 def test_variant_builds(name: str) -> None:

@@ -203,3 +203,26 @@ def test_a_profile_without_a_baseline_proof_needs_no_baseline(monkeypatch: pytes
            "evidence": {"checks": [{"name": "tests-pass", "ok": True, "reason": "4 pass"}]}}
     v = decide([job], [VariantInfo("series", "series")])
     assert v.ok and v.reasons == [] and v.variants["series"].verdict == "pass"
+
+
+def test_not_shown_verdict_is_valid_results_json() -> None:
+    """A "not-shown" series verdict is a value results.json's schema accepts."""
+    from test_report_results import synthetic_record
+
+    from harness.report import schema
+
+    rec = synthetic_record()
+    rec.jobs = [_liburing_job("series", "ext4")]
+    rec.variant_infos = [VariantInfo("series", "series")]
+    data = rec.to_dict()
+    assert data["variants"]["series"]["verdict"] == "not-shown"
+    assert schema.errors(data) == []
+
+
+def test_a_skipped_proving_job_proves_nothing_either_way() -> None:
+    jobs = _jobs()
+    _set(jobs, "baseline", "bdev", "fio-iouring", status="skip", evidence={})
+    _set(jobs, "baseline", "bdev", "fio-iouring-forced-async", status="skip", evidence={})
+    v = decide(jobs, VARIANTS)
+    assert v.variants["baseline"].verdict == "punt-shown"
+    assert v.variants["baseline"].reason == "iowq-path shown on btrfs, ext4, xfs"

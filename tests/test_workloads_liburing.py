@@ -336,6 +336,7 @@ def test_fetch_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 # --- real ---------------------------------------------------------------------------------------
 
+@pytest.mark.host
 @pytest.mark.real
 def test_real_subset_builds_and_passes_on_the_host(tmp_path: Path) -> None:
     test_dir = liburing.build_tests()
@@ -347,6 +348,7 @@ def test_real_subset_builds_and_passes_on_the_host(tmp_path: Path) -> None:
     assert sum(o.status == "pass" for o in outcomes) >= len(liburing.SUBSET) - 3
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_subset_in_the_guest_on_ext4(built_kernel: object, tmp_path: Path) -> None:
     pytest.importorskip("harness.vm.guest")

@@ -266,6 +266,7 @@ QUICK = {"probe-completion-accounting": ["--iterations", "4"], "probe-data-integ
          "probe-short-read": ["--iterations", "1"]}
 
 
+@pytest.mark.host
 @pytest.mark.real
 @pytest.mark.parametrize("name", sorted(QUICK))
 def test_real_probe_passes_on_the_host_and_can_fail(name: str, tmp_path: Path) -> None:
@@ -278,6 +279,7 @@ def test_real_probe_passes_on_the_host_and_can_fail(name: str, tmp_path: Path) -
     assert not list(tmp_path.glob(".kwb-*")), "the probe removes its scratch file"
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_real_self_test_fail_via_environment(tmp_path: Path) -> None:
     outcome, rc = probes.run_on_host("probe-short-read", tmp_path, args=["--iterations", "1"],
@@ -285,6 +287,7 @@ def test_real_self_test_fail_via_environment(tmp_path: Path) -> None:
     assert rc == 1 and "wrong byte counts" in outcome.reason
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_real_watchdog_turns_a_hang_into_a_failure(tmp_path: Path) -> None:
     # 30 s of work under a 2 s alarm: the probe must report itself as hung, with counters, and exit 1.
@@ -297,6 +300,7 @@ def test_real_watchdog_turns_a_hang_into_a_failure(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".kwb-*"))
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_real_build_is_skipped_when_sources_are_unchanged() -> None:
     first = probes.build_all()
@@ -319,6 +323,7 @@ def _catalogue_with_every_probe() -> dict[str, WorkloadSpec]:
     return cat
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_probes_in_the_guest_on_ext4(built_kernel: object, tmp_path: Path) -> None:
     pytest.importorskip("harness.vm.guest")

@@ -244,6 +244,7 @@ def test_jobs_only_on_their_filesystems(tmp_path: Path) -> None:
     assert results == []
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_plain_io_uring_on_ext4_shows_async_path(tmp_path: Path, built_kernel: object) -> None:
     """The real thing, kept small for CI: series kernel under QEMU, ext4, one short repeat.
@@ -293,6 +294,7 @@ class _PanicOnFirstFio:
         return bool(self.guest.alive())
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_panic_mid_workload_crashes_that_job_and_the_run_continues(tmp_path: Path,
                                                                         built_kernel: object) -> None:

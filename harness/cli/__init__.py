@@ -89,7 +89,12 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run kwb; returns the process exit code."""
-    parser = build_parser()
+    try:
+        # The parser reads the profile list and the default profile's name: bad data is one line too.
+        parser = build_parser()
+    except KwbError as exc:
+        print(f"kwb: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

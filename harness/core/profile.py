@@ -33,7 +33,7 @@ TREES_FILE = PROFILES_DIR / "trees.toml"
 ENV = "KWB_PROFILE"
 # series.toml keys holding regexes (matched against subjects): a bad one must fail at load, not later.
 _SERIES_REGEX_KEYS = ("cover_subject", "patch_subjects")
-_TREE_KEYS = ("name", "kind", "package", "tarball", "origin", "commit_message")
+_TREE_KEYS = ("name", "kind", "package", "tarball", "origin", "commit_message", "version", "release", "base")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,9 @@ class DefaultTree:
     tarball: Path
     origin: str
     commit_message: str  # "{release}" is replaced by the tree's kernel release
+    version: str         # the pinned package version
+    release: str         # the kernel release it unpacks to
+    base: str            # the base commit kwb makes of it (same on every machine)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ def default_tree() -> DefaultTree:
     if extra:
         raise UserError(f"{TREES_FILE}: key 'default.{extra[0]}': unknown (known: {', '.join(_TREE_KEYS)})")
     return DefaultTree(data["name"], data["kind"], data["package"], Path(data["tarball"]), data["origin"],
-                       data["commit_message"])
+                       data["commit_message"], data["version"], data["release"], data["base"])
 
 
 @cache
