@@ -45,7 +45,7 @@ SHAPE = [3.0] * 100 + [1.0] * 100
 
 
 def test_first_build_counts_objects_without_an_eta(tmp_path: Path) -> None:
-    clock, shown = Clock(), []
+    clock, shown = Clock(), list[str]()
     meter = BuildMeter(Expectation(None, "no earlier build"), tmp_path / "s.jsonl", shown.append, clock)
     meter("make[1]: Entering directory")  # not an object
     _build(meter, clock, [3.0] * 5)
@@ -62,7 +62,7 @@ def test_history_is_kept_and_gives_the_next_build_its_profile(cache: Path, tmp_p
     assert exp.objects == 200 and exp.source == "last cold build" and exp.profile[-1] == (400.0, 200)
     assert buildmeter.expect(tmp_path, cold=False).objects is None  # incremental builds are apart
     # The same shape on a host twice as slow: halfway through (in time) the ETA is right.
-    clock2, shown = Clock(), []
+    clock2, shown = Clock(), list[str]()
     meter2 = BuildMeter(exp, tmp_path / "b.jsonl", shown.append, clock2)
     _build(meter2, clock2, [2 * s for s in SHAPE[:100]])
     eta = meter2.eta(clock2.now)

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,8 +69,9 @@ def test_more_ci_jobs_than_shards_leave_the_extra_jobs_empty() -> None:
         ci.shard_of_plan(ci.plan(["ext4", "xfs"], variants=["series", "baseline"], shards=4), 1, 2)
 
 
-def _merged(jobs: list[tuple[str, str]]) -> tuple[dict[str, object], str]:
-    results = {"run": {}, "jobs": [{"variant": v, "fs": fs, "workload": "w"} for v, fs in jobs]}
+def _merged(jobs: list[tuple[str, str]]) -> tuple[dict[str, Any], str]:
+    results: dict[str, Any] = {"run": {},
+                               "jobs": [{"variant": v, "fs": fs, "workload": "w"} for v, fs in jobs]}
     cases = "".join(f"<testcase classname='{v}.{fs}' name='w'/>" for v, fs in jobs)
     return results, f"<testsuites><testsuite name='variant.x'>{cases}</testsuite>" \
                     "<testsuite name='verdict'><testcase name='v'/></testsuite></testsuites>"
