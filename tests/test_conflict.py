@@ -172,6 +172,7 @@ def _tree_5_8() -> tuple[Path, str]:
     return Path(path), os.environ.get(TREE_5_8_BASE, "HEAD")
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_v5_on_unmodified_5_8_names_patch_2_filemap_and_the_noio_test(cache: Path, lore_mbox: Path,
                                                                       tmp_path: Path) -> None:

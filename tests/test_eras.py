@@ -182,6 +182,7 @@ def test_the_guest_makes_xfs_with_the_kernels_era_options_and_6_12_as_before() -
     assert "mkfs.xfs -q -f -m bigtime=0,inobtcount=0 /dev/vdb" in guest.commands[0]
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_real_5_8_tree_keeps_every_fragment_symbol_only_with_the_eras_needs(tmp_path: Path,
                                                                            cache: Path) -> None:
@@ -215,6 +216,7 @@ def test_probe_roles_of_a_built_kernel_never_raise(tmp_path: Path) -> None:
     assert "no bzImage" in str(resolve.probe_roles(None, None)["*"]["reason"])
 
 
+@pytest.mark.build
 @pytest.mark.real
 def test_real_6_12_kernel_roles_come_from_its_system_map(built_kernel: Any) -> None:
     """On the built default kernel: the io_uring callback and io-wq enqueue resolve; a role whose

@@ -170,6 +170,7 @@ def test_user_tree_without_mail_is_a_usage_error(tmp_path: Path) -> None:
         run_pipeline(opts, stages, Progress(quiet=True, stream=io.StringIO()))
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_real_b4_offline_fails_in_one_line_within_5s(tmp_path: Path) -> None:
     """The real probe and b4 on this machine: online it fetches the series' first thread, offline it

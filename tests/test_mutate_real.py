@@ -18,6 +18,7 @@ pytestmark = pytest.mark.real
 FINAL = {"killed", "timeout", "survived", "stillborn", "equivalent"}
 
 
+@pytest.mark.boot
 def test_three_mutant_campaign_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "campaign"
     argv = ["mutate", "--max", "3", "--seed", "1", "--checks", "probe-short-read,probe-completion-accounting",

@@ -286,6 +286,7 @@ class _Listener:
         self.sock.close()
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_isolated_guest_sees_no_host_file_and_no_host_service(built_kernel: Any, tmp_path: Path) -> None:
     from harness.vm import disks
@@ -363,6 +364,7 @@ def test_real_isolated_guest_sees_no_host_file_and_no_host_service(built_kernel:
         listener.close()
 
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_host_root_control_reads_the_canary_and_reaches_the_host(built_kernel: Any,
                                                                      tmp_path: Path) -> None:

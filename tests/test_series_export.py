@@ -100,6 +100,7 @@ def test_export_without_patches_is_user_error(tmp_path: Path) -> None:
         export_revision(empty, tmp_path / "x.mbx")
 
 
+@pytest.mark.shared
 @pytest.mark.real
 def test_export_rfc_writes_the_patch_show_uses(tmp_path: Path) -> None:
     # RFC 03/11 was re-sent inside the thread as "[PATCH v2 03/11]"; show and concerns use the first

@@ -29,6 +29,7 @@ def _kwb(*argv: str, cache: Path) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "KWB_CACHE": str(cache)})
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_whole_archive_lists_with_one_warning_per_unreadable_message(public_inbox: Path,
                                                                      tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ def test_unreadable_messages_are_counted_warnings(tmp_path: Path) -> None:
     assert any("a.mbox#3" in w and "no Message-ID" in w for w in result.warnings)
 
 
+@pytest.mark.host
 @pytest.mark.real
 def test_two_gib_sparse_mbox_streams_in_bounded_memory(tmp_path: Path) -> None:
     # Real messages, then one whose body is a 2 GiB hole (no newline: a corrupt download), then one

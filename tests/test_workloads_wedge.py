@@ -98,6 +98,7 @@ def test_overhead_is_wall_minus_the_workloads_own_runtime() -> None:
 
 # --- real tier -----------------------------------------------------------------------------------------
 
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_wedged_reader_is_named_with_a_stack_and_the_later_tests_run_after_a_reboot(
         tmp_path: Path) -> None:
