@@ -93,13 +93,14 @@ def test_a_revision_that_did_not_run_shows_as_not_run() -> None:
             "after_reason": ""} in comp.pairs[0].checks
 
 
-def test_the_real_series_diff_says_v5_changed_only_patch_12(lore_mbox: Path) -> None:
+def test_the_real_series_diff_says_v5_changed_patch_12_and_04s_message(lore_mbox: Path) -> None:
     from harness.series import find_family, load_families
 
     family = find_family(load_families(str(lore_mbox)), None)
     revs = [family.revision(v) for v in (3, 4, 5)]
     comp = revcompare.compare(revs, JOBS, VARIANTS, concerns=CONCERNS)
     v3v4, v4v5 = comp.pairs
-    assert [p["new"] for p in v4v5.patches] == [12]
-    assert [p["new"] for p in v3v4.patches] == [4, 5, 11, 12]
+    # v5 changed patch 12's code and only 04/12's commit message (the series diff tells them apart)
+    assert [(p["new"], p["status"]) for p in v4v5.patches] == [(4, "message-changed"), (12, "changed")]
+    assert [(p["new"], p["status"]) for p in v3v4.patches] == [(n, "changed") for n in (4, 5, 11, 12)]
     assert v3v4.checks[0]["check"] == "probe-iopoll-buffered@ext4"

@@ -13,6 +13,7 @@ from conftest import git
 
 from harness.core import profile
 from harness.core.errors import InfraError, OfflineError, UserError
+from harness.core.paths import project_root
 from harness.kernel import tree as treemod
 
 FAKELINUX = Path(__file__).resolve().parent / "fakelinux"
@@ -194,5 +195,5 @@ def test_lock_is_reentrant_within_a_thread(cache: Path) -> None:
 
 def test_default_tree_pin_agrees_with_the_package_list() -> None:
     """The pinned version in profiles/trees.toml is the one `make setup` installs."""
-    packages = (Path(treemod.__file__).resolve().parent.parent / "ci" / "debian-packages.txt").read_text()
+    packages = (project_root() / "ci" / "debian-packages.txt").read_text()
     assert f"{DEFAULT.package}={DEFAULT.version}" in packages.split()

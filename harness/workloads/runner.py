@@ -241,12 +241,14 @@ def _overhead(result: JobResult, wall: float) -> None:
     """metrics.overhead: the job's wall time minus the workload's own runtime (``metrics.workload_s``,
     when the runner measured it): set-up, data layout, cache drops, process starts, SSH."""
     work = result.metrics.get("workload_s")
-    if not isinstance(work, int | float) or wall <= 0:
+    if not isinstance(work, int | float):
         return
+    # A job can take no measurable wall time (a fake guest): then it has no overhead either, not no entry.
+    wall = max(wall, 0.0)
     work = min(float(work), wall)
     result.metrics["overhead"] = {"wall_s": round(wall, 2), "workload_s": round(work, 2),
                                   "overhead_s": round(wall - work, 2),
-                                  "overhead_pct": round(100.0 * (wall - work) / wall, 1)}
+                                  "overhead_pct": round(100.0 * (wall - work) / wall, 1) if wall > 0 else 0.0}
 
 
 def _apply_wedge(result: JobResult, guest: GuestSession) -> None:
