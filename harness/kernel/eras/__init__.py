@@ -64,7 +64,7 @@ class Era:
 
 
 def parse_release(text: str) -> tuple[int, int]:
-    """``(major, minor)`` of a release string such as ``5.8.1`` or ``6.12.0-rc1``; UserError otherwise."""
+    """``(major, minor)`` of a release string such as ``5.8.1`` or ``6.9.0-rc1``; UserError otherwise."""
     m = _RELEASE.match(text.strip())
     if not m:
         raise UserError(f"not a kernel release: {text!r} (expected MAJOR.MINOR[...])")

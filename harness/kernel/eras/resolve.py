@@ -65,7 +65,7 @@ def kconfig_symbols(tree: Path) -> set[str]:
 
 
 def tree_symbols(tree: Path) -> set[str]:
-    """:func:`kconfig_symbols`, kept in the cache per git tree id (a walk of a 6.12 tree takes ~3 s and
+    """:func:`kconfig_symbols`, kept in the cache per git tree id (a walk of a current tree takes ~3 s and
     every build asks); a tree with uncommitted Kconfig changes, or no git, is walked each time."""
     head = git(tree, "rev-parse", "HEAD^{tree}", check=False, timeout=60)
     dirty = git(tree, "status", "--porcelain", "--", "*Kconfig*", check=False, timeout=120)
