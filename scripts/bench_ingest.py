@@ -8,8 +8,8 @@
 
 each in its own process, timed (wall) with the Python process's own peak RSS (``RUSAGE_SELF`` read at
 its exit) and, for reference, the peak of any descendant (that is ``git cat-file``'s mmapped pack).
-Targets: (2) within 1.5x the bare loop's time and 2x its memory; (3) at most 2 s. Prints a line per phase and a JSON summary;
-exit 0 whatever the numbers — a benchmark reports, it does not assert.
+Targets: (2) within 1.5x the bare loop's time and 2x its memory; (3) at most 2 s. Prints a line per phase
+and a JSON summary; exit 0 whatever the numbers — a benchmark reports, it does not assert.
 
 The archive is input, never part of the project: its path comes from ``--source`` or ``$KWB_PUBLIC_INBOX``.
 
