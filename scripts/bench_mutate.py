@@ -4,7 +4,7 @@
     flock /tmp/kwb-heavy.lock .venv/bin/python scripts/bench_mutate.py --out out/bench-mutate \\
         [--max 40] [--seed 1] [--budget 120] [--checks a,b] [--fs ext4]
 
-Runs `kwb mutate --control` with the campaign's settings (harness/mutate/operators.toml unless overridden)
+Runs `kwb mutate --control` with the campaign's settings (orchestrate/mutate/operators.toml unless overridden)
 and prints JSON: the score, the outcome counts, the cost per mutant (object build, kernel link, boot,
 checks) and the campaign's wall time, from the campaign's results.json. Resumable like the campaign
 (same --out). Never asserts; a person reads the numbers. Not part of CI.
