@@ -22,13 +22,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.core.errors import KwbError
 from harness.vm import rootfs, vng
 from harness.vm.guest import Guest, GuestConfig
+from harness.vm.vng import VngSpec
+from harness.workloads import payload
 
 MODES = ("image", "dir9p", "host")
+
+
+class _BuildArgv(Protocol):
+    """The signature of :func:`harness.vm.vng.build_argv`, which the dir9p mode swaps out."""
+
+    def __call__(self, spec: VngSpec, vng: Path | None = None) -> list[str]: ...
 
 
 def _kernel(args: argparse.Namespace) -> Path:
@@ -39,15 +47,15 @@ def _kernel(args: argparse.Namespace) -> Path:
     return ensure_kernel(args.variant).bzimage
 
 
-def _dir9p_argv(tree: Path) -> Any:
+def _dir9p_argv(tree: Path) -> _BuildArgv:
     """vng.build_argv for the 9p-directory root: vng's ``--root TREE``, results on a tmpfs mount point
     (the exported tree is read-only, so a host path cannot be made in it), network restricted."""
     original = vng.build_argv
 
-    def build(spec: vng.VngSpec, vng_path: Path | None = None) -> list[str]:
+    def build(spec: VngSpec, vng: Path | None = None) -> list[str]:  # build_argv's own parameter names
         spec.restrict_net = True
         spec.cwd = str(tree)  # vng takes --cwd as a host path inside --root
-        argv = original(spec, vng_path)
+        argv = original(spec, vng)
         i = argv.index("--rwdir")
         argv[i + 1] = f"/run/kwb-results={argv[i + 1]}"
         return [argv[0], "--root", str(tree), *argv[1:]]
@@ -59,12 +67,12 @@ def one_boot(mode: str, kernel: Path, workdir: Path, timeout: float, tree: Path)
     root = "host" if mode in ("host", "dir9p") else "isolated"
     original = vng.build_argv
     if mode == "dir9p":
-        vng.build_argv = _dir9p_argv(tree)  # type: ignore[assignment]
+        vng.build_argv = _dir9p_argv(tree)
     try:
         with Guest(GuestConfig(kernel=kernel, results_dir=workdir, boot_timeout=timeout, root=root)) as g:
             check = g.run("findmnt -no SOURCE,FSTYPE /; uname -r", timeout=60).stdout.split()
     finally:
-        vng.build_argv = original  # type: ignore[assignment]
+        vng.build_argv = original
     return {"mode": mode, "boot_to_ssh_s": round(g.boot_seconds or -1, 2), "root": check[:2],
             "prepare_s": g.root.prepare_seconds, "outcome": g.outcome, "milestones": g.milestones,
             "host_load": round(os.getloadavg()[0], 1)}
@@ -82,7 +90,7 @@ def main() -> int:
     kernel = _kernel(args)
     modes = args.modes.split(",")
     t = time.monotonic()
-    image = rootfs.ensure_image(rootfs.default_payload())
+    image = rootfs.ensure_image(payload.default_payload())
     image_s = time.monotonic() - t
     base = rootfs.ensure_base()
     runs: list[dict[str, Any]] = []

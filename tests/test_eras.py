@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from harness.core.errors import UserError
+from harness.core.run import Result
 from harness.kernel import eras, kconfig
 from harness.kernel.eras import resolve
 
@@ -157,11 +158,15 @@ class _Guest:
     def __init__(self) -> None:
         self.commands: list[str] = []
 
-    def run(self, command: str, timeout: float) -> Any:
-        from harness.core.run import Result
-
+    def run(self, command: str, timeout: float) -> Result:
         self.commands.append(command)
         return Result(["ssh", "guest"], 0, "", "", 0.01)
+
+    def console_text(self) -> str:
+        return ""
+
+    def alive(self) -> bool:
+        return True
 
 
 @dataclass

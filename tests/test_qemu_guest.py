@@ -222,11 +222,12 @@ class _StuckSsh:
     ("BUG: kernel NULL pointer dereference, address: 0000000000000058", True),
     ("WARNING: CPU: 0 PID: 1 at mm/filemap.c:1 foo+0x1/0x2", False),
 ])
-def test_command_abandoned_after_a_stuck_console_line(tmp_path: Path, line: str, abandoned: bool) -> None:
+def test_command_abandoned_after_a_stuck_console_line(tmp_path: Path, line: str, abandoned: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     g = Guest(_cfg(tmp_path, stuck_grace=0.2))
     g._ssh = _StuckSsh(g, line)  # type: ignore[assignment]
     second = _Second(g, "")
-    g._second_session = lambda: second  # type: ignore[method-assign]
+    monkeypatch.setattr(g, "_second_session", lambda: second)  # _Second stands in for the SshSession
     start = time.monotonic()
     res = g.run("read-the-file", timeout=3)
     took = time.monotonic() - start
@@ -244,7 +245,8 @@ class _Second:
     sysrq would), or refuses to connect when ``out`` is None."""
 
     def __init__(self, g: Guest, out: str | None, console: str = "") -> None:
-        self.g, self.out, self.console, self.scripts = g, out, console, []  # type: list[str]
+        self.g, self.out, self.console = g, out, console
+        self.scripts: list[str] = []
 
     def connect(self, timeout: float) -> None:
         if self.out is None:
@@ -275,12 +277,12 @@ RIP: 0010:filemap_read+0x3a/0x4f0
      "[<0>] filemap_read+0x3a/0x4f0\n", True),
     (None, False),
 ])
-def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer: str | None,
-                                                          alive: bool) -> None:
+def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer: str | None, alive: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     g = Guest(_cfg(tmp_path))
     g._ssh = _StuckSsh(g, "nothing on the console")  # type: ignore[assignment]
     second = _Second(g, answer, SYSRQ_CONSOLE if alive else "")
-    g._second_session = lambda: second  # type: ignore[method-assign]
+    monkeypatch.setattr(g, "_second_session", lambda: second)  # _Second stands in for the SshSession
     res = g.run("/t/read-write.t", timeout=0.5)
     assert res.timed_out and g.wedge is not None
     assert g.wedge["alive"] is alive and g.wedge["command"] == "/t/read-write.t"
@@ -298,10 +300,10 @@ def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer
     assert g.run("true", timeout=5).timed_out  # nothing more is sent to a wedged guest
 
 
-def test_a_killed_command_is_not_a_wedge(tmp_path: Path) -> None:
+def test_a_killed_command_is_not_a_wedge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     g = Guest(_cfg(tmp_path))
     g._ssh = _StuckSsh(g, "nothing on the console")  # type: ignore[assignment]
-    g._second_session = lambda: _Second(g, "")  # type: ignore[method-assign]
+    monkeypatch.setattr(g, "_second_session", lambda: _Second(g, ""))  # stands in for the SshSession
     assert g.run("sleep 1000", timeout=0.3).timed_out
     assert g.wedge is None and g.alive()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import socket
 import threading
 from pathlib import Path
@@ -43,14 +44,14 @@ def test_mirror_is_an_http_debian_archive() -> None:
 
 def test_mmdebstrap_argv_is_minbase_with_the_workload_packages(monkeypatch: pytest.MonkeyPatch,
                                                              tmp_path: Path) -> None:
-    monkeypatch.setattr(rootfs.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     argv = rootfs.mmdebstrap_argv(tmp_path / "t")
     assert argv[0] == "/usr/bin/mmdebstrap" and "--variant=minbase" in argv
     include = next(a for a in argv if a.startswith("--include="))
     assert {"openssh-server", "fio", "xfsprogs", "btrfs-progs", "e2fsprogs", "liburing2", "busybox"} <= \
         set(include.split("=", 1)[1].split(","))
     assert argv[-3:] == ["bookworm", str(tmp_path / "t"), f"deb {rootfs.mirror()} bookworm main"]
-    monkeypatch.setattr(rootfs.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(InfraError, match="mmdebstrap not found: run `make setup`"):
         rootfs.mmdebstrap_argv(tmp_path / "t")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 from collections import namedtuple
 from pathlib import Path
@@ -154,7 +155,7 @@ def test_stale_leftovers_of_a_killed_build_are_removed(cache: Path, tmp_path: Pa
 
 def test_not_enough_space_is_said_before_writing(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(templates.shutil, "disk_usage", lambda _p: usage(10 * MB, 9 * MB, MB))
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10 * MB, 9 * MB, MB))
     with pytest.raises(InfraError, match=r"not enough space .* 1 MB free, 2304 MB needed"):
         templates.ensure_template("ext4", 2048, [1024])
     assert _leftovers(cache / "disks" / "templates") == []

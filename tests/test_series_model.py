@@ -40,8 +40,9 @@ def test_async_buffered_reads_revisions_from_real_archive() -> None:
     got = [(r.version, r.label, r.rfc, r.expected, len(r.patches)) for r in fam.revisions]
     assert got == [(1, "RFC", True, 11, 11), (2, "v2 RFC", True, 11, 11), (3, "v2", False, 12, 12),
                    (4, "v4", False, 12, 12), (5, "v5", False, 12, 12), (7, "v7", False, 12, 15)]
-    assert fam.revision(3).cover is not None
-    assert fam.revision(3).cover.message_id == "20200523185755.8494-1-axboe@kernel.dk"
+    cover = fam.revision(3).cover
+    assert cover is not None
+    assert cover.message_id == "20200523185755.8494-1-axboe@kernel.dk"
     assert any("author says it is v3" in w for w in fam.revision(3).warnings)
     v7 = fam.revision(7)
     assert any("0/12" in w and "NN/15" in w for w in v7.warnings)

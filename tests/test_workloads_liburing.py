@@ -392,7 +392,7 @@ def test_a_pool_cut_short_names_the_stuck_test_and_keeps_the_unstarted_for_the_n
     monkeypatch.setattr(liburing, "build_tests", lambda tree=None: tmp_path)
     monkeypatch.setattr(liburing, "list_tests", lambda d: ["fpos", "fsync", "link", "nop"])
     spec = _spec(tests=["fsync", "nop", "fpos", "link"], parallel=2)
-    res = liburing.run_job(_DeadPoolGuest(), spec, EXT4, tmp_path / "job")  # type: ignore[arg-type]
+    res = liburing.run_job(_DeadPoolGuest(), spec, EXT4, tmp_path / "job")
     by = {s["name"]: (s["status"], s["reason"]) for s in res.subresults}
     assert by["fsync"][0] == "pass"
     assert by["fpos"][0] == "timeout" and "wedged in the kernel during this test" in by["fpos"][1]

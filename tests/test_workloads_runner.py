@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_workloads_fakeguest import AVAILABLE_612, FakeFactory
+from test_workloads_fakeguest import AVAILABLE_612, FakeFactory, FakeGuest
 
 from harness.core.errors import InfraError, UserError
+from harness.core.run import Result
 from harness.workloads import runner
 from harness.workloads.model import JobResult, JobStatus
 
@@ -200,30 +202,24 @@ def test_baseline_variant_must_show_the_reverse(tmp_path: Path) -> None:
     assert results[0].evidence["probes"]["points"]["callback"]["absent"] is True
 
 
-def test_final_health_after_unmount(tmp_path: Path) -> None:
+def test_final_health_after_unmount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     factory = FakeFactory()
-    orig = FakeFactory.__call__
 
-    def factory_with_unmount_warning(kernel: Path, disks: list[Path], results_dir: Path):  # type: ignore[no-untyped-def]
-        cm = orig(factory, kernel, disks, results_dir)
-        guest = cm.__enter__()
-        guest.warn_on = None
-        real_answer = guest._answer
+    @contextmanager
+    def factory_with_unmount_warning(kernel: Path, disks: list[Path],
+                                     results_dir: Path) -> Iterator[FakeGuest]:
+        with factory(kernel, disks, results_dir) as guest:
+            guest.warn_on = None
+            real_answer = guest._answer
 
-        def answer(command: str):  # type: ignore[no-untyped-def]
-            if "umount" in command:
-                guest.dmesg_pending += "[ 99.0] WARNING: CPU: 1 PID: 9 at fs/xfs/xfs_mount.c:1 x+0x1/0x2\n"
-            return real_answer(command)
+            def answer(command: str) -> Result:
+                if "umount" in command:
+                    guest.dmesg_pending += ("[ 99.0] WARNING: CPU: 1 PID: 9 at fs/xfs/xfs_mount.c:1 "
+                                            "x+0x1/0x2\n")
+                return real_answer(command)
 
-        guest._answer = answer
-
-        class _CM:
-            def __enter__(self):  # type: ignore[no-untyped-def]
-                return guest
-
-            def __exit__(self, *exc: object) -> None:
-                cm.__exit__(None, None, None)
-        return _CM()
+            monkeypatch.setattr(guest, "_answer", answer)
+            yield guest
 
     results = runner.run_variant("series", ["ext4"], ["fio-psync"], tmp_path,
                                  guest_factory=factory_with_unmount_warning, build=_build)
@@ -329,7 +325,8 @@ def test_real_panic_mid_workload_crashes_that_job_and_the_run_continues(tmp_path
 
 
 def test_template_backed_disks_skip_guest_mkfs(tmp_path: Path) -> None:
-    factory, templates, lines = FakeFactory(), FakeTemplates(), []
+    factory, templates = FakeFactory(), FakeTemplates()
+    lines: list[str] = []
     results = runner.run_variant("series", ["ext4", "xfs", "bdev"], ["fio-iouring"], tmp_path,
                                  progress=lines.append, guest_factory=factory, build=_build,
                                  templates=templates)
@@ -347,7 +344,8 @@ def test_template_backed_disks_skip_guest_mkfs(tmp_path: Path) -> None:
 
 
 def test_template_failure_falls_back_to_guest_mkfs_and_says_so_once(tmp_path: Path) -> None:
-    factory, templates, lines = FakeFactory(), FakeTemplates(broken=("btrfs",)), []
+    factory, templates = FakeFactory(), FakeTemplates(broken=("btrfs",))
+    lines: list[str] = []
     results = runner.run_variant("series", ["ext4", "btrfs"], ["fio-iouring", "fio-psync"], tmp_path,
                                  progress=lines.append, guest_factory=factory, build=_build,
                                  templates=templates)
@@ -380,7 +378,8 @@ def test_make_disks_keeps_bdev_raw_and_sparse(tmp_path: Path) -> None:
 
 
 def test_template_that_does_not_mount_is_remade_in_the_guest_and_said(tmp_path: Path) -> None:
-    factory, lines = FakeFactory({"mkfs_fail": ("btrfs",)}), []
+    factory = FakeFactory({"mkfs_fail": ("btrfs",)})
+    lines: list[str] = []
     results = runner.run_variant("series", ["btrfs"], ["fio-psync"], tmp_path, progress=lines.append,
                                  guest_factory=factory, build=_build, templates=FakeTemplates())
     prepares = [c for c in factory.guests[0].commands if "mount -t btrfs" in c]
