@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.judge.metrics import METRIC_KEYS, Value, cpu_per_io_us, job_ratios, metric
+from harness.judge.metrics import METRIC_KEYS, RatioCI, Value, cpu_per_io_us, job_ratios, metric
 from harness.report.results import kernel_base
 
 COMPARED = ("baseline", "series")
@@ -173,6 +173,9 @@ def _vs(row: Mapping[str, Any], ref: Mapping[str, Any], name: str) -> str:
     """``0.67x, significant (ranges apart)``: this row's metric over the series'."""
     if row is ref:
         return "="
+    cpu_ci = job_ratios(row, ref).get("cpu_per_io") if name == "cpu_per_io" else None
+    if cpu_ci is not None:
+        return f"{cpu_ci.ratio:.2f}x [{cpu_ci.low:.2f}, {cpu_ci.high:.2f}], {_ci_word(cpu_ci)}"
     if name == "cpu_per_io":
         a, b = cpu_per_io_us(row), cpu_per_io_us(ref)
         if a is None or not b:
@@ -181,10 +184,17 @@ def _vs(row: Mapping[str, Any], ref: Mapping[str, Any], name: str) -> str:
         sig = [significance(row, ref, m) for m in ("cpu", "iops")]
         verdict = sig[0] if sig[0] == sig[1] else "1 sample" if "1 sample" in sig else "within noise"
         return f"{a / b:.2f}x, {verdict}"
+    ci = job_ratios(row, ref).get(name)
+    if ci is not None:  # per-repeat samples on both sides: the same 95 % interval as results.json ratios
+        return f"{ci.ratio:.2f}x [{ci.low:.2f}, {ci.high:.2f}], {_ci_word(ci)}"
     va, vb = metric(row, name), metric(ref, name)
     if va is None or vb is None or vb.median == 0:
         return "–"
     return f"{va.median / vb.median:.2f}x, {significance(row, ref, name)}"
+
+
+def _ci_word(ci: RatioCI) -> str:
+    return "significant" if ci.significant else "not significant"
 
 
 def cover_section(data: Mapping[str, Any]) -> list[str]:
@@ -192,8 +202,9 @@ def cover_section(data: Mapping[str, Any]) -> list[str]:
     per_fs = _cover_jobs(data)
     if not per_fs:
         return ["_No performance jobs (no IOPS figures) in this run._", ""]
-    lines = ["Each ratio is the row's figure over the series' on the same filesystem; significant when "
-             "the two jobs' 95% intervals (without them: the min–max ranges of their repeats) are apart.", ""]
+    lines = ["Each ratio is the row's figure over the series' on the same filesystem (geometric means of "
+             "the repeats) with its 95% interval (Welch t on logs); significant when the interval excludes "
+             "1.0. A job without per-repeat figures is compared by its median and min–max range instead.", ""]
     for fs in sorted(per_fs):
         rows_by_label = per_fs[fs]
         ref = rows_by_label.get("series")
