@@ -23,15 +23,20 @@ def _commit(repo: Path, text: list[str], subject: str, date: str) -> None:
     subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", subject], check=True, env=env)
 
 
-@pytest.fixture
-def diverged(tmp_path: Path) -> tuple[Path, Path]:
-    """A repo whose ``main`` changed line 15 after the patch was made on ``old``; the patch's mbox."""
-    repo = tmp_path / "linux"
+def _work_branch(repo: Path) -> Path:
+    """A repo whose ``main`` holds LINES (tagged ``old``), checked out on a new branch ``work``."""
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     _commit(repo, LINES, "initial import", "2020-01-01T00:00:00+0000")
     git(repo, "tag", "old")
     git(repo, "checkout", "-q", "-b", "work")
+    return repo
+
+
+@pytest.fixture
+def diverged(tmp_path: Path) -> tuple[Path, Path]:
+    """A repo whose ``main`` changed line 15 after the patch was made on ``old``; the patch's mbox."""
+    repo = _work_branch(tmp_path / "linux")
     patched = LINES.copy()
     patched[14:16] = ["line 15 tested with NOWAIT", "line 16"]
     _commit(repo, patched, "read: test NOWAIT", "2020-02-01T00:00:00+0000")
@@ -217,12 +222,7 @@ def test_b4_never_looks_at_kwbs_own_branches(diverged: tuple[Path, Path]) -> Non
 
 def test_a_line_the_tree_deleted_is_named_with_the_commit_that_removed_it(cache: Path,
                                                                         tmp_path: Path) -> None:
-    repo = tmp_path / "del"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    _commit(repo, LINES, "initial import", "2020-01-01T00:00:00+0000")
-    git(repo, "tag", "old")
-    git(repo, "checkout", "-q", "-b", "work")
+    repo = _work_branch(tmp_path / "del")
     patched = LINES.copy()
     patched[15] = "line 16 changed"
     _commit(repo, patched, "read: change 16", "2020-02-01T00:00:00+0000")

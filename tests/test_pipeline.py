@@ -362,14 +362,19 @@ def _cover(version: int, total: int, date: str) -> str:
             f"Subject: [PATCH v{version} 0/{total}] Greet better\n\nThis greets better.\n")
 
 
-def test_user_tree_path_on_a_synthetic_tree(tmp_path: Path) -> None:
+def _hello_tree(tmp_path: Path) -> tuple[Path, str]:
+    """A one-commit git tree holding hello.c ("hello"), and that commit."""
     tree = tmp_path / "linux"
     tree.mkdir()
     (tree / "hello.c").write_text("hello\n")
     _git(tree, "init", "-q")
     _git(tree, "add", "hello.c")
     _git(tree, "commit", "-q", "-m", "base")
-    base = _git(tree, "rev-parse", "HEAD")
+    return tree, _git(tree, "rev-parse", "HEAD")
+
+
+def test_user_tree_path_on_a_synthetic_tree(tmp_path: Path) -> None:
+    tree, base = _hello_tree(tmp_path)
     msgs = [_cover(2, 2, "Mon, 1 Jun 2020 10:00:00 +0000"),
             _patch_mail(1, 2, 2, "p1-v2@example.org", "hello", "hi", "Mon, 1 Jun 2020 10:00:01 +0000"),
             _patch_mail(2, 2, 2, "p2-v2@example.org", "hi", "hey", "Mon, 1 Jun 2020 10:00:02 +0000")]
@@ -528,13 +533,7 @@ def test_cli_takes_revisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_revisions_on_a_synthetic_tree_with_real_apply_and_series_diff(tmp_path: Path) -> None:
     """Real b4 export, git am and series diff; fake build and guest: v1 → v2 changed patch 2 only, and
     the comparison puts that beside the check whose outcome changed."""
-    tree = tmp_path / "linux"
-    tree.mkdir()
-    (tree / "hello.c").write_text("hello\n")
-    _git(tree, "init", "-q")
-    _git(tree, "add", "hello.c")
-    _git(tree, "commit", "-q", "-m", "base")
-    base = _git(tree, "rev-parse", "HEAD")
+    tree, base = _hello_tree(tmp_path)
     msgs = []
     for version, last, day in ((1, "hey", 1), (2, "howdy", 8)):
         date = f"Mon, {day} Jun 2020 10:00:0{{}} +0000"

@@ -170,12 +170,12 @@ def _cover_jobs(data: Mapping[str, Any]) -> dict[str, dict[str, Mapping[str, Any
 
 
 def _vs(row: Mapping[str, Any], ref: Mapping[str, Any], name: str) -> str:
-    """``0.67x, significant (ranges apart)``: this row's metric over the series'."""
+    """``0.67x [0.63, 0.70], significant`` (else by median and range): this row's metric over the series'."""
     if row is ref:
         return "="
-    cpu_ci = job_ratios(row, ref).get("cpu_per_io") if name == "cpu_per_io" else None
-    if cpu_ci is not None:
-        return f"{cpu_ci.ratio:.2f}x [{cpu_ci.low:.2f}, {cpu_ci.high:.2f}], {_ci_word(cpu_ci)}"
+    ci = job_ratios(row, ref).get(name)
+    if ci is not None:  # per-repeat samples on both sides: the same 95 % interval as results.json ratios
+        return _ci_text(ci)
     if name == "cpu_per_io":
         a, b = cpu_per_io_us(row), cpu_per_io_us(ref)
         if a is None or not b:
@@ -184,17 +184,15 @@ def _vs(row: Mapping[str, Any], ref: Mapping[str, Any], name: str) -> str:
         sig = [significance(row, ref, m) for m in ("cpu", "iops")]
         verdict = sig[0] if sig[0] == sig[1] else "1 sample" if "1 sample" in sig else "within noise"
         return f"{a / b:.2f}x, {verdict}"
-    ci = job_ratios(row, ref).get(name)
-    if ci is not None:  # per-repeat samples on both sides: the same 95 % interval as results.json ratios
-        return f"{ci.ratio:.2f}x [{ci.low:.2f}, {ci.high:.2f}], {_ci_word(ci)}"
     va, vb = metric(row, name), metric(ref, name)
     if va is None or vb is None or vb.median == 0:
         return "–"
     return f"{va.median / vb.median:.2f}x, {significance(row, ref, name)}"
 
 
-def _ci_word(ci: RatioCI) -> str:
-    return "significant" if ci.significant else "not significant"
+def _ci_text(ci: RatioCI) -> str:
+    """``0.67x [0.63, 0.70], significant``: the ratio, its 95 % interval, whether it excludes 1.0."""
+    return f"{ci.ratio:.2f}x [{ci.low:.2f}, {ci.high:.2f}], {'' if ci.significant else 'not '}significant"
 
 
 def cover_section(data: Mapping[str, Any]) -> list[str]:

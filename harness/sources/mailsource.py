@@ -51,7 +51,7 @@ def network_up(timeout: float = NETWORK_TIMEOUT) -> bool:
     return True
 
 
-def _profile(root: Path | None = None) -> dict[str, object]:
+def _profile() -> dict[str, object]:
     """The active series profile's series metadata (its revisions' message-ids, its list)."""
     path = profile.active().series_file
     if not path.is_file():
@@ -59,9 +59,9 @@ def _profile(root: Path | None = None) -> dict[str, object]:
     return dict(load_toml(path, "series metadata"))
 
 
-def revision_message_ids(root: Path | None = None) -> list[str]:
+def revision_message_ids() -> list[str]:
     """One message-id per revision of the series (its cover, else its first patch), in profile order."""
-    revisions = _profile(root).get("revision") or []
+    revisions = _profile().get("revision") or []
     ids: list[str] = []
     for rev in revisions if isinstance(revisions, list) else []:
         if isinstance(rev, dict):
@@ -78,7 +78,7 @@ def shared_archive(root: Path | None = None) -> Path | None:
     candidates = sorted(p for p in base.glob("*.mbox") if p.is_file()) if base.is_dir() else []
     if not candidates:
         return None
-    list_addr = str(_profile(root).get("list") or "")
+    list_addr = str(_profile().get("list") or "")
     local = list_addr.split("@", 1)[0]
     named = [p for p in candidates if local and p.name.startswith(local + "-")]
     if named:

@@ -189,12 +189,6 @@ def known_failure(known: list[KnownFailure], test: str, release: str, fs: str) -
     return next((k for k in known if k.matches(test, release, fs)), None)
 
 
-def known_reason(known: list[KnownFailure], test: str, release: str, fs: str) -> str | None:
-    """The reason ``test`` is expected to fail here, or None."""
-    k = known_failure(known, test, release, fs)
-    return k.reason if k is not None else None
-
-
 # --- per-test outcome ----------------------------------------------------------------------------
 
 @dataclass
