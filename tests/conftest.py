@@ -77,8 +77,13 @@ REAL_TIERS = ("host", "build", "boot")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tier markers: host/build/boot imply `real`; a `real` test must say which tier it is. With
     KWB_SKIP_REAL=1 real tests are skipped, loudly, naming what they need (never silently)."""
-    untiered = []
+    untiered, unbuilt = [], []
     for item in items:
+        # Checked at collection, so a test that needs a kernel but does not say so fails in the unit tier too,
+        # before anything is built.
+        if "built_kernel" in getattr(item, "fixturenames", ()) and not any(
+                item.get_closest_marker(t) for t in ("build", "boot")):
+            unbuilt.append(item.nodeid)
         if any(item.get_closest_marker(t) for t in REAL_TIERS) and item.get_closest_marker("real") is None:
             item.add_marker(pytest.mark.real)
         if item.get_closest_marker("real") is not None and not any(item.get_closest_marker(t) for t in TIERS):
@@ -86,6 +91,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if untiered:
         raise pytest.UsageError("real tests must name their tier (shared, host, build or boot): "
                                 + ", ".join(untiered))
+    if unbuilt:
+        raise pytest.UsageError("tests using built_kernel must be marked build or boot: "
+                                + ", ".join(unbuilt))
     if os.environ.get("KWB_SKIP_REAL") != "1":
         return
     for item in items:
@@ -122,8 +130,9 @@ def _series_kernel() -> KernelBuild:
 
 
 @pytest.fixture
-def built_kernel(request: pytest.FixtureRequest, _series_kernel: KernelBuild) -> KernelBuild:
+def built_kernel(request: pytest.FixtureRequest) -> KernelBuild:
     """KernelBuild of the default tree's "series" variant; only for tests marked build or boot."""
     if not any(request.node.get_closest_marker(t) for t in ("build", "boot")):
         pytest.fail("built_kernel builds a real kernel: mark the test @pytest.mark.build (or boot)")
-    return _series_kernel
+    kernel: KernelBuild = request.getfixturevalue("_series_kernel")
+    return kernel

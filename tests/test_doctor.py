@@ -80,7 +80,7 @@ def test_bad_kernel_argument_is_usage_error(capsys: pytest.CaptureFixture[str]) 
     assert "kernel image not found: /nonexistent/bzImage" in capsys.readouterr().err
 
 
-@pytest.mark.host
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_doctor_json_under_a_minute(built_kernel: object) -> None:
     """The real command, real KVM probe on the built kernel: < 60 s, state consistent with /dev/kvm."""

@@ -123,7 +123,7 @@ def test_record_from_another_host_boot_is_ignored(monkeypatch: pytest.MonkeyPatc
     assert accel.recorded() is None
 
 
-@pytest.mark.host
+@pytest.mark.boot
 @pytest.mark.real
 def test_real_probe_here(built_kernel: object) -> None:
     """The real probe on the real kernel: the three states map to what /dev/kvm really does."""
