@@ -42,6 +42,7 @@ class Progress:
         self.start = clock()
         self.heartbeat = heartbeat
         self._steps: list[tuple[str, float]] = []
+        self._first_item: dict[str, float] = {}  # step -> when its [1/m] line came
         self._last_output = clock()
         self._lock = threading.Lock()
         self._live = ""          # the live line now drawn (terminal only)
@@ -97,9 +98,16 @@ class Progress:
         if not m or not self._steps:
             return line
         n, total = int(m.group(1)), int(m.group(2))
-        if not 0 < n < total:
+        now, step = self.clock(), self.running
+        if n == 1:
+            # Paced from the first item's end, not the step's start: a step opens with a kernel build and a
+            # boot (15 min on a cold cache) that would otherwise count as the first job's time (ETA 9h).
+            self._first_item[step] = now
             return line
-        per_item = (self.clock() - self._steps[-1][1]) / n
+        first = self._first_item.get(step)
+        if first is None or not 1 < n < total:
+            return line
+        per_item = (now - first) / (n - 1)
         return f"{line} (ETA {fmt_seconds(per_item * (total - n))})"
 
     def note(self, line: str) -> None:

@@ -171,7 +171,8 @@ def make_kernel(tree: Tree, build_dir: Path, log: Path, progress: Progress | Non
     """Run make in ``build_dir``; returns the duration. A failure raises with the last error lines."""
     argv = ["make", "-C", str(tree.path), f"O={build_dir}", f"-j{jobs()}", *make_args(), *targets]
     cold = not (build_dir / "vmlinux").is_file()
-    expectation = buildmeter.expect(build_dir, cold, log.parent, build_dir.name.rsplit("-", 1)[-1])
+    expectation = buildmeter.expect(build_dir, cold, log.parent, build_dir.name.rsplit("-", 1)[-1],
+                                     tree.path)
     _link_log(build_dir, log)
     show = _Live(progress)
     meter = buildmeter.BuildMeter(expectation, buildmeter.progress_dir(build_dir) / f"{log.stem}.jsonl", show)
