@@ -83,7 +83,7 @@ class Recorder:
         progress(f"{name}: booting guest #1")
         progress(f"{name}: guest up")
         (out_dir / name).mkdir(parents=True, exist_ok=True)
-        (out_dir / name / "summary.json").write_text(json.dumps({"accel": "tcg"}))
+        (out_dir / name / "summary.json").write_text(json.dumps({"accel": "tcg", "guest_root": "isolated"}))
         mine = [j for j in self.jobs if j.variant == name and j.fs in fss and j.workload in workloads]
         return [JobResult(**{**j.__dict__, "variant": ""}) for j in mine]  # runner leaves variant to us
 
@@ -145,6 +145,8 @@ def test_default_tree_pipeline_passes(tmp_path: Path) -> None:
     assert {"name": "variant mutant-hipri-wait", "status": "skipped", "seconds": 0.0} in data["run"]["steps"]
     assert {c["version"] for c in data["concerns"]} == {3, 4, 5, 7}  # v1 dropped: not a real posting
     assert data["run"]["status"] == "complete" and data["accel"] == "tcg"
+    assert data["guest_root"] == {name: "isolated" for name in ran}
+    assert "- guest root: kwb's isolated image" in (tmp_path / "out" / "latest" / "report.md").read_text()
     assert data["kernel"]["release"] == "6.12.117"
     assert set(data["kernel"]["variants"]) == set(ran)
     assert set(data["timings"]["build"]) == set(data["timings"]["boot"]) == set(data["timings"]["variants"]) \

@@ -409,9 +409,11 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
         record.timings["boot"][name] = boot.seconds
     summary = run_dir / name / "summary.json"
     if summary.is_file():
-        accel = json.loads(summary.read_text(encoding="utf-8")).get("accel")
-        if accel:
-            record.accel = str(accel)
+        facts = json.loads(summary.read_text(encoding="utf-8"))
+        if facts.get("accel"):
+            record.accel = str(facts["accel"])
+        if facts.get("guest_root"):
+            record.guest_roots[name] = str(facts["guest_root"])
     if key is not None and reuse.store(name, key, record.run_id, record.started, record.accel,
                                        [j.to_dict() for j in jobs], run_dir / name):
         progress(f"{name}: results kept for later runs of the same kernel (key {key})")

@@ -339,7 +339,15 @@ def _run_facts(data: Mapping[str, Any]) -> list[str]:
              f"- started {run['started']}, finished {run.get('finished') or '–'}"]
     if mail:
         lines.append(f"- series mail: {mail.get('kind')}: {mail.get('reason')}")
+    roots = set((data.get("guest_root") or {}).values())
+    if roots:
+        lines.append("- guest root: " + "; ".join(ROOT_TEXT.get(r, r) for r in sorted(roots)))
     return [*lines, *_reused(data), ""]
+
+
+ROOT_TEXT = {"isolated": "kwb's isolated image (no host file exported, network only the SSH forward)",
+             "host": "the host's filesystem over 9p, read-only (--host-root: the guest could read every host "
+                     "file; not for untrusted series)"}
 
 
 def _variants_table(data: Mapping[str, Any]) -> list[str]:

@@ -93,6 +93,7 @@ def merge_runs(dirs: list[Path], out_root: Path, command: str) -> tuple[RunRecor
         _merge_timings(record, data, rename, shard_id)
         if data.get("accel") and data["accel"] != "unknown":
             accels.add(str(data["accel"]))
+        record.guest_roots.update({str(k): str(v) for k, v in (data.get("guest_root") or {}).items()})
         if data.get("coverage") and record.coverage is None:
             record.coverage = data["coverage"]
         if data["run"]["status"] != "complete":

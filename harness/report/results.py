@@ -49,6 +49,7 @@ class RunRecord:
     kernel: dict[str, Any] = field(default_factory=lambda: {"tree": DEFAULT_TREE, "base": None,
                                                              "variants": {}})
     accel: str = "unknown"
+    guest_roots: dict[str, str] = field(default_factory=dict)  # variant -> "isolated" | "host" (as booted)
     jobs: list[dict[str, Any]] = field(default_factory=list)
     concerns: list[dict[str, Any]] = field(default_factory=list)
     variant_infos: list[VariantInfo] = field(default_factory=list)
@@ -93,6 +94,8 @@ class RunRecord:
             data["coverage"] = self.coverage
         if self.reused:
             data["reused"] = self.reused
+        if self.guest_roots:
+            data["guest_root"] = dict(self.guest_roots)
         return data
 
 

@@ -61,6 +61,7 @@ class _Run:
     results: list[JobResult] = field(default_factory=list)
     boots: int = 0
     accel: str = ""
+    guest_root: str = ""  # "isolated" or "host": what the guest's / was (vm/rootfs)
     prepared: set[str] = field(default_factory=set)  # filesystems made in this run (host template or guest)
     stop_on_flag: bool = False                        # mutants: the first failing check is enough
     # (fs, workload) -> the part of a job a guest reboot cut short; its evidence["resume"] runs next boot
@@ -165,7 +166,8 @@ def _write_job(run: _Run, result: JobResult, job_dir: Path, health_text: str = "
 
 def _summary(run: _Run) -> dict[str, Any]:
     k = run.kernel
-    return {"variant": run.variant, "variant_kind": run.variant_kind, "accel": run.accel, "boots": run.boots,
+    return {"variant": run.variant, "variant_kind": run.variant_kind, "accel": run.accel,
+            "guest_root": run.guest_root, "boots": run.boots,
             "kernel": {"release": getattr(k, "release", ""), "commit": getattr(k, "commit", ""),
                        "bzimage": str(getattr(k, "bzimage", ""))},
             "filesystems": run.filesystems, "workloads": [s.name for s in run.specs],
@@ -282,6 +284,7 @@ def _booted(run: _Run) -> Iterator[GuestSession]:
     run.progress(f"{run.variant}: booting guest #{run.boots}")
     with run.guest_factory(Path(run.kernel.bzimage), run.disks, results_dir) as guest:
         run.accel = str(getattr(guest, "accel", run.accel) or run.accel)
+        run.guest_root = str(getattr(getattr(guest, "root", None), "mode", "") or run.guest_root)
         yield guest
 
 
