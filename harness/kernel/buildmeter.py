@@ -36,6 +36,7 @@ TARGET = re.compile(r"^\s+(CC|LD|AR|AS|CHK|GEN|HOSTCC|HOSTLD|OBJCOPY|UPD|BUILD|L
                     r"POLICY|MKCAP|SYSMAP|EXPORTS|HYPERCALLS|TABLE|INSTALL|COPY|LZMA|GZIP|ZSTD\S*)\s")
 SAMPLE_EVERY = 2.0     # seconds between recorded samples (and live-line redraws)
 PROFILE_POINTS = 400   # a kept profile is thinned to about this many points
+MIN_DONE = 20         # objects before an ETA is shown (and never before 1% of the expected count)
 READY = "is ready"     # kbuild's last line: "Kernel: arch/x86/boot/bzImage is ready"
 
 
@@ -103,8 +104,8 @@ def expect(build_dir: Path, cold: bool, logs: Path | None = None, cfg12: str = "
         except OSError:
             n = 0
         if n > kbuildcount.FIXED:
-            return Expectation(n, "estimated from the tree's Kbuild files (first build of this "
-                               "configuration)", generic_profile(n))
+            return Expectation(n, "estimated from the tree's Kbuild files, first build of this "
+                               "configuration", generic_profile(n))
     return Expectation(None, "no earlier build of this configuration")
 
 
@@ -161,8 +162,8 @@ class BuildMeter:
     def eta(self, elapsed: float) -> float | None:
         """Seconds left, or None when nothing is known yet."""
         total = self.expected()
-        if total is None or self.done == 0:
-            return None
+        if total is None or self.done < max(MIN_DONE, total // 100):
+            return None  # the first objects (Makefile, headers) say nothing about the pace: "ETA 1h12m"
         prof = self.exp.profile
         if len(prof) >= 2 and prof[-1][1] > 0:
             # Where the earlier build was at this object count, and how much longer it took from there.
