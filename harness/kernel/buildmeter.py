@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.core.errors import UserError
 from harness.core.progress import fmt_seconds
 from harness.kernel import kbuildcount
 
@@ -101,8 +102,8 @@ def expect(build_dir: Path, cold: bool, logs: Path | None = None, cfg12: str = "
     if tree is not None and config.is_file():
         try:
             n = kbuildcount.estimate(tree, config)
-        except OSError:
-            n = 0
+        except (OSError, UserError):
+            n = 0  # only a progress estimate: the build itself reports a bad tree or .config
         if n > kbuildcount.FIXED:
             return Expectation(n, "estimated from the tree's Kbuild files, first build of this "
                                "configuration", generic_profile(n))
