@@ -14,9 +14,12 @@ from harness.core.errors import InfraError, UserError
 from harness.core.paths import cache_dir, results_root
 from harness.core.progress import Progress
 from harness.core.run import run
+from harness.kernel import kconfig
+from harness.kernel.variants import get_variant
 from harness.orchestrate import ci
 from harness.orchestrate.pipeline import DEFAULT_FILESYSTEMS, Options, run_pipeline
 from harness.orchestrate.stages import real_stages
+from harness.report.schema import load_results
 
 WATCH_RUN_TIMEOUT = 6 * 3600.0  # one full test-series on TCG, with room to spare
 
@@ -135,9 +138,7 @@ def _run_shard(args: argparse.Namespace) -> int:
 
 def config_hash(variant: str = "series") -> str:
     """The configuration hash of ``variant``'s kernel (what names its build directory)."""
-    from harness.kernel import kconfig, variants
-
-    return kconfig.config_hash(kconfig.load_fragments(list(variants.get_variant(variant).fragments)))
+    return kconfig.config_hash(kconfig.load_fragments(list(get_variant(variant).fragments)))
 
 
 def _config_hash(args: argparse.Namespace) -> int:
@@ -156,8 +157,6 @@ def _config_hash(args: argparse.Namespace) -> int:
 
 
 def _check_merged(args: argparse.Namespace) -> int:
-    from harness.report.schema import load_results
-
     plan = _load_plan(args.plan)
     results = load_results(args.run)
     junit = args.run / "junit.xml"

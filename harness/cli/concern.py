@@ -12,6 +12,9 @@ from typing import Any
 from harness.core.errors import ExitCode, UserError
 from harness.core.paths import results_root
 from harness.core.progress import Progress
+from harness.orchestrate import concern_repro
+from harness.series.concerns import load_catalogue
+from harness.workloads.catalogue import parse_fs_list
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -49,8 +52,6 @@ def _usage(p: argparse.ArgumentParser) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Handler of `kwb concern list`."""
-    from harness.series.concerns import load_catalogue
-
     rows = [{"id": c.id, "title": c.title, "raised_by": c.raised_by, "workloads": list(c.workloads),
              "mutants": list(c.mutants)} for c in load_catalogue()]
     if args.json:
@@ -67,9 +68,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_repro(args: argparse.Namespace) -> int:
     """Handler of `kwb concern repro`."""
-    from harness.orchestrate import concern_repro
-    from harness.workloads.catalogue import parse_fs_list
-
     progress = Progress(quiet=getattr(args, "quiet", False))
     if args.bundle is not None:
         if args.concern:

@@ -13,15 +13,16 @@ from typing import Any
 
 from harness.core.errors import ExitCode, UserError
 from harness.core.paths import cache_dir
+from harness.core.progress import Progress
 from harness.kernel import apply, build, kconfig
 from harness.kernel.tree import Tree, locked, prepare_tree, rev_parse
+from harness.series import find_family, load_families
+from harness.series.export import export_revision
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     """Progress on stderr: lines, plus the build's one live line (redrawn on a terminal); with -q only
     a build line every 30 s, so a CI log never goes silent for a whole build."""
-    from harness.core.progress import Progress
-
     return Progress(quiet=bool(getattr(args, "quiet", False)))
 
 
@@ -55,9 +56,6 @@ def _revision_mbox(args: argparse.Namespace, workdir: Path) -> tuple[list[Path],
         return [Path(p) for p in args.patch], Path(args.patch[0]).stem
     if not args.source or args.revision is None:
         raise UserError("kwb apply needs --source SRC --revision N, or --mbox FILE, or --patch FILE...")
-    from harness.series import find_family, load_families
-    from harness.series.export import export_revision
-
     family = find_family(load_families(args.source), args.family)
     revision = family.revision(args.revision)
     if revision.missing:

@@ -12,6 +12,13 @@ from harness.core.atomic import write_text
 from harness.core.errors import ExitCode, UserError
 from harness.core.paths import cache_dir, project_root, results_root
 from harness.core.progress import Progress
+from harness.orchestrate.ci import parse_shard
+from harness.orchestrate.coverage import git_source
+from harness.orchestrate.mutate import generate, report
+from harness.orchestrate.mutate.campaign import Settings, State, run_campaign, run_control, save_state
+from harness.orchestrate.mutate.generate import Mutant, operators_file
+from harness.orchestrate.mutate.kernel import MutantBuilder, object_of
+from harness.orchestrate.mutate.real import merge_states, plan_mutants, real_lab, validate_checks
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -54,8 +61,6 @@ def _csv(text: str | None) -> list[str] | None:
 
 def operators_path(profile: str | None) -> Path:
     """The operators/campaign file: a profile's mutate.toml, a TOML file, or the built-in one."""
-    from harness.orchestrate.mutate.generate import operators_file
-
     if not profile:
         return operators_file()
     as_file = Path(profile)
@@ -72,12 +77,6 @@ def operators_path(profile: str | None) -> Path:
 
 def cmd_mutate(args: argparse.Namespace) -> int:
     """kwb mutate."""
-    from harness.orchestrate.coverage import git_source
-    from harness.orchestrate.mutate import generate, report
-    from harness.orchestrate.mutate.campaign import Settings, run_campaign, run_control, save_state
-    from harness.orchestrate.mutate.kernel import MutantBuilder, object_of
-    from harness.orchestrate.mutate.real import merge_states, plan_mutants, real_lab, validate_checks
-
     progress = Progress(quiet=getattr(args, "quiet", False))
     if args.merge:
         if args.out is None:
@@ -107,8 +106,6 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         raise UserError("no files to mutate (--files, or `files` in the campaign settings)")
     validate_checks(settings.checks, settings.filesystems)
     if settings.shard:
-        from harness.orchestrate.ci import parse_shard
-
         parse_shard(settings.shard)  # a bad I/N is a usage error before the tree is touched
     for f in settings.files:
         object_of(f)  # only C files have one object to build and compare
@@ -158,10 +155,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     return _exit(state, args, progress, out)
 
 
-def _state(out: Path, settings: Any, mutants: list[Any]) -> Any:
+def _state(out: Path, settings: Settings, mutants: list[Mutant]) -> State:
     """A fresh state, or the one in ``out`` when it is the same campaign (resume)."""
-    from harness.orchestrate.mutate.campaign import State
-
     path = out / "state.json"
     if not path.is_file():
         return State(settings, mutants)
@@ -174,10 +169,8 @@ def _state(out: Path, settings: Any, mutants: list[Any]) -> Any:
     return state
 
 
-def _exit(state: Any, args: argparse.Namespace, progress: Progress, out: Path) -> int:
-    from harness.orchestrate.mutate.report import summary
-
-    s = summary(state)
+def _exit(state: State, args: argparse.Namespace, progress: Progress, out: Path) -> int:
+    s = report.summary(state)
     score = s["score"]
     c = s["counts"]
     progress.note(f"mutation score: {'n/a' if score is None else f'{100 * score:.1f}%'} ({s['detected']}/"

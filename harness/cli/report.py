@@ -11,6 +11,11 @@ from typing import Any
 
 from harness.core.errors import UserError
 from harness.core.paths import results_root
+from harness.report.compare import compare, render, series_revdiff
+from harness.report.merge import merge_runs
+from harness.report.results import rejudge
+from harness.report.schema import load_results
+from harness.report.write import finalize, write_run
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -40,9 +45,6 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from harness.report.compare import compare, render, series_revdiff
-    from harness.report.schema import load_results
-
     a, b = (load_results(p) for p in args.compare)
     cmp = compare(a, b, series_revdiff, args.source)
     if args.json:
@@ -53,9 +55,6 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from harness.report.merge import merge_runs
-    from harness.report.write import finalize
-
     out_root = args.out or results_root()
     command = "kwb " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "kwb report --merge"
     record, run_dir = merge_runs(list(args.merge), out_root, command)
@@ -67,10 +66,6 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _rerender(run: Path) -> int:
-    from harness.report.results import rejudge
-    from harness.report.schema import load_results
-    from harness.report.write import write_run
-
     if not run.exists():
         raise UserError(f"no run at {run}")
     data = rejudge(load_results(run))

@@ -13,6 +13,7 @@ from harness.core.atomic import write_json
 from harness.core.errors import ExitCode
 from harness.core.paths import results_root
 from harness.core.progress import Progress
+from harness.workloads import runner
 from harness.workloads.catalogue import FILESYSTEMS, parse_fs_list
 from harness.workloads.model import JobResult, JobStatus
 
@@ -60,8 +61,6 @@ def _table(results: list[JobResult]) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Handler of `kwb run`."""
-    from harness.workloads.runner import run_variant
-
     filesystems = parse_fs_list(args.fs)
     workloads = [w.strip() for w in (args.workload or "").split(",") if w.strip()]
     out = args.out or results_root() / time.strftime(f"run-%Y%m%d-%H%M%S-{args.variant}")
@@ -70,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     results: list[JobResult] = []
     try:
         with progress.step(f"run {args.variant}"):
-            results = run_variant(args.variant, filesystems, workloads, out, progress=progress)
+            results = runner.run_variant(args.variant, filesystems, workloads, out, progress=progress)
     finally:
         write_json(out / "run.json", {"variant": args.variant, "filesystems": filesystems,
                                       "workloads": workloads, "started": started, "ended": time.time(),

@@ -11,17 +11,16 @@ from typing import Any
 from harness.core.errors import UserError
 from harness.series import concerns
 from harness.series.bodies import summary
+from harness.series.export import export_revision
 from harness.series.loader import LoadResult, find_family, load_series
 from harness.series.model import Family, Revision
 from harness.series.remarks import load_remarks
 from harness.series.revdiff import diff_revisions
+from harness.sources import mailsource
 
 
 def _load(args: argparse.Namespace) -> LoadResult:
-    from harness.sources import (
-        mailsource,  # no --source: the shared archive, else lore; offline it fails fast
-    )
-
+    # no --source: the shared archive, else lore; offline it fails fast
     loaded = load_series(mailsource.require(args.source, lambda line: print(line, file=sys.stderr)))
     for warning in loaded.warnings:
         print(f"kwb: warning: {warning}", file=sys.stderr)
@@ -111,8 +110,6 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from harness.series.export import export_revision
-
     loaded = _load(args)
     fam = _family(args, loaded)
     rev = fam.revision(args.revision)

@@ -14,6 +14,7 @@ from typing import Any
 from harness.core import atomic
 from harness.core.errors import ExitCode, UserError
 from harness.core.paths import cache_dir, results_root
+from harness.kernel.build import ensure_kernel
 from harness.vm import console, disks, doctor
 from harness.vm.guest import BootError, Guest, GuestConfig
 from harness.workloads import payload
@@ -81,8 +82,6 @@ def _kernel(args: argparse.Namespace) -> tuple[Path, str]:
         if not args.kernel.is_file():
             raise UserError(f"kernel image not found: {args.kernel}")
         return args.kernel.resolve(), ""
-    from harness.kernel.build import ensure_kernel  # late: building pulls in the tree/apply machinery
-
     build = ensure_kernel(args.variant, progress=_progress(args))
     return build.bzimage, build.release
 

@@ -7,6 +7,7 @@ of results (verdict, markdown, html, compare) goes through this module so the sh
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -171,8 +172,6 @@ def ratio_ci(series: list[float], baseline: list[float], paired: bool = False) -
     per-pair log ratios are the sample and host drift between pairs cancels; else Welch's unequal-variance
     interval on the two log samples. None when a sample is too small (< 2, or < 2 pairs) or not positive.
     """
-    import math
-
     if any(v <= 0 for v in series + baseline):
         return None
     if paired:

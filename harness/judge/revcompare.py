@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.judge import attribution
 from harness.judge.verdict import path_by_fs
+from harness.series.revdiff import diff_revisions
 
 DiffFn = Callable[[Any, Any], list[Any]]  # (Revision a, Revision b) -> [PatchChange] (with to_dict())
 
@@ -110,8 +111,6 @@ def compare(revisions: Sequence[Any], jobs: Iterable[Mapping[str, Any]], variant
     ``missing_features``: ``{check: reason}`` for checks a feature probe found this kernel cannot run.
     """
     if diff is None:
-        from harness.series.revdiff import diff_revisions
-
         diff = diff_revisions
     jobs = list(jobs)
     concerns = list(concerns)

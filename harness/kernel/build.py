@@ -20,7 +20,7 @@ from harness.core import atomic
 from harness.core.errors import InfraError, UserError
 from harness.core.paths import cache_dir
 from harness.core.run import run
-from harness.kernel import buildmeter, kconfig
+from harness.kernel import buildmeter, kconfig, variants
 from harness.kernel.eras import resolve as eras_resolve
 from harness.kernel.tree import Tree, checkout, current_commit, locked, prepare_tree, rev_parse
 
@@ -269,8 +269,6 @@ def ensure_kernel(variant: str = "series", *, tree: Path | None = None, base: st
                   fragments: list[str] | None = None,
                   progress: Progress | None = None) -> KernelBuild:
     """Prepare the tree, check out ``variant``, build it incrementally (or reuse it) and return it."""
-    from harness.kernel import variants  # late: variants imports apply, which imports this module's peers
-
     wanted = [*(fragments or []), *variants.get_variant(variant).fragments]
     frags = kconfig.load_fragments(wanted)
     # One kernel build at a time on this machine, across kwb processes.

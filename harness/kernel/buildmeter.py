@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import UserError
+from harness.core.paths import cache_dir
 from harness.core.progress import fmt_seconds
 from harness.kernel import kbuildcount
 
@@ -58,8 +59,6 @@ def progress_dir(build_dir: Path) -> Path:
 
 def history_path(build_dir: Path) -> Path:
     """Where the object counts and time profiles of a build dir's last builds are kept."""
-    from harness.core.paths import cache_dir
-
     return cache_dir() / "build-history" / f"{build_dir.name}.json"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.core.run import run
 from harness.kernel.tree import git, rev_parse
+from harness.sources import lore
 
 BLAME_TIMEOUT = 180.0   # one file's blame over a long history (mm/filemap.c, full Linux history: ~1 min)
 GUESS_TIMEOUT = 300.0
@@ -341,15 +342,13 @@ def _guess_refs(repo: Path, rev: str) -> list[str]:
 
 def _b4_guess(repo: Path, mails: list[Path], refs: list[str]) -> tuple[str | None, str]:
     """(commit, b4's words) from ``b4 am --guess-base`` run in ``repo`` on the patches' mails."""
-    from harness.sources.lore import b4_command, b4_env
-
     with tempfile.TemporaryDirectory(prefix="kwb-guess-") as tmp:
         mbox = Path(tmp) / "series.mbox"
         mbox.write_text("".join(_mbox_entry(mail, n) for n, mail in enumerate(mails, 1)),
                         encoding="utf-8")
-        argv = [*b4_command(), "--offline-mode", "am", "-m", str(mbox), "--guess-base",
+        argv = [*lore.b4_command(), "--offline-mode", "am", "-m", str(mbox), "--guess-base",
                 "--guess-lookback", str(GUESS_DAYS), "-o", str(Path(tmp) / "out"), "--guess-branch", *refs]
-        res = run(argv, cwd=repo, timeout=GUESS_TIMEOUT, env=b4_env())
+        res = run(argv, cwd=repo, timeout=GUESS_TIMEOUT, env=lore.b4_env())
     if res.timed_out:
         return None, f"b4 am --guess-base timed out after {GUESS_TIMEOUT:.0f}s"
     return parse_b4_base(res.stdout + res.stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 from harness.core import profile
 from harness.core.errors import UserError
 from harness.core.tomlfile import load_toml
+from harness.kernel import apply
 from harness.kernel.tree import Tree
 
 # "selftest": a test-only kernel for kwb's own real tests (e.g. a wedged reader); never in a default run.
@@ -90,8 +91,6 @@ def get_variant(name: str, path: Path | None = None) -> Variant:
 def checkout_variant(tree: Tree, name: str, *, progress: Callable[[str], None] | None = None,
                      path: Path | None = None) -> str:
     """Create (or reuse) branch ``kwb/variant/<name>`` = base + the variant's patches; returns the ref."""
-    from harness.kernel import apply  # apply builds on tree; imported here to keep module load order simple
-
     variant = get_variant(name, path)
     branch = f"kwb/variant/{name}"
     apply.apply_patch_files(tree, variant.patches, branch, progress=progress)

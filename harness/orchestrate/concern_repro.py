@@ -33,7 +33,13 @@ from harness.core.atomic import write_json, write_text
 from harness.core.errors import InfraError, UserError
 from harness.core.profile import ReproCase
 from harness.core.run import Result
+from harness.kernel.build import ensure_kernel
+from harness.kernel.tree import rev_parse
+from harness.kernel.variants import get_variant
+from harness.series.concerns import load_catalogue as load_concerns
 from harness.vm.disks import ensure_disk
+from harness.workloads import runner
+from harness.workloads.catalogue import load_catalogue as load_workloads
 from harness.workloads.model import GuestSession, JobResult, WorkloadSpec
 
 Progress = Callable[[str], None]
@@ -64,9 +70,7 @@ class ReproRequest:
 
 def find_concern(concern_id: str) -> Any:
     """The catalogued concern ``concern_id``; UserError lists the known ids."""
-    from harness.series.concerns import load_catalogue
-
-    catalogue = load_catalogue()
+    catalogue = load_concerns()
     for c in catalogue:
         if c.id == concern_id:
             return c
@@ -236,8 +240,6 @@ def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB
 
 def default_guest_factory() -> GuestFactory:
     """The runner's real guest factory."""
-    from harness.workloads import runner
-
     return runner.default_guest_factory
 
 
@@ -326,12 +328,9 @@ def reproduce(req: ReproRequest, *, progress: Progress | None = None,
               run_variant: Callable[..., list[JobResult]] | None = None,
               catalogue: dict[str, WorkloadSpec] | None = None) -> ReproResult:
     """Build + boot ``req.variant``, run the concern's jobs, write the bundle to ``req.out``."""
-    from harness.workloads import runner
-    from harness.workloads.catalogue import load_catalogue
-
     say = progress or (lambda _m: None)
     concern = find_concern(req.concern)
-    specs = plan(concern, catalogue if catalogue is not None else load_catalogue(), req.workloads,
+    specs = plan(concern, catalogue if catalogue is not None else load_workloads(), req.workloads,
                  req.filesystems)
     bundle = req.out
     if (bundle / "bundle.json").exists():
@@ -369,8 +368,6 @@ def reproduce(req: ReproRequest, *, progress: Progress | None = None,
 
 
 def _ensure_kernel(variant: str, progress: Progress | None = None, **_: Any) -> Any:
-    from harness.kernel.build import ensure_kernel
-
     return ensure_kernel(variant, progress=progress)
 
 
@@ -383,8 +380,6 @@ def _kernel_meta(variant: str, box: dict[str, Any]) -> dict[str, Any]:
             "build_dir": str(getattr(kernel, "build_dir", "")), "build_seconds": box.get("build_seconds")}
     info.update(_tree_meta(kernel))
     try:
-        from harness.kernel.variants import get_variant
-
         info["patches"] = [{"name": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
                            for p in get_variant(variant).patches]
     except UserError as exc:
@@ -394,8 +389,6 @@ def _kernel_meta(variant: str, box: dict[str, Any]) -> dict[str, Any]:
 
 def _tree_meta(kernel: Any) -> dict[str, str]:
     """Tree path and base commit, read from the build directory's ``source`` link (kbuild makes it)."""
-    from harness.kernel.tree import rev_parse
-
     source = Path(str(getattr(kernel, "build_dir", ""))) / "source"
     if not source.exists():
         return {}
@@ -407,8 +400,6 @@ def _tree_meta(kernel: Any) -> dict[str, str]:
 def _finish_bundle(bundle: Path, meta: dict[str, Any], kernel: Any) -> None:
     """Copy patches, config and guest records in; write bundle.json, summary.md and repro.sh."""
     try:
-        from harness.kernel.variants import get_variant
-
         (bundle / "patches").mkdir(exist_ok=True)
         patches = get_variant(meta["variant"]).patches
         for p in patches:

@@ -8,6 +8,7 @@ variants stay uninstrumented; counters are reset when a guest comes up and copie
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -16,8 +17,11 @@ from typing import Any
 
 from harness.core.atomic import write_json, write_text
 from harness.core.errors import InfraError
-from harness.orchestrate import coverage
+from harness.kernel import build as kernel_build
+from harness.orchestrate import coverage, coverage_html
 from harness.orchestrate.coverage import CoverageReport
+from harness.vm.disks import ensure_disk
+from harness.workloads import runner
 from harness.workloads.model import JobResult
 
 Progress = Callable[[str], None]
@@ -49,8 +53,6 @@ def collecting_factory(inner: GuestFactory, *, make_disks: bool = True,
     @contextmanager
     def factory(kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[Any]:
         if make_disks:
-            from harness.vm.disks import ensure_disk
-
             for disk in disks:  # the runner makes its own; only a missing one is made here
                 ensure_disk(disk, disk_mb)
         with inner(kernel, disks, results_dir) as guest:
@@ -112,8 +114,6 @@ def _tree_source(kernel: Any) -> coverage.SourceFn:
 
 def write_outputs(out: Path, cov: CoverageReport, source: coverage.SourceFn) -> None:
     """coverage.json, coverage.md and coverage.html in ``out``."""
-    from harness.orchestrate import coverage_html
-
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "coverage.json", cov.to_dict())
     write_text(out / "coverage.md", coverage.coverage_markdown(cov))
@@ -133,8 +133,6 @@ def run_coverage(out_dir: Path, *, filesystems: list[str], workloads: list[str],
     ``process`` s = host gcov + mapping). ``series``: the lines to map (default: the default tree's);
     ``catalogue``: workload specs to use instead of the packaged catalogue (tests: smaller probes).
     """
-    from harness.workloads import runner
-
     box: dict[str, Any] = {}
 
     def capture(name: str, progress: Progress | None = None, **kw: Any) -> Any:
@@ -142,9 +140,7 @@ def run_coverage(out_dir: Path, *, filesystems: list[str], workloads: list[str],
         if build is not None:
             kernel = build(name, progress=progress, **kw)
         else:
-            from harness.kernel.build import ensure_kernel
-
-            kernel = ensure_kernel(name, progress=progress)
+            kernel = kernel_build.ensure_kernel(name, progress=progress)
         box.update(kernel=kernel, build=time.monotonic() - start)
         return kernel
 
@@ -171,8 +167,6 @@ def run_coverage(out_dir: Path, *, filesystems: list[str], workloads: list[str],
 
 def load_report(run_dir: Path, variant: str = "coverage") -> CoverageReport | None:
     """The coverage report a run wrote (for the report's coverage section), or None."""
-    import json
-
     path = run_dir / variant / "coverage" / "coverage.json"
     if not path.is_file():
         return None

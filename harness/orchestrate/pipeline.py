@@ -1,7 +1,7 @@
 """`kwb test-series`: series → concern status → each variant (build, boot, workloads) → verdict → report.
 
-The orchestration only calls stages; every stage is a field of :class:`Stages` so tests inject fakes.
-The real stages are imported on first use: a stage whose module is missing fails its step with a
+The orchestration only calls stages; every stage is a field of :class:`Stages` so tests inject fakes
+(the real ones are wired in :mod:`harness.orchestrate.stages`). A stage that fails fails its step with a
 one-line error naming it, and the run still writes its (partial) results.
 """
 
@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core import profile
+from harness.core import atomic, profile
 from harness.core.errors import InfraError, KwbError, UserError
 from harness.core.progress import Progress, fmt_seconds
 from harness.judge.verdict import VariantInfo
+from harness.kernel.eras.resolve import probe_roles
 from harness.orchestrate import reuse
 from harness.report.results import RunRecord, new_run_id
 from harness.report.write import finalize
@@ -190,8 +191,6 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
 def _compare_revisions(opts: Options, stages: Stages, family: Any, record: RunRecord, run_dir: Path,
                        progress: Progress) -> None:
     """revisions.json / revisions.md: each revision against the base, and what changed between them."""
-    from harness.core import atomic
-
     assert stages.compare_revisions is not None
     versions = opts.revisions or ([opts.revision] if opts.revision is not None else [])
     try:
@@ -487,8 +486,6 @@ class _BootClock:
 
 
 def _kernel_info(kernel: Any, seconds: float) -> dict[str, Any]:
-    from harness.kernel.eras.resolve import probe_roles
-
     bzimage = str(getattr(kernel, "bzimage", "") or "") or None
     release = getattr(kernel, "release", None)
     return {"commit": getattr(kernel, "commit", None), "release": release,

@@ -25,6 +25,7 @@ from typing import Any
 
 from harness.core.atomic import write_json
 from harness.core.paths import cache_dir, project_root
+from harness.vm import rootfs
 
 ENTRY = "entry.json"
 # What runs a job and turns its output into results: a change here may change the results.
@@ -65,8 +66,6 @@ def code_digest(root: Path | None = None) -> str:
 def guest_root_identity() -> str:
     """What the guest boots on: ``isolated:<image identity>`` (the image is built if missing: the run
     needs it right after) or ``host``."""
-    from harness.vm import rootfs
-
     if rootfs.mode() == "host":
         return "host"
     return f"isolated:{rootfs.ensure_base().identity}"

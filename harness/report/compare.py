@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.judge.metrics import job_value
+from harness.series import find_family, load_families
+from harness.series.revdiff import diff_revisions
 
 MIN_RELATIVE_CHANGE = 0.05
 # Files whose change can move any workload; filesystem-specific ones are added per job.
@@ -176,9 +178,6 @@ def render(cmp: Comparison) -> str:
 
 def series_revdiff(source: str, rev_a: int, rev_b: int) -> list[dict[str, Any]]:
     """The real revision diff from the series layer, with each patch's files (from the posted diffs)."""
-    from harness.series import find_family, load_families
-    from harness.series.revdiff import diff_revisions
-
     family = find_family(load_families(source), None)
     a, b = family.revision(rev_a), family.revision(rev_b)
     files = {("old", p.number): _diff_files(p.diff) for p in a.patches}

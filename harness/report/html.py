@@ -31,6 +31,8 @@ def series_for(data: Mapping[str, Any], name: str) -> dict[str, dict[str, dict[s
 
 def _plot(name: str, label: str, table: dict[str, dict[str, dict[str, Value]]]) -> str:
     """A PNG (base64) with one panel per workload: groups = filesystems, bars = variants."""
+    # Imported on first plot, not with the module: pyplot takes ~1.4 s to import and only report.html
+    # plots, while every kwb command imports the report package.
     import matplotlib
 
     matplotlib.use("Agg")  # headless; must precede pyplot
@@ -109,7 +111,7 @@ def cover_series(data: Mapping[str, Any], name: str) -> dict[str, dict[str, Valu
 
 def _cover_plot(label: str, table: dict[str, dict[str, Value]]) -> str:
     """A PNG (base64): groups = filesystems, bars = the cover letter's rows in its order."""
-    import matplotlib
+    import matplotlib  # on first plot, as in _plot()
 
     matplotlib.use("Agg")  # headless; must precede pyplot
     import matplotlib.pyplot as plt

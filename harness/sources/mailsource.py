@@ -17,7 +17,9 @@ from pathlib import Path
 from harness.core import profile
 from harness.core.errors import InfraError, OfflineError, UserError
 from harness.core.paths import cache_dir, project_root
+from harness.core.run import run
 from harness.core.tomlfile import load_toml
+from harness.sources import lore
 
 NETWORK_TIMEOUT = 3.0   # seconds; the whole probe is bounded by NETWORK_TIMEOUT + 1 (harness.sources.lore)
 B4_TIMEOUT = 180.0      # one thread
@@ -42,10 +44,8 @@ def network_up(timeout: float = NETWORK_TIMEOUT) -> bool:
     """Does lore answer within ``timeout`` s? ``KWB_OFFLINE=1`` says no without asking (CI, tests)."""
     if os.environ.get("KWB_OFFLINE") == "1":
         return False
-    from harness.sources.lore import check_online
-
     try:
-        check_online(timeout=timeout)
+        lore.check_online(timeout=timeout)
     except OfflineError:
         return False
     return True
@@ -137,11 +137,8 @@ def fetch_lore(msgids: list[str], progress: Callable[[str], None] | None = None,
 
 
 def _b4_mbox(msgid: str, dest: Path) -> None:
-    from harness.core.run import run
-    from harness.sources.lore import b4_command, b4_env
-
-    result = run([*b4_command(), "mbox", "-n", dest.name + ".part", "-o", str(dest.parent), msgid],
-                 timeout=B4_TIMEOUT, env=b4_env())
+    result = run([*lore.b4_command(), "mbox", "-n", dest.name + ".part", "-o", str(dest.parent), msgid],
+                 timeout=B4_TIMEOUT, env=lore.b4_env())
     part = dest.with_name(dest.name + ".part")
     if result.timed_out:
         raise InfraError(f"b4 mbox {msgid} timed out after {B4_TIMEOUT:.0f}s")

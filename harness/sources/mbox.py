@@ -7,6 +7,7 @@ Memory is bounded by the largest message, not the archive.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,8 +96,6 @@ def iter_mbox(f: BinaryIO, limit: int | None = None) -> Iterator[MboxSpan]:
 
 def split_mbox(data: bytes, origin: str) -> Iterator[tuple[str, bytes]]:
     """Split in-memory mbox bytes; yields (origin#N, raw message) with mboxrd unescaping."""
-    import io
-
     for span in iter_mbox(io.BytesIO(data)):
         if span.raw is not None:
             yield f"{origin}#{span.index}", span.raw

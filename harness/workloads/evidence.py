@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from harness.core import profile
 from harness.core.errors import InfraError
 from harness.core.profile import Role
+from harness.vm.console import scan as scan_console
 from harness.workloads.model import GuestSession
 
 TRACEFS = "/sys/kernel/tracing"
@@ -424,10 +425,8 @@ _TS = re.compile(r"^\s*(<\d+>)?\[\s*\d+\.\d+\]\s*")
 
 
 def default_scan(text: str) -> list[Any]:
-    """The VM helper's console scanner (imported late: it lives in harness.vm)."""
-    from harness.vm.console import scan
-
-    return list(scan(text))
+    """The VM helper's console scanner (harness.vm.console)."""
+    return list(scan_console(text))
 
 
 @dataclass

@@ -20,8 +20,12 @@ from typing import Any
 from harness.core.atomic import write_json, write_text
 from harness.core.errors import KwbError, UserError
 from harness.core.paths import cache_dir
+from harness.kernel.build import ensure_kernel
+from harness.kernel.eras.resolve import mkfs_options
+from harness.kernel.variants import get_variant
 from harness.vm.disks import FILESYSTEMS as DISK_FILESYSTEMS
 from harness.vm.disks import guest_device, make_disk
+from harness.vm.guest import Guest, GuestConfig
 from harness.workloads import kinds, payload
 from harness.workloads.catalogue import FILESYSTEMS, select
 from harness.workloads.evidence import HealthMonitor, ScanFn
@@ -74,15 +78,11 @@ class _Run:
 
 def variant_kind(variant: str) -> str:
     """The ``kind`` of a variant in the series profile's variants.toml; UserError for an unknown variant."""
-    from harness.kernel.variants import get_variant
-
     return get_variant(variant).kind
 
 
 def default_guest_factory(kernel: Path, disks: list[Path], results_dir: Path) -> AbstractContextManager[Any]:
     """A real guest (harness.vm.guest.Guest) with the disks attached in order (/dev/vda, vdb, ...)."""
-    from harness.vm.guest import Guest, GuestConfig
-
     cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks, memory_mb=GUEST_MEMORY_MB,
                       boot_timeout=GUEST_BOOT_TIMEOUT, root_payload=payload.for_guest())
     guest: AbstractContextManager[Any] = Guest(cfg)
@@ -307,8 +307,6 @@ def _prepare_all(run: _Run, guest: GuestSession) -> dict[str, Target | str]:
 
 def _era_mkfs(kernel: Any, fs: str) -> tuple[str, ...]:
     """The mkfs options the kernel's era asks for (none when its release is unknown or not covered)."""
-    from harness.kernel.eras.resolve import mkfs_options
-
     release = str(getattr(kernel, "release", "") or "")
     try:
         return tuple(mkfs_options(release, fs)) if release else ()
@@ -428,8 +426,6 @@ def _skip_after_flag(run: _Run) -> None:
 
 
 def _ensure_kernel(variant: str, progress: Progress) -> Any:
-    from harness.kernel.build import ensure_kernel
-
     return ensure_kernel(variant, progress=progress)
 
 

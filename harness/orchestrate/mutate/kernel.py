@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.core.errors import InfraError, UserError
 from harness.core.run import run
-from harness.kernel import build, kconfig
+from harness.kernel import build, kconfig, variants
 from harness.kernel.tree import Tree, checkout, git, locked, prepare_tree, rev_parse
 from harness.orchestrate.mutate.generate import Mutant
 
@@ -91,8 +91,6 @@ class MutantBuilder:
 
     def prepare(self) -> str:
         """Prepare the tree and the series' commit; returns that commit."""
-        from harness.kernel import variants  # late: variants imports apply (see build.ensure_kernel)
-
         with locked("kernel", progress=self.progress):
             self.prepared = prepare_tree(self.tree_arg, self.base_arg, self.progress)
             if self.head is None:

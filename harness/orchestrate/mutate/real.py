@@ -9,10 +9,14 @@ from typing import Any
 
 from harness.core.errors import KwbError, UserError
 from harness.orchestrate import coverage
+from harness.orchestrate.ci import parse_shard, shard
 from harness.orchestrate.mutate.campaign import Lab, Outcome, Settings, State
 from harness.orchestrate.mutate.generate import Mutant, Operator, generate, sample
 from harness.orchestrate.mutate.kernel import MutantBuilder
-from harness.workloads import payload
+from harness.vm.console import scan
+from harness.vm.guest import Guest, GuestConfig
+from harness.workloads import payload, runner
+from harness.workloads.catalogue import load_catalogue, parse_fs_list
 from harness.workloads.model import JobResult, JobStatus
 
 Progress = Callable[[str], None]
@@ -49,8 +53,6 @@ def series_lines(source: coverage.SourceFn, files: Sequence[str], *, tree: Path 
 def plan_mutants(source: coverage.SourceFn, operators: Sequence[Operator], settings: Settings, *,
                  tree: Path | None, base: str | None, head: str | None) -> list[Mutant]:
     """The campaign's mutants: generated over the series' lines, sampled with the seed, sharded."""
-    from harness.orchestrate.ci import parse_shard, shard
-
     lines, funcs = series_lines(source, settings.files, tree=tree, base=base, head=head)
     chosen = sample(generate(source, lines, operators, funcs), settings.max, settings.seed)
     if settings.shard:
@@ -80,8 +82,6 @@ class _Boot:
 
 
 def _console_findings(log: Path | None) -> str:
-    from harness.vm.console import scan
-
     if log is None or not Path(log).is_file():
         return ""
     found = scan(Path(log).read_text(encoding="utf-8", errors="replace"))
@@ -97,10 +97,8 @@ class GuestBoots:
         self.seconds: list[float] = []
 
     def __call__(self, kernel: Path, disks: list[Path], results_dir: Path) -> Any:
-        from harness.vm.guest import Guest, GuestConfig
-        from harness.workloads.runner import GUEST_MEMORY_MB
-
-        cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks, memory_mb=GUEST_MEMORY_MB,
+        cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks,
+                          memory_mb=runner.GUEST_MEMORY_MB,
                           boot_timeout=self.boot_timeout, root_payload=payload.for_guest())
         return _Boot(Guest(cfg), self)
 
@@ -123,8 +121,6 @@ def real_lab(builder: MutantBuilder, source: coverage.SourceFn, boot_timeout: fl
 
     def run_checks(name: str, kernel: Any, checks: list[str], filesystems: list[str], out_dir: Path,
                    progress: Progress) -> list[JobResult]:
-        from harness.workloads import runner
-
         # Kernel mutants cannot share a boot: a mutant that corrupts a wait queue poisons every later
         # check in the same guest, so each mutant gets its own kernel and its own boot. One boot only
         # (max_boots=1): every flag ends the run anyway, and a kernel that wedged once wedges again.
@@ -146,8 +142,6 @@ def real_lab(builder: MutantBuilder, source: coverage.SourceFn, boot_timeout: fl
 
 def validate_checks(checks: Sequence[str], filesystems: Sequence[str]) -> None:
     """Every check is a catalogue workload that runs on at least one of ``filesystems``."""
-    from harness.workloads.catalogue import load_catalogue, parse_fs_list
-
     parse_fs_list(",".join(filesystems))
     cat = load_catalogue()
     unknown = [c for c in checks if c not in cat]
