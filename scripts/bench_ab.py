@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.judge.metrics import SAMPLE_KEYS, job_ratios, samples
+from harness.kernel.build import ensure_kernel
 from harness.workloads.runner import run_variant
 
 
@@ -55,8 +56,9 @@ def main() -> int:
         for i in range(args.rounds):
             order = [("baseline", args.baseline), ("series", args.series)]
             for side, variant in order if i % 2 == 0 else order[::-1]:
-                jobs = run_variant(variant, fss, [args.workload], Path(tmp) / f"r{i}-{side}",
-                                   progress=lambda m: print(m, file=sys.stderr, flush=True))
+                say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+                jobs = run_variant(variant, fss, [args.workload], Path(tmp) / f"r{i}-{side}", progress=say,
+                                   kernel=ensure_kernel(variant, progress=say)).jobs
                 for job in jobs:
                     if job.workload == args.workload and job.fs in rows and not job.failed:
                         rows[job.fs][side].append(_median_row(job.metrics))

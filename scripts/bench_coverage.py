@@ -56,7 +56,7 @@ def main() -> int:
     if not args.skip_series:
         series = ensure_kernel("series", progress=_say)
         start = time.monotonic()
-        jobs = run_variant("series", fss, workloads, args.out / "plain", _say)
+        jobs = run_variant("series", fss, workloads, args.out / "plain", _say, kernel=series).jobs
         result["series"] = {"build_seconds": round(series.duration, 1),
                             "run_seconds": round(time.monotonic() - start, 1),
                             "statuses": {f"{j.fs}/{j.workload}": j.status.value for j in jobs},
@@ -64,11 +64,12 @@ def main() -> int:
     start = time.monotonic()
     cov = run_coverage(args.out / "cov", filesystems=fss, workloads=workloads, progress=_say)
     total = cov.total()
+    cov_jobs = cov.run.jobs if cov.run is not None else []
     result["coverage"] = {"build_seconds": cov.timings.get("build"), "run_seconds": cov.timings.get("run"),
                           "process_seconds": cov.timings.get("process"),
                           "wall_seconds": round(time.monotonic() - start, 1),
-                          "statuses": {f"{j.fs}/{j.workload}": j.status.value for j in cov.jobs},
-                          "iops": _iops(list(cov.jobs)), "executed": total.executed, "lines": total.total,
+                          "statuses": {f"{j.fs}/{j.workload}": j.status.value for j in cov_jobs},
+                          "iops": _iops(list(cov_jobs)), "executed": total.executed, "lines": total.total,
                           "percent": total.percent, "never_executed": len(cov.never_executed()),
                           "per_patch": {r.name: f"{r.executed}/{r.total}" for r in cov.per_patch()},
                           "missing_files": cov.missing_files, "notes": cov.notes}

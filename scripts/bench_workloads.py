@@ -98,12 +98,14 @@ def main() -> int:
     out = args.source or args.out or results_root() / time.strftime("bench-%Y%m%d-%H%M%S")
     timings: dict[str, float] = {}
     if args.source is None:
+        from harness.kernel.build import ensure_kernel
         from harness.workloads.runner import run_variant
 
         for variant in args.variant or ["series"]:
             start = time.monotonic()
-            run_variant(variant, parse_fs_list(args.fs), args.workload.split(","), out,
-                        progress=lambda line: print(line, file=sys.stderr, flush=True))
+            say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+            run_variant(variant, parse_fs_list(args.fs), args.workload.split(","), out, progress=say,
+                        kernel=ensure_kernel(variant, progress=say))
             timings[variant] = round(time.monotonic() - start, 1)
     jobs = {p.parent.name: json.loads(p.read_text())["jobs"] for p in sorted(out.glob("*/summary.json"))}
     ratios = report(jobs)

@@ -9,16 +9,17 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_workloads_fakeguest import FakeGuest
+from test_workloads_fakeguest import FakeGuest, fake_kernel
 
 from harness import cli
 from harness.core.errors import UserError
 from harness.core.run import Result
+from harness.kernel.build import KernelBuild
 from harness.orchestrate import concern_repro
 from harness.orchestrate.concern_repro import ReproRequest
 from harness.workloads.catalogue import load_catalogue
@@ -64,17 +65,7 @@ class ProbeGuest(FakeGuest):
         return Result(["ssh"], 0, f"ran {name}\nKWB-RESULT {json.dumps(payload)}\n", "", 0.1)
 
 
-@dataclass
-class Kernel:
-    """What ensure_kernel returns, enough for the bundle."""
-
-    bzimage: Path
-    config: Path
-    build_dir: Path
-    commit: str = "c0ffee" * 6 + "abcd"
-    release: str = "6.12.117"
-    duration: float = 1.0
-    variant: str = "series"
+Kernel = KernelBuild
 
 
 @pytest.fixture
@@ -83,7 +74,8 @@ def kernel(tmp_path: Path) -> Kernel:
     bdir.mkdir()
     (bdir / ".config").write_text("CONFIG_IO_URING=y\n")
     (tmp_path / "bzImage").write_text("kernel")
-    return Kernel(tmp_path / "bzImage", bdir / ".config", bdir)
+    return fake_kernel("series", tmp_path, bzimage=tmp_path / "bzImage", config=bdir / ".config",
+                       build_dir=bdir, commit="c0ffee" * 6 + "abcd")
 
 
 def _factory(lose: str = "") -> Any:

@@ -9,16 +9,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from test_workloads_fakeguest import fake_kernel
 
 from harness.core.errors import UserError
 from harness.core.run import Result
+from harness.kernel.build import KernelBuild
 from harness.orchestrate import coverage, coverage_html, coverage_run
 from harness.orchestrate.coverage import CoverageReport, GcovFile, SeriesLine
 from harness.workloads.catalogue import load_catalogue
+from harness.workloads.model import JobResult, JobStatus, VariantRun
 
 DATA = Path(__file__).parent / "data" / "coverage"
 SRC = DATA / "lib" / "demo.c"
@@ -208,7 +210,7 @@ class _GcovGuest:
         return self.live
 
 
-def _kernel_for(tmp_path: Path, objtree: Path) -> Any:
+def _kernel_for(tmp_path: Path, objtree: Path) -> KernelBuild:
     """A 'kernel' whose build dir is the synthetic objtree and whose source link is a git tree."""
     tree = tmp_path / "tree"
     (tree / "lib").mkdir(parents=True)
@@ -218,7 +220,8 @@ def _kernel_for(tmp_path: Path, objtree: Path) -> Any:
     commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], check=True, capture_output=True,
                             text=True).stdout.strip()
     (objtree / "source").symlink_to(tree)
-    return SimpleNamespace(build_dir=objtree, commit=commit, duration=12.5, bzimage=tmp_path / "bz")
+    return fake_kernel("coverage", tmp_path, build_dir=objtree, commit=commit, duration=12.5,
+                       bzimage=tmp_path / "bz")
 
 
 def test_collecting_factory_resets_and_copies(tmp_path: Path) -> None:
@@ -261,9 +264,11 @@ def test_run_coverage_end_to_end_on_fakes(tmp_path: Path) -> None:
     kernel = _kernel_for(tmp_path, objtree)
     out = tmp_path / "run"
 
-    def run_variant(variant: str, fss: list[str], workloads: list[str], out_dir: Path, progress: Any,
-                    guest_factory: Any, build: Any) -> list[Any]:
-        built = build(variant, progress=progress)
+    job = JobResult("fio-iouring", "ext4", "coverage", JobStatus.PASS)
+
+    def run_variant(variant: str, fss: list[str], workloads: list[str], out_dir: Path, progress: Any, /, *,
+                    kernel: KernelBuild, guest_factory: Any, catalogue: Any) -> VariantRun:
+        built = kernel
         for boot in (1, 2):  # a reboot: both boots' data count
             rdir = out_dir / variant / f"guest-{boot}"
             rdir.mkdir(parents=True)
@@ -273,12 +278,12 @@ def test_run_coverage_end_to_end_on_fakes(tmp_path: Path) -> None:
                 yield _GcovGuest(data_root)
             with coverage_run.collecting_factory(inner, make_disks=False)(built.bzimage, [], rdir):
                 pass
-        return ["job"]
+        return VariantRun([job], accel="tcg", boots=2)
 
     series = coverage.default_series_lines(_source, DATA / "coverage.toml")
     cov = coverage_run.run_coverage(out, filesystems=["ext4"], workloads=["fio-iouring"], series=series,
-                                    build=lambda *_a, **_k: kernel, run_variant=run_variant)
-    assert cov.jobs == ["job"] and cov.timings["build"] == 12.5
+                                    kernel=kernel, run_variant=run_variant)
+    assert cov.run == VariantRun([job], accel="tcg", boots=2) and cov.timings["build"] == 12.5
     assert {ln.line: ln.count for ln in cov.lines}[27] == 12  # 6 calls per boot, two boots
     written = coverage_run.load_report(out)
     assert written is not None and written.total().total == cov.total().total

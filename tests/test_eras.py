@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_workloads_fakeguest import fake_kernel
 
 from harness.core.errors import UserError
 from harness.core.run import Result
@@ -169,18 +169,13 @@ class _Guest:
         return True
 
 
-@dataclass
-class _Kernel:
-    release: str
-
-
 def test_the_guest_makes_xfs_with_the_kernels_era_options_and_6_12_as_before() -> None:
     from harness.workloads import runner
 
-    assert runner._era_mkfs(_Kernel("5.8.1"), "xfs") == ("-m", "bigtime=0,inobtcount=0")
-    assert runner._era_mkfs(_Kernel("6.12.117"), "xfs") == ()
-    assert runner._era_mkfs(_Kernel("2.6.32"), "xfs") == ()  # no era covers it: the host's defaults
-    assert runner._era_mkfs(object(), "ext4") == ()
+    assert runner._era_mkfs(fake_kernel(release="5.8.1"), "xfs") == ("-m", "bigtime=0,inobtcount=0")
+    assert runner._era_mkfs(fake_kernel(release="6.12.117"), "xfs") == ()
+    assert runner._era_mkfs(fake_kernel(release="2.6.32"), "xfs") == ()  # no era: the host's defaults
+    assert runner._era_mkfs(fake_kernel(release=""), "ext4") == ()  # release unknown
     guest = _Guest()
     target, why, _out = runner._prepare_fs(guest, "xfs", "/dev/vdb", True, ("-m", "bigtime=0,inobtcount=0"))
     assert target is not None and why == ""

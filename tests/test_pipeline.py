@@ -12,16 +12,18 @@ from typing import Any
 
 import pytest
 from test_report_results import VARIANTS, synthetic_concerns, synthetic_jobs
+from test_workloads_fakeguest import fake_kernel
 
 from harness.cli import main
 from harness.core.errors import InfraError, UserError
 from harness.core.progress import Progress
 from harness.core.run import run
 from harness.judge.verdict import VariantInfo
+from harness.kernel.build import KernelBuild
 from harness.orchestrate.pipeline import Options, Stages, run_pipeline, workloads_for
 from harness.orchestrate.stages import real_stages
 from harness.report import schema
-from harness.workloads.model import JobResult, JobStatus, WorkloadSpec
+from harness.workloads.model import JobResult, JobStatus, VariantRun, WorkloadSpec
 
 
 def _spec(name: str, kind: str, default: bool = True) -> WorkloadSpec:
@@ -34,13 +36,8 @@ CATALOGUE = {s.name: s for s in (_spec("fio-iouring", "fio"), _spec("fio-iouring
                                  _spec("liburing-subset", "liburing", default=False))}
 
 
-@dataclass
-class FakeKernel:
-    variant: str
-    commit: str = "c0ffee" * 6 + "abcd"
-    release: str = "6.12.117"
-    bzimage: Path = Path("/cache/bzImage")
-    config: Path = Path("/cache/.config")
+def FakeKernel(variant: str) -> KernelBuild:
+    return fake_kernel(variant, Path("/cache"), commit="c0ffee" * 6 + "abcd", config=Path("/cache/.config"))
 
 
 @dataclass
@@ -64,37 +61,41 @@ class Recorder:
     builds: list[tuple[str, Path | None, str | None]] = field(default_factory=list)
     runs: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
     stop_on_flag: dict[str, bool] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)  # the kind each variant was run as
     applied: list[tuple[Path, str | None, Any]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (what, variant, thread)
 
-    def build_kernel(self, variant: str, *, tree: Path | None, base: str | None, progress: Any) -> FakeKernel:
+    def build_kernel(self, variant: str, /, *, tree: Path | None, base: str | None,
+                     progress: Any) -> KernelBuild:
         self.builds.append((variant, tree, base))
         self.events.append(("build", variant, threading.current_thread().name))
         if variant in self.fail_build:
             raise InfraError(f"build of {variant} failed: drivers/foo.c:1: error: bar")
         return FakeKernel(variant)
 
-    def run_variant(self, name: str, fss: list[str], workloads: list[str], out_dir: Path, progress: Any,
-                    build: Any, stop_on_flag: bool = False) -> list[JobResult]:
+    def run_variant(self, name: str, kernel: KernelBuild, fss: list[str], workloads: list[str], out_dir: Path,
+                    progress: Any, /, *, kind: str, stop_on_flag: bool) -> VariantRun:
         self.runs.append((name, fss, workloads))
         self.stop_on_flag[name] = stop_on_flag
-        build(name, progress=progress)
+        self.kinds[name] = kind
         self.events.append(("run", name, threading.current_thread().name))
         progress(f"{name}: booting guest #1")
         progress(f"{name}: guest up")
-        (out_dir / name).mkdir(parents=True, exist_ok=True)
-        (out_dir / name / "summary.json").write_text(json.dumps({"accel": "tcg", "guest_root": "isolated"}))
+        (out_dir / name).mkdir(parents=True, exist_ok=True)  # the runner's variant directory
         mine = [j for j in self.jobs if j.variant == name and j.fs in fss and j.workload in workloads]
-        return [JobResult(**{**j.__dict__, "variant": ""}) for j in mine]  # runner leaves variant to us
+        jobs = [JobResult(**{**j.__dict__, "variant": ""}) for j in mine]  # runner leaves variant to us
+        return VariantRun(jobs, accel="tcg", guest_root="isolated", boots=1)
 
-    def run_coverage(self, name: str, fss: list[str], workloads: list[str], out_dir: Path, progress: Any,
-                     build: Any) -> tuple[list[JobResult], dict[str, Any]]:
-        jobs = self.run_variant("series", fss, workloads, out_dir, progress, build)
+    def run_coverage(self, name: str, kernel: KernelBuild, fss: list[str], workloads: list[str],
+                     out_dir: Path,
+                     progress: Any, /) -> tuple[VariantRun, dict[str, Any]]:
+        ran = self.run_variant("series", kernel, fss, workloads, out_dir, progress, kind="coverage",
+                               stop_on_flag=False)
         md = ("## Patch coverage\n\n7 of 9 executable series lines executed (77%).\n\n"
               "| | executed | lines | % |\n|---|---:|---:|---:|\n| io_uring/rw.c | 7 | 9 | 77 |\n")
-        return [JobResult(**{**j.__dict__, "variant": name}) for j in jobs], \
-            {"variant": name, "executed": 7, "total": 9, "html": f"{name}/coverage/coverage.html",
-             "timings": {"build": 400.0}, "markdown": md}
+        ran.jobs = [JobResult(**{**j.__dict__, "variant": name}) for j in ran.jobs]
+        return ran, {"variant": name, "executed": 7, "total": 9, "html": f"{name}/coverage/coverage.html",
+                     "timings": {"build": 400.0}, "markdown": md}
 
     def apply(self, tree: Path, base: str | None, revision: Any, progress: Any) -> str:
         self.applied.append((tree, base, revision))
@@ -171,7 +172,9 @@ def test_a_broken_variant_build_does_not_stop_the_others(tmp_path: Path) -> None
     with pytest.raises(InfraError, match=r"build of mutant-lost-cqe failed.*partial results in"):
         run_pipeline(_opts(tmp_path), rec.stages(), _quiet())
     data = _latest(tmp_path)
-    assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS if not v.equivalent]  # later ones ran
+    # The broken one never reaches the workloads stage (it runs only a built kernel); later ones ran.
+    assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS if not v.equivalent
+                                        and v.name != "mutant-lost-cqe"]
     assert data["run"]["status"] == "failed" and "mutant-lost-cqe" in data["run"]["error"]
     assert data["verdict"]["exit_code"] == 2
     err = [j for j in data["jobs"] if j["status"] == "error"]
@@ -206,7 +209,7 @@ def test_a_failed_prebuild_fails_only_its_own_variant(tmp_path: Path) -> None:
     data = _latest(tmp_path)
     err = [j for j in data["jobs"] if j["status"] == "error"]
     assert [(j["variant"], j["workload"]) for j in err] == [(later, "build-boot")]
-    assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS if not v.equivalent]
+    assert [r[0] for r in rec.runs] == [v.name for v in VARIANTS if not v.equivalent and v.name != later]
 
 
 def test_an_unchanged_baseline_is_measured_once_then_reused(cache: Path, tmp_path: Path) -> None:
@@ -563,6 +566,8 @@ def test_revisions_on_a_synthetic_tree_with_real_apply_and_series_diff(tmp_path:
     assert code == 1  # v1's probe fails
     v1_ref, v2_ref = rec.builds[0][2], rec.builds[1][2]
     assert v1_ref and v2_ref and rec.builds[2] == ("series", tree, base)
+    # Revisions are no entries of variants.toml: the pipeline hands the runner their kind.
+    assert rec.kinds == {"series-v1": "series", "series-v2": "series", "baseline": "baseline"}
     assert _git(tree, "show", f"{v1_ref}:hello.c") == "hey"
     assert _git(tree, "show", f"{v2_ref}:hello.c") == "howdy"
     comp = json.loads((tmp_path / "out" / "latest" / "revisions.json").read_text())

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.core.run import Result
+from harness.kernel.build import KernelBuild
 
 DATA = Path(__file__).resolve().parent / "data" / "fio"
 AVAILABLE_612 = ["io_async_buf_func", "io_wq_enqueue", "io_queue_iowq", "__folio_lock_async",
@@ -55,6 +57,7 @@ class FakeGuest:
     armed: list[str] = field(default_factory=list)
     laid_out: set[str] = field(default_factory=set)
     accel: str = "tcg"
+    root_mode: str = ""  # harness.workloads.model.ReportsBoot: the fake does not say what its / is
 
     # --- GuestSession -------------------------------------------------------------------------
     def run(self, command: str, timeout: float) -> Result:
@@ -194,3 +197,11 @@ def test_fake_panic_kills_the_guest() -> None:
     res = g.run("fio --name=boom", 10)
     assert not res.ok and not g.alive() and "Kernel panic" in g.console_text()
     assert g.run("true", 1).returncode == 255
+
+
+def fake_kernel(variant: str = "series", root: Path = Path("/nonexistent"), **fields: Any) -> KernelBuild:
+    """A KernelBuild for fakes: paths under ``root`` (nothing need exist), any field overridden."""
+    base: dict[str, Any] = {"variant": variant, "commit": "abc123", "bzimage": root / "bzImage",
+                            "build_dir": root / "build", "config": root / "build" / ".config",
+                            "release": "6.12.117", "duration": 1.0, "log": root / "build.log"}
+    return KernelBuild(**{**base, **fields})

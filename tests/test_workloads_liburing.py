@@ -14,7 +14,8 @@ import pytest
 
 from harness.core.errors import InfraError, UserError
 from harness.core.run import Result
-from harness.workloads import liburing
+from harness.kernel.build import KernelBuild
+from harness.workloads import liburing, runner
 from harness.workloads.model import JobStatus, Target, WorkloadSpec
 
 EXT4 = Target("ext4", "/dev/vda", "/tmp/kwb/mnt/ext4", "/tmp/kwb/mnt/ext4/kwb-scratch")
@@ -354,13 +355,8 @@ def test_real_subset_builds_and_passes_on_the_host(tmp_path: Path) -> None:
 
 @pytest.mark.boot
 @pytest.mark.real
-def test_real_subset_in_the_guest_on_ext4(built_kernel: object, tmp_path: Path) -> None:
-    pytest.importorskip("harness.vm.guest")
-    from harness.workloads.runner import run_variant
-
-    results = run_variant("series", ["ext4"], ["liburing-subset"], tmp_path,
-                          build=lambda *_a, **_k: built_kernel)
-    (res,) = results
+def test_real_subset_in_the_guest_on_ext4(built_kernel: KernelBuild, tmp_path: Path) -> None:
+    (res,) = runner.run_variant("series", ["ext4"], ["liburing-subset"], tmp_path, kernel=built_kernel).jobs
     assert res.status is JobStatus.PASS, res.reason
     assert res.metrics["pass"] >= len(liburing.SUBSET) // 2
 

@@ -16,7 +16,8 @@ import pytest
 
 from harness.core.errors import InfraError, UserError
 from harness.core.run import Result
-from harness.workloads import probes
+from harness.kernel.build import KernelBuild
+from harness.workloads import probes, runner
 from harness.workloads.model import JobStatus, Target, WorkloadSpec
 
 PASS_LINE = ('KWB-RESULT {"probe": "probe-kbuf-cancel", "ok": true, "skip": false, "self_test_fail": false, '
@@ -325,13 +326,10 @@ def _catalogue_with_every_probe() -> dict[str, WorkloadSpec]:
 
 @pytest.mark.boot
 @pytest.mark.real
-def test_real_probes_in_the_guest_on_ext4(built_kernel: object, tmp_path: Path) -> None:
-    pytest.importorskip("harness.vm.guest")
-    from harness.workloads.runner import run_variant
-
+def test_real_probes_in_the_guest_on_ext4(built_kernel: KernelBuild, tmp_path: Path) -> None:
     names = probes.available()
-    results = run_variant("series", ["ext4"], names, tmp_path, build=lambda *_a, **_k: built_kernel,
-                          catalogue=_catalogue_with_every_probe())
+    results = runner.run_variant("series", ["ext4"], names, tmp_path, kernel=built_kernel,
+                                 catalogue=_catalogue_with_every_probe()).jobs
     by_name = {r.workload: r for r in results}
     for name in names:
         r = by_name[name]

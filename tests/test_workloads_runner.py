@@ -11,24 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_workloads_fakeguest import AVAILABLE_612, FakeFactory, FakeGuest
+from test_workloads_fakeguest import AVAILABLE_612, FakeFactory, FakeGuest, fake_kernel
 
 from harness.core.errors import InfraError, UserError
 from harness.core.run import Result
+from harness.kernel.build import KernelBuild
 from harness.workloads import runner
 from harness.workloads.model import JobResult, JobStatus
 
-
-@dataclass
-class FakeBuild:
-    variant: str
-    bzimage: Path = Path("/nonexistent/bzImage")
-    commit: str = "abc123"
-    release: str = "6.12.117"
-
-
-def _build(variant: str, progress: object = None) -> FakeBuild:
-    return FakeBuild(variant)
+KERNEL = fake_kernel()
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +53,7 @@ class FakeTemplates:
 
 def _run(tmp_path: Path, factory: FakeFactory, fss: list[str], workloads: list[str],
          variant: str = "series") -> list[JobResult]:
-    return runner.run_variant(variant, fss, workloads, tmp_path, guest_factory=factory, build=_build)
+    return runner.run_variant(variant, fss, workloads, tmp_path, guest_factory=factory, kernel=KERNEL).jobs
 
 
 def _by(results: list[JobResult]) -> dict[tuple[str, str], JobResult]:
@@ -73,7 +64,7 @@ def test_all_pass_one_boot_and_job_files(tmp_path: Path) -> None:
     factory = FakeFactory()
     lines: list[str] = []
     results = runner.run_variant("series", ["ext4", "bdev"], ["fio-iouring", "fio-psync"], tmp_path,
-                                 progress=lines.append, guest_factory=factory, build=_build)
+                                 progress=lines.append, guest_factory=factory, kernel=KERNEL).jobs
     assert [(r.fs, r.workload, r.status) for r in results] == [
         ("ext4", "fio-iouring", JobStatus.PASS), ("ext4", "fio-psync", JobStatus.PASS),
         ("bdev", "fio-iouring", JobStatus.PASS), ("bdev", "fio-psync", JobStatus.PASS)]
@@ -130,7 +121,7 @@ def test_hang_is_a_timeout_and_the_guest_reboots(tmp_path: Path) -> None:
 def test_stop_on_flag_skips_the_rest_naming_the_flagging_job(tmp_path: Path) -> None:
     factory = FakeFactory({"hang_on": "--name=fio-psync "})
     results = runner.run_variant("series", ["ext4", "bdev"], ["fio-psync", "fio-iouring"], tmp_path,
-                                 guest_factory=factory, build=_build, stop_on_flag=True)
+                                 guest_factory=factory, kernel=KERNEL, stop_on_flag=True).jobs
     by = _by(results)
     assert by[("ext4", "fio-psync")].status is JobStatus.TIMEOUT
     for key in [("ext4", "fio-iouring"), ("bdev", "fio-psync"), ("bdev", "fio-iouring")]:
@@ -142,7 +133,7 @@ def test_stop_on_flag_skips_the_rest_naming_the_flagging_job(tmp_path: Path) -> 
 def test_stop_on_flag_without_reboot_ends_the_session(tmp_path: Path) -> None:
     factory = FakeFactory({"warn_on": "--name=fio-psync "})  # a plain failure: the guest stays up
     results = runner.run_variant("series", ["ext4", "bdev"], ["fio-psync", "fio-iouring"], tmp_path,
-                                 guest_factory=factory, build=_build, stop_on_flag=True)
+                                 guest_factory=factory, kernel=KERNEL, stop_on_flag=True).jobs
     by = _by(results)
     assert by[("ext4", "fio-psync")].status is JobStatus.FAIL
     assert [by[k].status for k in [("ext4", "fio-iouring"), ("bdev", "fio-psync"), ("bdev", "fio-iouring")]] \
@@ -153,7 +144,7 @@ def test_stop_on_flag_without_reboot_ends_the_session(tmp_path: Path) -> None:
 def test_stop_on_flag_runs_each_check_on_every_filesystem_first(tmp_path: Path) -> None:
     factory = FakeFactory({"fio_fail_on": "--name=fio-psync --filename=/dev/"})  # fails on bdev only
     results = runner.run_variant("series", ["ext4", "bdev"], ["fio-psync", "fio-iouring"], tmp_path,
-                                 guest_factory=factory, build=_build, stop_on_flag=True)
+                                 guest_factory=factory, kernel=KERNEL, stop_on_flag=True).jobs
     by = _by(results)
     assert by[("ext4", "fio-psync")].status is JobStatus.PASS
     assert by[("bdev", "fio-psync")].status is JobStatus.FAIL
@@ -222,7 +213,7 @@ def test_final_health_after_unmount(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             yield guest
 
     results = runner.run_variant("series", ["ext4"], ["fio-psync"], tmp_path,
-                                 guest_factory=factory_with_unmount_warning, build=_build)
+                                 guest_factory=factory_with_unmount_warning, kernel=KERNEL).jobs
     assert [r.workload for r in results] == ["fio-psync", "final-health"]
     assert results[1].status is JobStatus.FAIL and "xfs_mount" in results[1].reason
 
@@ -242,7 +233,7 @@ def test_jobs_only_on_their_filesystems(tmp_path: Path) -> None:
 
 @pytest.mark.boot
 @pytest.mark.real
-def test_real_plain_io_uring_on_ext4_shows_async_path(tmp_path: Path, built_kernel: object) -> None:
+def test_real_plain_io_uring_on_ext4_shows_async_path(tmp_path: Path, built_kernel: KernelBuild) -> None:
     """The real thing, kept small for CI: series kernel under QEMU, ext4, one short repeat.
 
     The async buffered read path must be shown by the kprobe counters: io_async_buf_func hits > 0 and
@@ -256,8 +247,8 @@ def test_real_plain_io_uring_on_ext4_shows_async_path(tmp_path: Path, built_kern
     spec = load_catalogue()["fio-iouring"]
     spec = replace(spec, params={**spec.params, "size_mb": 256, "runtime": 3, "repeats": 1})
     results = runner.run_variant("series", ["ext4"], ["fio-iouring"], tmp_path,
-                                 build=lambda variant, progress=None: built_kernel,
-                                 catalogue={"fio-iouring": spec})
+                                 kernel=built_kernel,
+                                 catalogue={"fio-iouring": spec}).jobs
     assert len(results) == 1
     r = results[0]
     assert r.status is JobStatus.PASS, r.reason
@@ -293,7 +284,7 @@ class _PanicOnFirstFio:
 @pytest.mark.boot
 @pytest.mark.real
 def test_real_panic_mid_workload_crashes_that_job_and_the_run_continues(tmp_path: Path,
-                                                                        built_kernel: object) -> None:
+                                                                        built_kernel: KernelBuild) -> None:
     """A real kernel panic (sysrq-c) during a job: that job is "crash" with the console excerpt, the guest
     is re-booted and the next job passes."""
     from contextlib import contextmanager
@@ -313,8 +304,8 @@ def test_real_panic_mid_workload_crashes_that_job_and_the_run_continues(tmp_path
     small = {"size_mb": 64, "runtime": 2, "repeats": 1}
     specs = {n: replace(cat[n], params={**cat[n].params, **small}) for n in ("fio-iouring", "fio-psync")}
     results = runner.run_variant("series", ["bdev"], ["fio-iouring", "fio-psync"], tmp_path,
-                                 build=lambda variant, progress=None: built_kernel, guest_factory=factory,
-                                 catalogue=specs)
+                                 kernel=built_kernel, guest_factory=factory,
+                                 catalogue=specs).jobs
     by = _by(results)
     crash = by[("bdev", "fio-iouring")]
     assert crash.status is JobStatus.CRASH, crash.reason
@@ -328,8 +319,8 @@ def test_template_backed_disks_skip_guest_mkfs(tmp_path: Path) -> None:
     factory, templates = FakeFactory(), FakeTemplates()
     lines: list[str] = []
     results = runner.run_variant("series", ["ext4", "xfs", "bdev"], ["fio-iouring"], tmp_path,
-                                 progress=lines.append, guest_factory=factory, build=_build,
-                                 templates=templates)
+                                 progress=lines.append, guest_factory=factory, kernel=KERNEL,
+                                 templates=templates).jobs
     assert {r.status for r in results} == {JobStatus.PASS}
     # size: the 1024 MiB fio file + headroom; contents: that one data file; overlays in the run's dir.
     # xfs has no template (xfsprogs 6.1's proto bug, see harness.workloads.templates): the guest makes it.
@@ -347,8 +338,8 @@ def test_template_failure_falls_back_to_guest_mkfs_and_says_so_once(tmp_path: Pa
     factory, templates = FakeFactory(), FakeTemplates(broken=("btrfs",))
     lines: list[str] = []
     results = runner.run_variant("series", ["ext4", "btrfs"], ["fio-iouring", "fio-psync"], tmp_path,
-                                 progress=lines.append, guest_factory=factory, build=_build,
-                                 templates=templates)
+                                 progress=lines.append, guest_factory=factory, kernel=KERNEL,
+                                 templates=templates).jobs
     assert {r.status for r in results} == {JobStatus.PASS}
     said = [ln for ln in lines if ln.startswith("templates:")]
     assert len(said) == 1 and "btrfs" in said[0] and "making btrfs in the guest" in said[0], lines
@@ -362,7 +353,7 @@ def test_template_failure_falls_back_to_guest_mkfs_and_says_so_once(tmp_path: Pa
 def test_template_backed_fs_is_not_remade_after_a_reboot(tmp_path: Path) -> None:
     factory = FakeFactory({"panic_on": "--name=fio-iouring "})
     runner.run_variant("series", ["ext4"], ["fio-iouring", "fio-psync"], tmp_path, guest_factory=factory,
-                       build=_build, templates=FakeTemplates())
+                       kernel=KERNEL, templates=FakeTemplates())
     assert len(factory.guests) == 2
     assert not any("mkfs.ext4 -q -F /dev/" in c for g in factory.guests for c in g.commands)
     assert all(any("mount -t ext4 /dev/vda" in c for c in g.commands) for g in factory.guests)
@@ -381,9 +372,44 @@ def test_template_that_does_not_mount_is_remade_in_the_guest_and_said(tmp_path: 
     factory = FakeFactory({"mkfs_fail": ("btrfs",)})
     lines: list[str] = []
     results = runner.run_variant("series", ["btrfs"], ["fio-psync"], tmp_path, progress=lines.append,
-                                 guest_factory=factory, build=_build, templates=FakeTemplates())
+                                 guest_factory=factory, kernel=KERNEL, templates=FakeTemplates()).jobs
     prepares = [c for c in factory.guests[0].commands if "mount -t btrfs" in c]
     assert len(prepares) == 2
     assert "mkfs.btrfs -q -f /dev/vda" not in prepares[0] and "mkfs.btrfs -q -f /dev/vda" in prepares[1]
     assert any("btrfs did not mount" in ln and "making it afresh" in ln for ln in lines), lines
     assert results[0].status is JobStatus.ERROR  # this fake's btrfs never mounts: a named, per-fs error
+
+
+def test_the_run_says_what_its_guests_booted_on(tmp_path: Path) -> None:
+    """run_variant hands on the accelerator, guest root and boots (the pipeline no longer re-reads them)."""
+    factory = FakeFactory({"root_mode": "isolated", "panic_on": "--name=fio-iouring "})
+    ran = runner.run_variant("series", ["ext4"], ["fio-iouring", "fio-psync"], tmp_path,
+                             guest_factory=factory, kernel=KERNEL)
+    assert (ran.accel, ran.guest_root, ran.boots) == ("tcg", "isolated", 2)
+    assert [(j.workload, j.status) for j in ran.jobs] == [("fio-iouring", JobStatus.CRASH),
+                                                          ("fio-psync", JobStatus.PASS)]
+    summary = json.loads((tmp_path / "series" / "summary.json").read_text())
+    assert (summary["accel"], summary["guest_root"], summary["boots"]) == ("tcg", "isolated", 2)
+    assert summary["kernel"] == {"release": "6.12.117", "commit": "abc123", "bzimage": "/nonexistent/bzImage"}
+
+
+def test_a_guest_that_does_not_say_leaves_the_facts_empty(tmp_path: Path) -> None:
+    @contextmanager
+    def quiet(_k: Path, _d: list[Path], _r: Path) -> Iterator[_Silent]:
+        yield _Silent()
+
+    ran = runner.run_variant("series", ["bdev"], ["fio-psync"], tmp_path, guest_factory=quiet, kernel=KERNEL)
+    assert (ran.accel, ran.guest_root, ran.boots) == ("", "", 1)
+
+
+class _Silent:
+    """A guest with only the GuestSession calls (no accel, no root, no wedge): every command succeeds."""
+
+    def run(self, command: str, timeout: float) -> Result:
+        return FakeGuest().run(command, timeout)
+
+    def console_text(self) -> str:
+        return ""
+
+    def alive(self) -> bool:
+        return True

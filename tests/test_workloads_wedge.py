@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_workloads_fakeguest import fake_kernel
 
 from harness.core.run import Result
+from harness.kernel.build import ensure_kernel
 from harness.workloads import liburing, runner
 from harness.workloads.model import JobStatus, WorkloadSpec
 
@@ -65,13 +67,10 @@ def test_runner_resumes_the_tests_a_wedge_kept_from_running(tmp_path: Path,
         guests.append(_WedgingGuest(len(guests) + 1))
         yield guests[-1]
 
-    class _K:
-        bzimage = tmp_path / "bzImage"
-
     results = runner.run_variant("selftest-wedge-reader", ["ext4"], ["liburing-wedge"], tmp_path / "out",
-                                 guest_factory=factory, build=lambda *_a, **_k: _K(),
-                                 catalogue={"liburing-wedge": _spec()}, scan=lambda _g: [],
-                                 templates=lambda *_a: tmp_path / "t.qcow2")
+                                 kernel=fake_kernel("selftest-wedge-reader", tmp_path, release=""),
+                                 guest_factory=factory, catalogue={"liburing-wedge": _spec()},
+                                 scan=lambda _g: [], templates=lambda *_a: tmp_path / "t.qcow2").jobs
     (job,) = [r for r in results if r.workload == "liburing-wedge"]
     assert [g.ran for g in guests] == [["nop", "read-write"], ["fsync", "probe"]]
     by = {s["name"]: s["status"] for s in job.subresults}
@@ -103,8 +102,9 @@ def test_overhead_is_wall_minus_the_workloads_own_runtime() -> None:
 def test_real_wedged_reader_is_named_with_a_stack_and_the_later_tests_run_after_a_reboot(
         tmp_path: Path) -> None:
     start = time.monotonic()
+    kernel = ensure_kernel("selftest-wedge-reader", progress=print)
     results = runner.run_variant("selftest-wedge-reader", ["ext4"], ["liburing-wedge"], tmp_path,
-                                 progress=print, catalogue={"liburing-wedge": _spec()})
+                                 progress=print, kernel=kernel, catalogue={"liburing-wedge": _spec()}).jobs
     (job,) = [r for r in results if r.workload == "liburing-wedge"]
     wedge = job.evidence["wedge"]
     print(f"wedge after {wedge['detected_after_s']}s: {wedge['how']}; job {time.monotonic() - start:.0f}s")

@@ -13,6 +13,7 @@ from harness.core.atomic import write_json
 from harness.core.errors import ExitCode
 from harness.core.paths import results_root
 from harness.core.progress import Progress
+from harness.kernel import build
 from harness.workloads import runner
 from harness.workloads.catalogue import FILESYSTEMS, parse_fs_list
 from harness.workloads.model import JobResult, JobStatus
@@ -69,7 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     results: list[JobResult] = []
     try:
         with progress.step(f"run {args.variant}"):
-            results = runner.run_variant(args.variant, filesystems, workloads, out, progress=progress)
+            runner.plan_specs(args.variant, filesystems, workloads)  # a usage error before the build
+            kernel = build.ensure_kernel(args.variant, progress=progress)
+            results = runner.run_variant(args.variant, filesystems, workloads, out, progress=progress,
+                                         kernel=kernel).jobs
     finally:
         write_json(out / "run.json", {"variant": args.variant, "filesystems": filesystems,
                                       "workloads": workloads, "started": started, "ended": time.time(),

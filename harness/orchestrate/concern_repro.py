@@ -26,14 +26,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.core import profile
 from harness.core.atomic import write_json, write_text
 from harness.core.errors import InfraError, UserError
 from harness.core.profile import ReproCase
 from harness.core.run import Result
-from harness.kernel.build import ensure_kernel
+from harness.kernel.build import KernelBuild, ensure_kernel
 from harness.kernel.tree import rev_parse
 from harness.kernel.variants import get_variant
 from harness.series.concerns import load_catalogue as load_concerns
@@ -41,6 +41,7 @@ from harness.vm.disks import ensure_disk
 from harness.workloads import runner
 from harness.workloads.catalogue import load_catalogue as load_workloads
 from harness.workloads.model import GuestSession, JobResult, WorkloadSpec
+from harness.workloads.runner import VariantRunner
 
 Progress = Callable[[str], None]
 GuestFactory = Callable[[Path, list[Path], Path], AbstractContextManager[Any]]
@@ -323,9 +324,15 @@ class ReproResult:
         return not any(j.failed for j in self.jobs) and all(c["shown"] for c in self.cases)
 
 
+class BuildFn(Protocol):
+    """How a repro gets its kernel (:func:`harness.kernel.build.ensure_kernel`; tests hand a fake)."""
+
+    def __call__(self, variant: str, /, *, progress: Progress | None) -> KernelBuild: ...
+
+
 def reproduce(req: ReproRequest, *, progress: Progress | None = None,
-              guest_factory: GuestFactory | None = None, build: Callable[..., Any] | None = None,
-              run_variant: Callable[..., list[JobResult]] | None = None,
+              guest_factory: GuestFactory | None = None, build: BuildFn | None = None,
+              run_variant: VariantRunner | None = None,
               catalogue: dict[str, WorkloadSpec] | None = None) -> ReproResult:
     """Build + boot ``req.variant``, run the concern's jobs, write the bundle to ``req.out``."""
     say = progress or (lambda _m: None)
@@ -336,14 +343,8 @@ def reproduce(req: ReproRequest, *, progress: Progress | None = None,
     if (bundle / "bundle.json").exists():
         raise UserError(f"{bundle} already holds a bundle: choose another --out")
     bundle.mkdir(parents=True, exist_ok=True)
-    kernel_box: dict[str, Any] = {}
-
-    def capture(variant: str, progress: Progress | None = None, **kw: Any) -> Any:
-        start = time.monotonic()
-        kernel = (build or _ensure_kernel)(variant, progress=progress, **kw)
-        kernel_box.update(kernel=kernel, build_seconds=round(time.monotonic() - start, 2))
-        return kernel
-
+    kernel: KernelBuild | None = None
+    build_seconds: float | None = None
     meta: dict[str, Any] = {"schema": BUNDLE_SCHEMA, "concern": concern.to_dict(), "variant": req.variant,
                             "filesystems": req.filesystems, "workloads": req.workloads,
                             "jobs_planned": list(specs), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
@@ -354,30 +355,28 @@ def reproduce(req: ReproRequest, *, progress: Progress | None = None,
     try:
         factory = recording_factory(guest_factory or default_guest_factory(), bundle,
                                     retcounts=retcounts)
+        built = time.monotonic()
+        kernel = (build or ensure_kernel)(req.variant, progress=say)
+        build_seconds = round(time.monotonic() - built, 2)
         jobs = (run_variant or runner.run_variant)(req.variant, req.filesystems, list(specs),
-                                                   bundle / "run", say, guest_factory=factory,
-                                                   build=capture, catalogue=specs)
+                                                   bundle / "run", say, kernel=kernel, guest_factory=factory,
+                                                   catalogue=specs).jobs
     finally:
-        meta["run_seconds"] = round(time.monotonic() - start, 2)
-        meta.update(_kernel_meta(req.variant, kernel_box))
+        meta["run_seconds"] = round(time.monotonic() - start, 2)  # the build included, as it always was
+        meta.update(_kernel_meta(req.variant, kernel, build_seconds))
         result = outcome(jobs, retcounts)
         meta["outcome"] = result
         meta["cases"] = cases(concern.id, result)
-        _finish_bundle(bundle, meta, kernel_box.get("kernel"))
+        _finish_bundle(bundle, meta, kernel)
     return ReproResult(bundle, result, meta["cases"], jobs)
 
 
-def _ensure_kernel(variant: str, progress: Progress | None = None, **_: Any) -> Any:
-    return ensure_kernel(variant, progress=progress)
-
-
-def _kernel_meta(variant: str, box: dict[str, Any]) -> dict[str, Any]:
-    kernel = box.get("kernel")
+def _kernel_meta(variant: str, kernel: KernelBuild | None, build_seconds: float | None) -> dict[str, Any]:
     if kernel is None:
         return {"kernel": None}
-    info = {"release": getattr(kernel, "release", ""), "commit": getattr(kernel, "commit", ""),
-            "bzimage": str(getattr(kernel, "bzimage", "")),
-            "build_dir": str(getattr(kernel, "build_dir", "")), "build_seconds": box.get("build_seconds")}
+    info: dict[str, Any] = {"release": kernel.release, "commit": kernel.commit,
+                            "bzimage": str(kernel.bzimage),
+                            "build_dir": str(kernel.build_dir), "build_seconds": build_seconds}
     info.update(_tree_meta(kernel))
     try:
         info["patches"] = [{"name": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
@@ -387,9 +386,9 @@ def _kernel_meta(variant: str, box: dict[str, Any]) -> dict[str, Any]:
     return {"kernel": info}
 
 
-def _tree_meta(kernel: Any) -> dict[str, str]:
+def _tree_meta(kernel: KernelBuild) -> dict[str, str]:
     """Tree path and base commit, read from the build directory's ``source`` link (kbuild makes it)."""
-    source = Path(str(getattr(kernel, "build_dir", ""))) / "source"
+    source = kernel.build_dir / "source"
     if not source.exists():
         return {}
     tree = source.resolve()
@@ -397,7 +396,7 @@ def _tree_meta(kernel: Any) -> dict[str, str]:
     return {"tree": str(tree), "base": base}
 
 
-def _finish_bundle(bundle: Path, meta: dict[str, Any], kernel: Any) -> None:
+def _finish_bundle(bundle: Path, meta: dict[str, Any], kernel: KernelBuild | None) -> None:
     """Copy patches, config and guest records in; write bundle.json, summary.md and repro.sh."""
     try:
         (bundle / "patches").mkdir(exist_ok=True)
@@ -407,7 +406,7 @@ def _finish_bundle(bundle: Path, meta: dict[str, Any], kernel: Any) -> None:
         write_text(bundle / "patches" / "series", "".join(f"{p.name}\n" for p in patches))
     except UserError as exc:
         meta["patches_error"] = str(exc)
-    config = Path(str(getattr(kernel, "config", ""))) if kernel is not None else None
+    config = kernel.config if kernel is not None else None
     if config is not None and config.is_file():
         shutil.copy2(config, bundle / "config")
     for guest_dir in sorted((bundle / "run" / meta["variant"]).glob("guest-*")):

@@ -28,6 +28,7 @@ from harness.core import profile
 from harness.core.errors import InfraError, UserError
 from harness.core.run import run
 from harness.core.tomlfile import load_toml
+from harness.workloads.model import VariantRun
 
 GCOV = "gcov"
 GCOV_TIMEOUT = 120.0
@@ -398,7 +399,7 @@ class CoverageReport:
     missing_files: list[str] = field(default_factory=list)  # series files with no gcov data at all
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    jobs: list[Any] = field(default_factory=list)           # JobResults of the run, when there was one
+    run: VariantRun | None = None  # the workloads' run (jobs, accelerator, boots), when there was one
 
     def executable(self) -> list[LineCoverage]:
         """The series lines gcov tracks."""

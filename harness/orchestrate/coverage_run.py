@@ -18,11 +18,13 @@ from typing import Any
 from harness.core.atomic import write_json, write_text
 from harness.core.errors import InfraError
 from harness.kernel import build as kernel_build
+from harness.kernel.build import KernelBuild
 from harness.orchestrate import coverage, coverage_html
 from harness.orchestrate.coverage import CoverageReport
 from harness.vm.disks import ensure_disk
 from harness.workloads import runner
-from harness.workloads.model import JobResult
+from harness.workloads.model import WorkloadSpec
+from harness.workloads.runner import VariantRunner
 
 Progress = Callable[[str], None]
 GuestFactory = Callable[[Path, list[Path], Path], AbstractContextManager[Any]]
@@ -76,7 +78,7 @@ def _collect(guest: Any, results_dir: Path) -> None:
                f"exit {res.returncode}{' (timed out)' if res.timed_out else ''}\n{res.stdout}{res.stderr}")
 
 
-def process(variant_dir: Path, kernel: Any,
+def process(variant_dir: Path, kernel: KernelBuild,
             series: list[coverage.SeriesLine] | None = None) -> CoverageReport:
     """Map every boot's gcov data under ``variant_dir/guest-*/gcov`` onto the series' lines."""
     tree_source = _tree_source(kernel)
@@ -86,7 +88,7 @@ def process(variant_dir: Path, kernel: Any,
     files: dict[str, coverage.GcovFile] = {}
     for d in data:
         work = variant_dir / "gcov-work" / d.parent.name
-        got, why = coverage.read_gcov_tree(d, Path(str(kernel.build_dir)), work)
+        got, why = coverage.read_gcov_tree(d, kernel.build_dir, work)
         notes += why
         for path, gf in got.items():
             if path in files:
@@ -104,12 +106,12 @@ def process(variant_dir: Path, kernel: Any,
     return cov
 
 
-def _tree_source(kernel: Any) -> coverage.SourceFn:
+def _tree_source(kernel: KernelBuild) -> coverage.SourceFn:
     """Sources at the kernel's commit (the shared work tree may have another variant checked out)."""
-    tree = (Path(str(kernel.build_dir)) / "source").resolve()
+    tree = (kernel.build_dir / "source").resolve()
     if not tree.is_dir():
         raise InfraError(f"kernel build dir {kernel.build_dir} has no source link: cannot read the tree")
-    return coverage.git_source(tree, str(kernel.commit))
+    return coverage.git_source(tree, kernel.commit)
 
 
 def write_outputs(out: Path, cov: CoverageReport, source: coverage.SourceFn) -> None:
@@ -121,45 +123,35 @@ def write_outputs(out: Path, cov: CoverageReport, source: coverage.SourceFn) -> 
 
 
 def run_coverage(out_dir: Path, *, filesystems: list[str], workloads: list[str], variant: str = "coverage",
-                 progress: Progress | None = None, build: Callable[..., Any] | None = None,
-                 guest_factory: GuestFactory | None = None,
-                 run_variant: Callable[..., list[JobResult]] | None = None,
+                 kernel: KernelBuild | None = None, progress: Progress | None = None,
+                 guest_factory: GuestFactory | None = None, run_variant: VariantRunner | None = None,
                  series: list[coverage.SeriesLine] | None = None,
-                 catalogue: dict[str, Any] | None = None) -> CoverageReport:
-    """Build + run the coverage variant, collect gcov from each boot, write ``<out>/<variant>/coverage/``.
+                 catalogue: dict[str, WorkloadSpec] | None = None) -> CoverageReport:
+    """Run the coverage variant's ``kernel`` (built here when None), collect gcov from each boot, write
+    ``<out>/<variant>/coverage/``.
 
-    ``build`` is the pipeline's build callback (``build(variant, progress=...)``); the returned report
-    carries the jobs and the timings (``build`` s, ``run`` s = workloads incl. boots and gcov copying,
-    ``process`` s = host gcov + mapping). ``series``: the lines to map (default: the default tree's);
-    ``catalogue``: workload specs to use instead of the packaged catalogue (tests: smaller probes).
+    The returned report carries the run (jobs, accelerator, boots) and the timings (``build`` s: the
+    kernel's own build time, else how long getting it took here; ``run`` s = workloads incl. boots and gcov
+    copying; ``process`` s = host gcov + mapping). ``series``: the lines to map (default: the default
+    tree's); ``catalogue``: workload specs to use instead of the packaged catalogue (tests: smaller probes).
     """
-    box: dict[str, Any] = {}
-
-    def capture(name: str, progress: Progress | None = None, **kw: Any) -> Any:
+    fetched = 0.0
+    if kernel is None:
         start = time.monotonic()
-        if build is not None:
-            kernel = build(name, progress=progress, **kw)
-        else:
-            kernel = kernel_build.ensure_kernel(name, progress=progress)
-        box.update(kernel=kernel, build=time.monotonic() - start)
-        return kernel
-
+        kernel = kernel_build.ensure_kernel(variant, progress=progress)
+        fetched = time.monotonic() - start
     start = time.monotonic()
     factory = collecting_factory(guest_factory or runner.default_guest_factory)
-    extra: dict[str, Any] = {"catalogue": catalogue} if catalogue is not None else {}
-    jobs = (run_variant or runner.run_variant)(variant, filesystems, workloads, out_dir, progress,
-                                                guest_factory=factory, build=capture, **extra)
-    run_seconds = time.monotonic() - start - float(box.get("build", 0.0))
-    kernel = box.get("kernel")
+    ran = (run_variant or runner.run_variant)(variant, filesystems, workloads, out_dir, progress,
+                                               kernel=kernel, guest_factory=factory, catalogue=catalogue)
+    run_seconds = time.monotonic() - start
     variant_dir = out_dir / variant
     for img in variant_dir.glob("fake-*.img"):
         img.unlink()  # the scratch disks the factory made
-    if kernel is None:
-        raise InfraError(f"coverage variant {variant}: no kernel was built")
     t_process = time.monotonic()
     cov = process(variant_dir, kernel, series)
-    cov.jobs = jobs
-    cov.timings = {"build": round(float(getattr(kernel, "duration", 0.0) or box.get("build", 0.0)), 1),
+    cov.run = ran
+    cov.timings = {"build": round(kernel.duration or fetched, 1),
                    "run": round(run_seconds, 1), "process": round(time.monotonic() - t_process, 1)}
     write_outputs(variant_dir / "coverage", cov, _tree_source(kernel))
     return cov

@@ -8,32 +8,56 @@ one-line error naming it, and the run still writes its (partial) results.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.core import atomic, profile
 from harness.core.errors import InfraError, KwbError, UserError
 from harness.core.progress import Progress, fmt_seconds
 from harness.judge.verdict import VariantInfo
+from harness.kernel.build import KernelBuild
 from harness.kernel.eras.resolve import probe_roles
 from harness.orchestrate import reuse
 from harness.report.results import RunRecord, new_run_id
 from harness.report.write import finalize
 from harness.sources import mailsource
-from harness.workloads.model import JobResult, JobStatus, WorkloadSpec
+from harness.workloads.model import JobResult, JobStatus, VariantRun, WorkloadSpec
+from harness.workloads.runner import plan_specs
 
 DEFAULT_FILESYSTEMS = ("ext4", "xfs", "btrfs", "bdev")
 # Which revisions get a concern status and what each variant kind runs by default are the series
 # profile's (profile.toml: concern_revisions, [workloads]).
 _MISSING_KIND = re.compile(r"no \S+ variant in this run")  # harness.judge.verdict's reason for an absent kind
 
-BuildFn = Callable[..., Any]
+
+class BuildKernelFn(Protocol):
+    """The kernel stage: build (or reuse) ``variant`` of ``tree`` at ``base`` (None: the default tree)."""
+
+    def __call__(self, variant: str, /, *, tree: Path | None, base: str | None,
+                 progress: Callable[[str], None] | None) -> KernelBuild: ...
+
+
+class RunVariantFn(Protocol):
+    """The workloads stage: boot ``kernel`` and run ``workloads`` on ``filesystems`` under ``out_dir``.
+
+    ``kind`` is the variant's kind (its variants.toml entry may not exist: a user tree's revisions);
+    ``stop_on_flag`` ends the run at the first job that fails a check (mutants)."""
+
+    def __call__(self, name: str, kernel: KernelBuild, filesystems: list[str], workloads: list[str],
+                 out_dir: Path, progress: Callable[[str], None], /, *, kind: str,
+                 stop_on_flag: bool) -> VariantRun: ...
+
+
+class RunCoverageFn(Protocol):
+    """The gcov variant: like :class:`RunVariantFn`, plus the coverage summary the report shows."""
+
+    def __call__(self, name: str, kernel: KernelBuild, filesystems: list[str], workloads: list[str],
+                 out_dir: Path, progress: Callable[[str], None], /) -> tuple[VariantRun, dict[str, Any]]: ...
 
 
 @dataclass
@@ -66,14 +90,12 @@ class Stages:
     concern_statuses: Callable[[Any], list[dict[str, Any]]]  # Family -> ConcernStatus dicts (+ title)
     variant_catalogue: Callable[[], list[VariantInfo]]
     workload_catalogue: Callable[[], dict[str, WorkloadSpec]]
-    build_kernel: BuildFn                                    # ensure_kernel(variant, tree=, base=, progress=)
-    # (name, fss, workloads, out_dir, progress, build=, stop_on_flag=)
-    run_variant: Callable[..., list[JobResult]]
+    build_kernel: BuildKernelFn
+    run_variant: RunVariantFn
     apply_revision: Callable[[Path, str | None, Any, Callable[[str], None]], str]  # -> applied ref
-    # The gcov variant: (name, fss, workloads, out_dir, progress, build=) -> (jobs, coverage summary)
-    run_coverage: Callable[..., tuple[list[JobResult], dict[str, Any]]]
+    run_coverage: RunCoverageFn
     # (kernel, filesystems, workloads) -> the key a baseline's results are kept under; None: never reuse
-    reuse_key: Callable[[Any, list[str], list[str]], str | None] | None = None
+    reuse_key: Callable[[KernelBuild, list[str], list[str]], str | None] | None = None
     # (revisions, jobs, {version: variant}, concerns) -> (revisions.json data, revisions.md text)
     compare_revisions: Callable[..., tuple[dict[str, Any], str]] | None = None
     # (--source or None, progress) -> MailChoice: where the series' mail comes from (sources.mailsource)
@@ -259,7 +281,7 @@ class _Prebuilder:
     def __init__(self, stages: Stages, progress: Progress) -> None:
         self.stages, self.progress = stages, progress
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kwb-prebuild")
-        self.futures: dict[str, Future[tuple[Any, float]]] = {}
+        self.futures: dict[str, Future[tuple[KernelBuild, float]]] = {}
 
     def __enter__(self) -> _Prebuilder:
         return self
@@ -276,7 +298,7 @@ class _Prebuilder:
         if name in self.futures:
             return
 
-        def build() -> tuple[Any, float]:
+        def build() -> tuple[KernelBuild, float]:
             start = time.monotonic()
             kernel = self.stages.build_kernel(planned.build_variant, tree=planned.tree, base=planned.base,
                                               progress=lambda line: self.progress(f"prebuild {name}: {line}"))
@@ -285,7 +307,7 @@ class _Prebuilder:
         self.progress(f"prebuilding {name}'s kernel while the current guest runs")
         self.futures[name] = self.pool.submit(build)
 
-    def take(self, name: str) -> tuple[Any, float] | None:
+    def take(self, name: str) -> tuple[KernelBuild, float] | None:
         """The prebuilt (kernel, build seconds) of ``name`` (waits for it), or None if none was started;
         a failed prebuild raises its error here, in the variant's own step."""
         fut = self.futures.pop(name, None)
@@ -366,9 +388,9 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
              following: _Planned | None = None) -> None:
     name = planned.info.name
     boot = _BootClock(progress)
-    built: list[Any] = []
+    built: list[KernelBuild] = []
 
-    def build(_variant: str, progress: Callable[[str], None] | None = None, **_: Any) -> Any:
+    def build(progress: Callable[[str], None]) -> KernelBuild:
         if built:  # the reuse check below already built it
             return built[0]
         start = time.monotonic()
@@ -385,8 +407,8 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
         record.timings["build"][name] = seconds
         record.kernel["variants"][name] = _kernel_info(kernel, record.timings["build"][name])
         if planned.info.kind == "series":
-            record.kernel["release"] = getattr(kernel, "release", None)
-            record.kernel["config"] = str(getattr(kernel, "config", "") or "") or None
+            record.kernel["release"] = kernel.release
+            record.kernel["config"] = str(kernel.config) or None
         built.append(kernel)
         return kernel
 
@@ -396,35 +418,35 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
     key = _reuse_key(stages, planned, build, fss, workloads, progress)
     if key is not None and not opts.fresh_baseline and _take_kept(record, run_dir, name, key, progress):
         return
+    # A request the workloads stage would refuse (unknown filesystem or workload) fails before the build.
+    plan_specs(name, fss, workloads, stages.workload_catalogue(), planned.info.kind)
+    kernel = build(boot)
     if planned.info.kind == "coverage":
-        jobs, record.coverage = stages.run_coverage(name, fss, workloads, run_dir, boot, build=build)
+        ran, record.coverage = stages.run_coverage(name, kernel, fss, workloads, run_dir, boot)
     else:
-        jobs = stages.run_variant(name, fss, workloads, run_dir, boot, build=build,
-                                  stop_on_flag=planned.info.kind == "mutant")
+        ran = stages.run_variant(name, kernel, fss, workloads, run_dir, boot, kind=planned.info.kind,
+                                 stop_on_flag=planned.info.kind == "mutant")
+    jobs = ran.jobs
     for job in jobs:
         job.variant = job.variant or name
     record.add_jobs([j.to_dict() for j in jobs])
     if boot.seconds is not None:
         record.timings["boot"][name] = boot.seconds
-    summary = run_dir / name / "summary.json"
-    if summary.is_file():
-        facts = json.loads(summary.read_text(encoding="utf-8"))
-        if facts.get("accel"):
-            record.accel = str(facts["accel"])
-        if facts.get("guest_root"):
-            record.guest_roots[name] = str(facts["guest_root"])
+    record.accel = ran.accel or record.accel
+    if ran.guest_root:
+        record.guest_roots[name] = ran.guest_root
     if key is not None and reuse.store(name, key, record.run_id, record.started, record.accel,
                                        [j.to_dict() for j in jobs], run_dir / name):
         progress(f"{name}: results kept for later runs of the same kernel (key {key})")
 
 
-def _reuse_key(stages: Stages, planned: _Planned, build: BuildFn, fss: list[str], workloads: list[str],
-               progress: Progress) -> str | None:
+def _reuse_key(stages: Stages, planned: _Planned, build: Callable[[Callable[[str], None]], KernelBuild],
+               fss: list[str], workloads: list[str], progress: Progress) -> str | None:
     """The key a baseline's results are kept under (None: this variant is never kept). A fresh baseline
     has a key too: it is measured, and its results replace the kept ones."""
     if planned.info.kind != "baseline" or stages.reuse_key is None:
         return None
-    return stages.reuse_key(build(planned.info.name, progress=progress), fss, workloads)
+    return stages.reuse_key(build(progress), fss, workloads)
 
 
 def _take_kept(record: RunRecord, run_dir: Path, name: str, key: str, progress: Progress) -> bool:
@@ -485,11 +507,10 @@ class _BootClock:
         self.progress.end_live(text)
 
 
-def _kernel_info(kernel: Any, seconds: float) -> dict[str, Any]:
-    bzimage = str(getattr(kernel, "bzimage", "") or "") or None
-    release = getattr(kernel, "release", None)
-    return {"commit": getattr(kernel, "commit", None), "release": release,
-            "config": str(getattr(kernel, "config", "") or "") or None,
+def _kernel_info(kernel: KernelBuild, seconds: float) -> dict[str, Any]:
+    bzimage = str(kernel.bzimage) or None
+    release = kernel.release
+    return {"commit": kernel.commit, "release": release, "config": str(kernel.config) or None,
             "bzimage": bzimage, "build_seconds": seconds,
             # Which kprobe roles this kernel can count, from its System.map (era names), before any boot.
             "probe_roles": probe_roles(bzimage, release)}

@@ -17,13 +17,14 @@ from harness.judge import revcompare
 from harness.judge.verdict import VariantInfo
 from harness.kernel import apply, build, variants
 from harness.kernel import tree as tree_mod
+from harness.kernel.build import KernelBuild
 from harness.orchestrate import coverage, coverage_run, reuse
-from harness.orchestrate.pipeline import BuildFn, Stages
+from harness.orchestrate.pipeline import Stages
 from harness.series import concerns, export
 from harness.sources import mailsource
 from harness.vm import accel as accel_mod
 from harness.workloads import catalogue, runner
-from harness.workloads.model import JobResult, WorkloadSpec
+from harness.workloads.model import VariantRun, WorkloadSpec
 
 
 def _load_family(source: str) -> Any:
@@ -55,28 +56,27 @@ def _variant_catalogue() -> list[VariantInfo]:
             for v in variants.load_variants()]
 
 
-def _build_kernel(variant: str, *, tree: Path | None, base: str | None,
-                  progress: Callable[[str], None] | None) -> Any:
+def _build_kernel(variant: str, /, *, tree: Path | None, base: str | None,
+                  progress: Callable[[str], None] | None) -> KernelBuild:
     return build.ensure_kernel(variant, tree=tree, base=base, progress=progress)
 
 
-def _run_variant(name: str, filesystems: list[str], workloads: list[str], out_dir: Path,
-                 progress: Callable[[str], None], build: BuildFn,
-                 stop_on_flag: bool = False) -> list[JobResult]:
-    jobs: list[JobResult] = runner.run_variant(name, filesystems, workloads, out_dir, progress, build=build,
-                                               stop_on_flag=stop_on_flag)
-    return jobs
+def _run_variant(name: str, kernel: KernelBuild, filesystems: list[str], workloads: list[str], out_dir: Path,
+                 progress: Callable[[str], None], /, *, kind: str, stop_on_flag: bool) -> VariantRun:
+    return runner.run_variant(name, filesystems, workloads, out_dir, progress, kernel=kernel, kind=kind,
+                              stop_on_flag=stop_on_flag)
 
 
-def _run_coverage(name: str, filesystems: list[str], workloads: list[str], out_dir: Path,
-                  progress: Callable[[str], None], build: BuildFn) -> tuple[list[JobResult], dict[str, Any]]:
-    cov = coverage_run.run_coverage(out_dir, filesystems=filesystems, workloads=workloads, variant=name,
-                                    progress=progress, build=build)
+def _run_coverage(name: str, kernel: KernelBuild, filesystems: list[str], workloads: list[str], out_dir: Path,
+                  progress: Callable[[str], None], /) -> tuple[VariantRun, dict[str, Any]]:
+    cov = coverage_run.run_coverage(out_dir, kernel=kernel, filesystems=filesystems, workloads=workloads,
+                                    variant=name, progress=progress)
     total = cov.total()
     summary = {"variant": name, "executed": total.executed, "total": total.total,
                "html": f"{name}/coverage/coverage.html", "timings": dict(cov.timings),
                "markdown": coverage.coverage_markdown(cov)}
-    return list(cov.jobs), summary
+    assert cov.run is not None  # run_coverage always sets it
+    return cov.run, summary
 
 
 def _apply_revision(tree: Path, base: str | None, revision: Any, progress: Callable[[str], None]) -> str:
@@ -88,7 +88,7 @@ def _apply_revision(tree: Path, base: str | None, revision: Any, progress: Calla
     return str(result.head)
 
 
-def _reuse_key_real(kernel: Any, filesystems: list[str], workloads: list[str]) -> str | None:
+def _reuse_key_real(kernel: KernelBuild, filesystems: list[str], workloads: list[str]) -> str | None:
     catalogue = _workload_catalogue()
     accel = accel_mod.choose()
     return reuse.reuse_key(kernel, filesystems, [catalogue[w] for w in workloads if w in catalogue],

@@ -472,6 +472,11 @@ class Guest:
             return None
         return check
 
+    @property
+    def root_mode(self) -> str:
+        """What this guest's / is: "isolated" or "host" (harness.workloads.model.ReportsBoot)."""
+        return self.root.mode
+
     def console_text(self) -> str:
         """Everything the guest printed on its consoles so far (kernel log included)."""
         return self._watch.text()

@@ -31,7 +31,15 @@ from harness.core.errors import InfraError, UserError
 from harness.core.paths import cache_dir
 from harness.core.run import Result, run
 from harness.core.tomlfile import load_toml
-from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
+from harness.workloads.model import (
+    GuestSession,
+    JobResult,
+    JobStatus,
+    Target,
+    WorkloadSpec,
+    wedge_of,
+    write_job_files,
+)
 
 KNOWN_FAILURES = Path(__file__).resolve().parent / "liburing-known-failures.toml"
 FETCH_TIMEOUT = 600.0
@@ -366,8 +374,8 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
 
 
 def _stopped_reason(guest: GuestSession) -> str:
-    wedge = getattr(guest, "wedge", None)
-    if isinstance(wedge, dict):
+    wedge = wedge_of(guest)
+    if wedge is not None:
         state = "wedged in the kernel" if wedge.get("alive") else "stopped answering"
         return f"the guest {state} during this test ({wedge.get('how', '')})"
     return "the guest stopped answering during this test"
@@ -376,8 +384,9 @@ def _stopped_reason(guest: GuestSession) -> str:
 def _culprits(guest: GuestSession, running: list[str]) -> list[str]:
     """The tests that were running when the guest stopped answering; when the guest's wedge report lists
     processes stuck in the kernel, the running tests among them (liburing's binaries are ``NAME.t``)."""
-    wedge = getattr(guest, "wedge", None)
-    stuck = " ".join(str(x) for x in (wedge or {}).get("unkillable", [])) if isinstance(wedge, dict) else ""
+    wedge = wedge_of(guest) or {}
+    unkillable = wedge.get("unkillable", [])
+    stuck = " ".join(str(x) for x in unkillable) if isinstance(unkillable, list) else ""
     named = [t for t in running if re.search(rf"\b{re.escape(t)}\.t\b", stuck)]
     return named or running
 

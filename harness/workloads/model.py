@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from harness.core.atomic import write_text
 from harness.core.run import Result
@@ -40,6 +40,36 @@ class GuestSession(Protocol):
     def alive(self) -> bool:
         """True while the guest still answers (no panic, QEMU running)."""
         ...
+
+
+@runtime_checkable
+class ReportsBoot(Protocol):
+    """A guest that says what it booted on (harness.vm.guest.Guest does; a scripted fake need not)."""
+
+    @property
+    def accel(self) -> str:
+        """The accelerator the guest runs on ("kvm" or "tcg")."""
+        ...
+
+    @property
+    def root_mode(self) -> str:
+        """What the guest's / is: "isolated" (kwb's image) or "host" (harness.vm.rootfs)."""
+        ...
+
+
+@runtime_checkable
+class ReportsWedge(Protocol):
+    """A guest that reports a wedge: set when a command overran and the guest was found wedged or dead."""
+
+    @property
+    def wedge(self) -> dict[str, object] | None:
+        """The wedge report (``alive``, ``how``, ``detected_after_s``, ``unkillable``, …), or None."""
+        ...
+
+
+def wedge_of(guest: GuestSession) -> dict[str, object] | None:
+    """``guest``'s wedge report, or None when it has none (or cannot report one)."""
+    return guest.wedge if isinstance(guest, ReportsWedge) else None
 
 
 @dataclass
@@ -113,3 +143,17 @@ def write_job_files(job_dir: Path, command: str, stdout: str, stderr: str,
     write_text(job_dir / "stdout", stdout)
     write_text(job_dir / "stderr", stderr)
     write_text(job_dir / "exitcode", "" if exitcode is None else f"{exitcode}\n")
+
+
+@dataclass
+class VariantRun:
+    """What running one variant's workloads hands on (harness.workloads.runner.run_variant).
+
+    ``accel`` and ``guest_root`` are the last booted guest's ("" when no guest booted or the guest did not
+    say); ``boots`` counts guest sessions tried, failed boots included.
+    """
+
+    jobs: list[JobResult]
+    accel: str = ""
+    guest_root: str = ""  # "isolated" or "host"
+    boots: int = 0

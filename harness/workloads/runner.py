@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.core.atomic import write_json, write_text
 from harness.core.errors import KwbError, UserError
 from harness.core.paths import cache_dir
-from harness.kernel.build import ensure_kernel
+from harness.kernel.build import KernelBuild
 from harness.kernel.eras.resolve import mkfs_options
 from harness.kernel.variants import get_variant
 from harness.vm.disks import FILESYSTEMS as DISK_FILESYSTEMS
@@ -28,16 +28,34 @@ from harness.vm.disks import guest_device, make_disk
 from harness.vm.guest import Guest, GuestConfig
 from harness.workloads import kinds, payload
 from harness.workloads.catalogue import FILESYSTEMS, select
-from harness.workloads.evidence import HealthMonitor, ScanFn
+from harness.workloads.evidence import Health, HealthMonitor, ScanFn
 from harness.workloads.fio import FioParams
-from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
+from harness.workloads.model import (
+    GuestSession,
+    JobResult,
+    JobStatus,
+    ReportsBoot,
+    Target,
+    VariantRun,
+    WorkloadSpec,
+    wedge_of,
+    write_job_files,
+)
 from harness.workloads.templates import TEMPLATE_FILESYSTEMS, template_overlay
 
-__all__ = ["Target", "run_variant"]
+__all__ = ["Target", "VariantRun", "run_variant"]
 
 Progress = Callable[[str], None]
 GuestFactory = Callable[[Path, list[Path], Path], AbstractContextManager[GuestSession]]
-BuildFn = Callable[..., Any]
+
+
+class VariantRunner(Protocol):
+    """The shape of :func:`run_variant` that orchestration takes a fake of (coverage, concern repro)."""
+
+    def __call__(self, variant: str, filesystems: list[str], workloads: list[str], out_dir: Path,
+                 progress: Progress | None, /, *, kernel: KernelBuild, guest_factory: GuestFactory | None,
+                 catalogue: dict[str, WorkloadSpec] | None) -> VariantRun: ...
+
 # (fs, disk size MiB, fio data file sizes MiB, overlay path, progress) -> the overlay made on a template
 TemplateFn = Callable[[str, int, list[int], Path, Progress], Path]
 
@@ -58,7 +76,7 @@ class _Run:
     specs: list[WorkloadSpec]
     filesystems: list[str]
     disks: list[Path]
-    kernel: Any
+    kernel: KernelBuild
     progress: Progress
     guest_factory: GuestFactory
     scan: ScanFn | None
@@ -81,12 +99,11 @@ def variant_kind(variant: str) -> str:
     return get_variant(variant).kind
 
 
-def default_guest_factory(kernel: Path, disks: list[Path], results_dir: Path) -> AbstractContextManager[Any]:
+def default_guest_factory(kernel: Path, disks: list[Path], results_dir: Path) -> Guest:
     """A real guest (harness.vm.guest.Guest) with the disks attached in order (/dev/vda, vdb, ...)."""
     cfg = GuestConfig(kernel=kernel, results_dir=results_dir, disks=disks, memory_mb=GUEST_MEMORY_MB,
                       boot_timeout=GUEST_BOOT_TIMEOUT, root_payload=payload.for_guest())
-    guest: AbstractContextManager[Any] = Guest(cfg)
-    return guest
+    return Guest(cfg)
 
 
 def _make_disks(root: Path, filesystems: list[str], specs: list[WorkloadSpec], templates: TemplateFn,
@@ -168,13 +185,12 @@ def _summary(run: _Run) -> dict[str, Any]:
     k = run.kernel
     return {"variant": run.variant, "variant_kind": run.variant_kind, "accel": run.accel,
             "guest_root": run.guest_root, "boots": run.boots,
-            "kernel": {"release": getattr(k, "release", ""), "commit": getattr(k, "commit", ""),
-                       "bzimage": str(getattr(k, "bzimage", ""))},
+            "kernel": {"release": k.release, "commit": k.commit, "bzimage": str(k.bzimage)},
             "filesystems": run.filesystems, "workloads": [s.name for s in run.specs],
             "jobs": [r.to_dict() for r in run.results]}
 
 
-def _apply_health(result: JobResult, health: Any, alive: bool) -> None:
+def _apply_health(result: JobResult, health: Health, alive: bool) -> None:
     """Kernel findings fail the job (crash for panic/oops/BUG/KASAN); a dead guest is a crash."""
     if health.findings:
         result.findings = health.summaries()
@@ -255,8 +271,8 @@ def _overhead(result: JobResult, wall: float) -> None:
 
 def _apply_wedge(result: JobResult, guest: GuestSession) -> None:
     """A guest that wedged (or died) under the job: its report, naming the test, goes into the result."""
-    wedge = getattr(guest, "wedge", None)
-    if not isinstance(wedge, dict):
+    wedge = wedge_of(guest)
+    if wedge is None:
         return
     tests = [str(t) for t in result.evidence.get("stopped_by", [])] or [result.workload]
     state = "wedged in the kernel" if wedge.get("alive") else "stopped answering"
@@ -282,9 +298,10 @@ def _booted(run: _Run) -> Iterator[GuestSession]:
     results_dir = run.variant_dir / f"guest-{run.boots}"
     results_dir.mkdir(parents=True, exist_ok=True)
     run.progress(f"{run.variant}: booting guest #{run.boots}")
-    with run.guest_factory(Path(run.kernel.bzimage), run.disks, results_dir) as guest:
-        run.accel = str(getattr(guest, "accel", run.accel) or run.accel)
-        run.guest_root = str(getattr(getattr(guest, "root", None), "mode", "") or run.guest_root)
+    with run.guest_factory(run.kernel.bzimage, run.disks, results_dir) as guest:
+        if isinstance(guest, ReportsBoot):  # a scripted fake may not say; the last guest that did counts
+            run.accel = guest.accel or run.accel
+            run.guest_root = guest.root_mode or run.guest_root
         yield guest
 
 
@@ -305,9 +322,9 @@ def _prepare_all(run: _Run, guest: GuestSession) -> dict[str, Target | str]:
     return targets
 
 
-def _era_mkfs(kernel: Any, fs: str) -> tuple[str, ...]:
+def _era_mkfs(kernel: KernelBuild, fs: str) -> tuple[str, ...]:
     """The mkfs options the kernel's era asks for (none when its release is unknown or not covered)."""
-    release = str(getattr(kernel, "release", "") or "")
+    release = kernel.release
     try:
         return tuple(mkfs_options(release, fs)) if release else ()
     except UserError:  # a release no era covers: the host's mkfs defaults, as before
@@ -377,27 +394,35 @@ def _final_health(run: _Run, guest: GuestSession, monitor: HealthMonitor) -> Non
         run.results.append(result)
 
 
+def plan_specs(variant: str, filesystems: list[str], workloads: list[str],
+               catalogue: dict[str, WorkloadSpec] | None = None,
+               kind: str | None = None) -> tuple[str, list[WorkloadSpec]]:
+    """(the variant's kind, the specs it runs, each knowing that kind); UserError for an unknown filesystem,
+    variant or workload. Callers check a request with it before they spend minutes building the kernel."""
+    unknown = [fs for fs in filesystems if fs not in FILESYSTEMS]
+    if unknown:
+        raise UserError(f"unknown filesystem {', '.join(unknown)} (known: {', '.join(FILESYSTEMS)})")
+    kind = kind or variant_kind(variant)
+    return kind, [replace(s, variant_kind=kind) for s in select(workloads or None, catalogue)]
+
+
 def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_dir: Path,
-                progress: Progress | None = None, *, guest_factory: GuestFactory | None = None,
-                build: BuildFn | None = None, scan: ScanFn | None = None,
+                progress: Progress | None = None, *, kernel: KernelBuild,
+                guest_factory: GuestFactory | None = None, scan: ScanFn | None = None,
                 catalogue: dict[str, WorkloadSpec] | None = None, max_boots: int = 0,
                 stop_on_flag: bool = False, templates: TemplateFn | None = None,
-                kind: str | None = None) -> list[JobResult]:
-    """Build ``variant``, boot it once (re-boot after a crash/hang), run the workloads on each filesystem.
+                kind: str | None = None) -> VariantRun:
+    """Boot ``kernel`` (built for ``variant``) once (re-boot after a crash/hang), run the workloads on each
+    filesystem; returns the jobs with the accelerator, guest root and number of boots.
 
-    ``guest_factory``, ``build``, ``scan``, ``catalogue`` and ``templates`` (the host-made filesystem images,
+    ``guest_factory``, ``scan``, ``catalogue`` and ``templates`` (the host-made filesystem images,
     :mod:`harness.workloads.templates`) are for tests (fakes); ``max_boots`` bounds
     re-boots (default: one more than the number of jobs). ``stop_on_flag`` (mutants) ends the run at the
     first job that fails a check: the rest are recorded as skipped, naming the job that flagged it.
     ``kind`` is the variant's kind when it is not in variants.toml (kwb mutate's generated mutants).
     """
     say = progress or (lambda _msg: None)
-    unknown = [fs for fs in filesystems if fs not in FILESYSTEMS]
-    if unknown:
-        raise UserError(f"unknown filesystem {', '.join(unknown)} (known: {', '.join(FILESYSTEMS)})")
-    kind = kind or variant_kind(variant)
-    specs = [replace(s, variant_kind=kind) for s in select(workloads or None, catalogue)]
-    kernel = (build or _ensure_kernel)(variant, progress=say)
+    kind, specs = plan_specs(variant, filesystems, workloads, catalogue, kind)
     fss = [fs for fs in filesystems if any(fs in s.filesystems for s in specs)]
     # Private to this run (concurrent runs of the same variant must not share images); removed at the end.
     disk_dir = cache_dir() / "disks" / f"{variant}-{os.getpid()}-{time.time_ns()}"
@@ -413,7 +438,7 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
         run.resume.clear()
         write_json(run.variant_dir / "summary.json", _summary(run))
         shutil.rmtree(disk_dir, ignore_errors=True)
-    return run.results
+    return VariantRun(run.results, accel=run.accel, guest_root=run.guest_root, boots=run.boots)
 
 
 def _skip_after_flag(run: _Run) -> None:
@@ -424,9 +449,6 @@ def _skip_after_flag(run: _Run) -> None:
         run.results.append(JobResult(spec.name, fs, run.variant, JobStatus.SKIP,
                                      f"not run: already flagged by {flag.workload} on {flag.fs}"))
 
-
-def _ensure_kernel(variant: str, progress: Progress) -> Any:
-    return ensure_kernel(variant, progress=progress)
 
 
 def _partial_or_error(run: _Run, spec: WorkloadSpec, fs: str, reason: str) -> JobResult:

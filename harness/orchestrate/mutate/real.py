@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import KwbError, UserError
+from harness.kernel.build import KernelBuild
 from harness.orchestrate import coverage
 from harness.orchestrate.ci import parse_shard, shard
 from harness.orchestrate.mutate.campaign import Lab, Outcome, Settings, State
@@ -119,7 +120,7 @@ def real_lab(builder: MutantBuilder, source: coverage.SourceFn, boot_timeout: fl
             raise UserError(f"mutate: {mutant.file} is not in the series commit")
         return builder.build(mutant, text)
 
-    def run_checks(name: str, kernel: Any, checks: list[str], filesystems: list[str], out_dir: Path,
+    def run_checks(name: str, kernel: KernelBuild, checks: list[str], filesystems: list[str], out_dir: Path,
                    progress: Progress) -> list[JobResult]:
         # Kernel mutants cannot share a boot: a mutant that corrupts a wait queue poisons every later
         # check in the same guest, so each mutant gets its own kernel and its own boot. One boot only
@@ -127,9 +128,8 @@ def real_lab(builder: MutantBuilder, source: coverage.SourceFn, boot_timeout: fl
         boots = GuestBoots(boot_timeout)
         last_boot.clear()
         last_boot.append(boots)
-        jobs = runner.run_variant(name, filesystems, checks, out_dir, progress, guest_factory=boots,
-                                  build=lambda *_a, **_k: kernel, stop_on_flag=True, kind="mutant",
-                                  max_boots=1)
+        jobs = runner.run_variant(name, filesystems, checks, out_dir, progress, kernel=kernel,
+                                  guest_factory=boots, stop_on_flag=True, kind="mutant", max_boots=1).jobs
         return boot_verdict(jobs, boots, name)
 
     last_boot: list[GuestBoots] = []
