@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from conftest import git
+from test_workloads_fakeguest import fake_kernel
 
 from harness.cli import main
 from harness.core.errors import InfraError, UserError
+from harness.kernel.build import KernelBuild
 from harness.orchestrate.mutate import generate as gen
 from harness.orchestrate.mutate import report
 from harness.orchestrate.mutate.campaign import (
@@ -153,14 +155,15 @@ class FakeLab:
             return BuildOutcome("stillborn", reason="error: expected ';'", seconds={"object": 1.0})
         if i == 1:
             return BuildOutcome("equivalent", reason="same object", seconds={"object": 1.0})
-        return BuildOutcome("built", kernel=f"kernel-{i}", seconds={"object": 1.0, "kernel": 9.0})
+        return BuildOutcome("built", kernel=fake_kernel(f"kernel-{i}"),
+                            seconds={"object": 1.0, "kernel": 9.0})
 
-    def run_checks(self, name: str, kernel: Any, checks: list[str], fss: list[str], out: Path,
+    def run_checks(self, name: str, kernel: KernelBuild, checks: list[str], fss: list[str], out: Path,
                    progress: Any) -> list[JobResult]:
         self.orders.append(list(checks))
         progress("gen: booting guest #1")
         progress("gen: ext4 ready")
-        if kernel == "kernel-2":
+        if kernel.variant == "kernel-2":
             return [_job("probe-b", JobStatus.FAIL, "lost CQE")]
         return [_job(c, JobStatus.PASS) for c in checks]
 
@@ -297,12 +300,13 @@ def test_control_must_pass_on_the_unmodified_kernel(tmp_path: Path) -> None:
     mutants = _mutants()
     state = State(_settings(), mutants)
     fake = FakeLab(mutants)
-    assert run_control(state, fake.lab(), "kernel-series", tmp_path, lambda _l: None).status == "survived"
+    control = run_control(state, fake.lab(), fake_kernel("series"), tmp_path, lambda _l: None)
+    assert control.status == "survived"
     assert state.control is not None
     assert state.control["checks_run"] == ["probe-a/ext4: pass", "probe-b/ext4: pass"]
     assert "Control: the unmodified kernel passed every check" in report.markdown(state)
     with pytest.raises(InfraError, match="control: the unmodified kernel does not pass the checks"):
-        run_control(state, fake.lab(), "kernel-2", tmp_path, lambda _l: None)  # this "kernel" fails probe-b
+        run_control(state, fake.lab(), fake_kernel("kernel-2"), tmp_path, lambda _l: None)  # fails probe-b
     assert state.control["status"] == "killed"
 
 

@@ -134,16 +134,11 @@ def test_prepare_boot_host_needs_nothing_and_bad_modes_are_refused(tmp_path: Pat
 
 
 def test_reuse_key_follows_the_guest_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dataclasses import dataclass
-
-    @dataclass
-    class K:
-        commit: str
-        config: Path
+    from test_workloads_fakeguest import fake_kernel
 
     config = tmp_path / "config"
     config.write_text("CONFIG_IO_URING=y\n")
-    k = K("a" * 40, config)
+    k = fake_kernel(commit="a" * 40, config=config)
     keys = {reuse.reuse_key(k, ["ext4"], [], "tcg", code="c", root=r)
             for r in ("host", "isolated:1", "isolated:2")}
     assert len(keys) == 3

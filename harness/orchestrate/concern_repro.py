@@ -40,7 +40,7 @@ from harness.series.concerns import load_catalogue as load_concerns
 from harness.vm.disks import ensure_disk
 from harness.workloads import runner
 from harness.workloads.catalogue import load_catalogue as load_workloads
-from harness.workloads.model import GuestSession, JobResult, WorkloadSpec
+from harness.workloads.model import GuestSession, JobResult, ReportsBoot, WorkloadSpec, wedge_of
 from harness.workloads.runner import VariantRunner
 
 Progress = Callable[[str], None]
@@ -155,8 +155,21 @@ class RecordingGuest:
         """The wrapped guest's liveness."""
         return self._guest.alive()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._guest, name)
+    # What the runner asks a guest beyond GuestSession (model.ReportsBoot, ReportsWedge), passed on.
+    @property
+    def accel(self) -> str:
+        """The wrapped guest's accelerator ("" when it does not say)."""
+        return self._guest.accel if isinstance(self._guest, ReportsBoot) else ""
+
+    @property
+    def root_mode(self) -> str:
+        """The wrapped guest's root ("" when it does not say)."""
+        return self._guest.root_mode if isinstance(self._guest, ReportsBoot) else ""
+
+    @property
+    def wedge(self) -> dict[str, object] | None:
+        """The wrapped guest's wedge report."""
+        return wedge_of(self._guest)
 
 
 _PROBE_RUN = re.compile(r"/(probe-[\w-]+) --timeout ")

@@ -23,7 +23,7 @@ from harness.orchestrate import coverage, coverage_html
 from harness.orchestrate.coverage import CoverageReport
 from harness.vm.disks import ensure_disk
 from harness.workloads import runner
-from harness.workloads.model import WorkloadSpec
+from harness.workloads.model import GuestSession, WorkloadSpec
 from harness.workloads.runner import VariantRunner
 
 Progress = Callable[[str], None]
@@ -68,7 +68,7 @@ def collecting_factory(inner: GuestFactory, *, make_disks: bool = True,
     return factory
 
 
-def _collect(guest: Any, results_dir: Path) -> None:
+def _collect(guest: GuestSession, results_dir: Path) -> None:
     dest = results_dir.resolve() / "gcov"
     if not guest.alive():
         write_text(results_dir / "gcov-collect.txt", "guest not alive: this boot's gcov data is lost\n")

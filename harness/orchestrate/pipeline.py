@@ -20,6 +20,7 @@ from harness.core import atomic, profile
 from harness.core.errors import InfraError, KwbError, UserError
 from harness.core.progress import Progress, fmt_seconds
 from harness.judge.verdict import VariantInfo
+from harness.kernel.apply import ApplyError
 from harness.kernel.build import KernelBuild
 from harness.kernel.eras.resolve import probe_roles
 from harness.orchestrate import reuse
@@ -98,8 +99,8 @@ class Stages:
     reuse_key: Callable[[KernelBuild, list[str], list[str]], str | None] | None = None
     # (revisions, jobs, {version: variant}, concerns) -> (revisions.json data, revisions.md text)
     compare_revisions: Callable[..., tuple[dict[str, Any], str]] | None = None
-    # (--source or None, progress) -> MailChoice: where the series' mail comes from (sources.mailsource)
-    choose_source: Callable[[str | None, Callable[[str], None]], Any] | None = None
+    # (--source or None, progress): where the series' mail comes from (sources.mailsource)
+    choose_source: Callable[[str | None, Callable[[str], None]], mailsource.MailChoice] | None = None
 
 
 @dataclass
@@ -369,7 +370,8 @@ def _plan_user_tree(opts: Options, stages: Stages, record: RunRecord, family: An
             if not opts.revisions:
                 raise
             job = _error_job(name, f"v{version} does not apply: {exc}")
-            job["evidence"] = {"apply": getattr(exc, "details", {})}  # the structured conflict report
+            # the structured conflict report, when the patch failed to apply (not another usage error)
+            job["evidence"] = {"apply": exc.details if isinstance(exc, ApplyError) else {}}
             record.add_jobs([job])
             continue
         planned.append(_Planned(VariantInfo(name, "series"), opts.tree, ref, "series"))

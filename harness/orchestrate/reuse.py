@@ -25,7 +25,9 @@ from typing import Any
 
 from harness.core.atomic import write_json
 from harness.core.paths import cache_dir, project_root
+from harness.kernel.build import KernelBuild
 from harness.vm import rootfs
+from harness.workloads.model import WorkloadSpec
 
 ENTRY = "entry.json"
 # What runs a job and turns its output into results: a change here may change the results.
@@ -71,14 +73,14 @@ def guest_root_identity() -> str:
     return f"isolated:{rootfs.ensure_base().identity}"
 
 
-def reuse_key(kernel: Any, filesystems: Iterable[str], specs: Iterable[Any], accel: str,
+def reuse_key(kernel: KernelBuild, filesystems: Iterable[str], specs: Iterable[WorkloadSpec], accel: str,
               code: str | None = None, root: str | None = None) -> str | None:
-    """The cache key of a variant run, or None when the kernel does not say what it is.
+    """The cache key of a variant run, or None when the kernel does not say what it is (no commit, or
+    its .config is not readable).
 
     ``root`` is the guest root's identity (default: :func:`guest_root_identity`)."""
-    commit = getattr(kernel, "commit", None)
-    config = getattr(kernel, "config", None)
-    if not commit or not config or not Path(config).is_file():
+    commit, config = kernel.commit, kernel.config
+    if not commit or not config.is_file():
         return None
     workloads = []
     for spec in specs:

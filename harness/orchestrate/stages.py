@@ -21,17 +21,18 @@ from harness.kernel.build import KernelBuild
 from harness.orchestrate import coverage, coverage_run, reuse
 from harness.orchestrate.pipeline import Stages
 from harness.series import concerns, export
+from harness.series.model import Family, Revision
 from harness.sources import mailsource
 from harness.vm import accel as accel_mod
 from harness.workloads import catalogue, runner
 from harness.workloads.model import VariantRun, WorkloadSpec
 
 
-def _load_family(source: str) -> Any:
+def _load_family(source: str) -> Family:
     return series.find_family(series.load_families(source), None)
 
 
-def _concern_statuses(family: Any) -> list[dict[str, Any]]:
+def _concern_statuses(family: Family) -> list[dict[str, Any]]:
     catalogue = concerns.load_catalogue()
     titles = {c.id: c.title for c in catalogue}
     out = []
@@ -42,7 +43,7 @@ def _concern_statuses(family: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _choose_source(given: str | None, progress: Callable[[str], None]) -> Any:
+def _choose_source(given: str | None, progress: Callable[[str], None]) -> mailsource.MailChoice:
     return mailsource.resolve(given, progress)
 
 
@@ -79,7 +80,7 @@ def _run_coverage(name: str, kernel: KernelBuild, filesystems: list[str], worklo
     return cov.run, summary
 
 
-def _apply_revision(tree: Path, base: str | None, revision: Any, progress: Callable[[str], None]) -> str:
+def _apply_revision(tree: Path, base: str | None, revision: Revision, progress: Callable[[str], None]) -> str:
     prepared = tree_mod.prepare_tree(tree, base, progress)
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="revision-") as tmp:
         mbox = export.export_revision(revision, Path(tmp) / f"v{revision.version}.mbx")
@@ -95,7 +96,7 @@ def _reuse_key_real(kernel: KernelBuild, filesystems: list[str], workloads: list
                            accel.accel)
 
 
-def _compare_revisions_real(revisions: list[Any], jobs: list[dict[str, Any]], variants: dict[int, str],
+def _compare_revisions_real(revisions: list[Revision], jobs: list[dict[str, Any]], variants: dict[int, str],
                             concerns: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
     comp = revcompare.compare(revisions, jobs, variants, "baseline", concerns)
     return comp.to_dict(), str(revcompare.markdown(comp))

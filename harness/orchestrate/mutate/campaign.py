@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.core.atomic import write_json
 from harness.core.errors import InfraError, KwbError, UserError
+from harness.kernel.build import KernelBuild
 from harness.orchestrate.mutate.generate import Mutant
 from harness.orchestrate.mutate.kernel import BuildOutcome
 from harness.workloads.model import JobResult, JobStatus
@@ -52,7 +53,7 @@ class Lab:
     # (mutant) -> BuildOutcome (stillborn / equivalent / built with a kernel)
     build: Callable[[Mutant], BuildOutcome]
     # (run name, kernel, checks in order, filesystems, out dir, progress) -> the jobs (stop at first flag)
-    run_checks: Callable[[str, Any, list[str], list[str], Path, Progress], list[JobResult]]
+    run_checks: Callable[[str, KernelBuild, list[str], list[str], Path, Progress], list[JobResult]]
     # the last run's guest boot time as the guest measured it (None: use the progress-line timer)
     boot_seconds: Callable[[], float | None] | None = None
 
@@ -163,6 +164,7 @@ def run_mutant(lab: Lab, mutant: Mutant, checks: list[str], filesystems: list[st
     if built.status != "built":
         out = Outcome(status=built.status, evidence=built.reason)
     else:
+        assert built.kernel is not None, "a built mutant carries its kernel"
         timer = _BootTimer(progress)
         run_start = time.monotonic()
         try:
@@ -180,7 +182,7 @@ def run_mutant(lab: Lab, mutant: Mutant, checks: list[str], filesystems: list[st
     return out
 
 
-def run_control(state: State, lab: Lab, kernel: Any, out_dir: Path, progress: Progress) -> Outcome:
+def run_control(state: State, lab: Lab, kernel: KernelBuild, out_dir: Path, progress: Progress) -> Outcome:
     """Run the campaign's checks on the unmodified kernel: a check that fails there kills every mutant
     for nothing, so the campaign stops (InfraError) instead of reporting a meaningless score."""
     timer = _BootTimer(progress)

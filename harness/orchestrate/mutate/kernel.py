@@ -20,6 +20,7 @@ from typing import Any
 from harness.core.errors import InfraError, UserError
 from harness.core.run import run
 from harness.kernel import build, kconfig, variants
+from harness.kernel.build import KernelBuild
 from harness.kernel.tree import Tree, checkout, git, locked, prepare_tree, rev_parse
 from harness.orchestrate.mutate.generate import Mutant
 
@@ -38,7 +39,7 @@ class BuildOutcome:
     """What building one mutant gave: a kernel to boot, or why there is none."""
 
     status: str                     # built | stillborn | equivalent
-    kernel: Any = None
+    kernel: KernelBuild | None = None  # set when built
     reason: str = ""
     seconds: dict[str, float] = field(default_factory=dict)  # object, kernel
 
@@ -158,7 +159,7 @@ class MutantBuilder:
             seconds["kernel"] = round(time.monotonic() - start, 2)
         return BuildOutcome("built", kernel=kernel, seconds=seconds)
 
-    def series_kernel(self) -> Any:
+    def series_kernel(self) -> KernelBuild:
         """The unmodified series kernel (the control), built or reused from the kernel cache."""
         tree = self._tree()
         with locked("kernel", progress=self.progress):

@@ -13,7 +13,7 @@ from harness.orchestrate import coverage
 from harness.orchestrate.ci import parse_shard, shard
 from harness.orchestrate.mutate.campaign import Lab, Outcome, Settings, State
 from harness.orchestrate.mutate.generate import Mutant, Operator, generate, sample
-from harness.orchestrate.mutate.kernel import MutantBuilder
+from harness.orchestrate.mutate.kernel import BuildOutcome, MutantBuilder
 from harness.vm.console import scan
 from harness.vm.guest import Guest, GuestConfig
 from harness.workloads import payload, runner
@@ -114,7 +114,7 @@ def boot_verdict(jobs: list[JobResult], boots: GuestBoots, name: str) -> list[Jo
 
 def real_lab(builder: MutantBuilder, source: coverage.SourceFn, boot_timeout: float = 180.0) -> Lab:
     """Stages backed by kwb's build and the workloads runner (one guest boot per mutant)."""
-    def build(mutant: Mutant) -> Any:
+    def build(mutant: Mutant) -> BuildOutcome:
         text = source(mutant.file)
         if text is None:
             raise UserError(f"mutate: {mutant.file} is not in the series commit")
