@@ -16,11 +16,12 @@ import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from harness.core import profile
 from harness.core.errors import InfraError
 from harness.core.profile import Role
+from harness.vm.console import Finding
 from harness.vm.console import scan as scan_console
 from harness.workloads.model import GuestSession
 
@@ -411,20 +412,11 @@ def split_samples(stdout: str) -> tuple[str, dict[str, Any]]:
 
 # ---- kernel health ------------------------------------------------------------------------------
 
-class FindingLike(Protocol):
-    """What harness.vm.console.Finding provides."""
-
-    kind: str
-    line: str
-    excerpt: str
-
-
-ScanFn = Callable[[str], list[Any]]
-CRASH_KINDS = frozenset({"panic", "oops", "bug", "kasan"})
+ScanFn = Callable[[str], list[Finding]]
 _TS = re.compile(r"^\s*(<\d+>)?\[\s*\d+\.\d+\]\s*")
 
 
-def default_scan(text: str) -> list[Any]:
+def default_scan(text: str) -> list[Finding]:
     """The VM helper's console scanner (harness.vm.console)."""
     return list(scan_console(text))
 
@@ -433,7 +425,7 @@ def default_scan(text: str) -> list[Any]:
 class Health:
     """What one job left in dmesg and on the console."""
 
-    findings: list[Any] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     dmesg: str = ""
     console: str = ""
     note: str = ""
@@ -441,7 +433,7 @@ class Health:
     @property
     def crashed(self) -> bool:
         """A panic/oops/BUG/KASAN report was seen."""
-        return any(getattr(f, "fatal", f.kind in CRASH_KINDS) for f in self.findings)
+        return any(f.fatal for f in self.findings)
 
     def summaries(self) -> list[str]:
         """One line per finding: ``kind: line``."""
@@ -475,7 +467,7 @@ class HealthMonitor:
         self.console_offset = len(console)
         dmesg, note = "", ""
         on_console = self.scan(new_console)
-        if any(getattr(f, "fatal", f.kind in CRASH_KINDS) for f in on_console):
+        if any(f.fatal for f in on_console):
             # The console already has the kernel's report (loglevel 7), and asking a kernel that just
             # oopsed for its log can wait out the whole timeout.
             note = "dmesg not read: the console shows a kernel crash"
@@ -490,7 +482,7 @@ class HealthMonitor:
         return Health(findings=findings, dmesg=dmesg, console=new_console, note=note)
 
 
-def _dedupe(findings: list[Any]) -> list[Any]:
+def _dedupe(findings: list[Finding]) -> list[Finding]:
     # A message reaches both dmesg and the console; count it once.
     seen: set[tuple[str, str]] = set()
     out = []
