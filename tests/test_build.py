@@ -146,3 +146,31 @@ def test_real_build_has_every_requested_symbol(built_kernel: KernelBuild) -> Non
     assert "CONFIG_RUSTC_VERSION=0" in built_kernel.config.read_text()
     head = built_kernel.bzimage.read_bytes()[:0x300]
     assert head[0x202:0x206] == b"HdrS"  # an x86 boot image
+
+
+def test_the_build_line_goes_to_a_live_sink_else_as_plain_lines() -> None:
+    class Sink:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str]] = []
+
+        def __call__(self, line: str) -> None:
+            self.calls.append(("line", line))
+
+        def live(self, text: str) -> None:
+            self.calls.append(("live", text))
+
+        def end_live(self, text: str = "") -> None:
+            self.calls.append(("end", text))
+
+    sink = Sink()
+    meter = build._Live(sink)
+    meter("1/10 objects")
+    meter("2/10 objects")
+    meter.end("10 objects in 5s")
+    assert sink.calls == [("live", "1/10 objects"), ("live", "2/10 objects"), ("end", "10 objects in 5s")]
+    lines: list[str] = []
+    plain = build._Live(lines.append)
+    plain("1/10 objects")
+    plain("2/10 objects")  # within LIVE_EVERY of the first: not repeated
+    plain.end("10 objects in 5s")
+    assert lines == ["1/10 objects", "10 objects in 5s"]

@@ -16,10 +16,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TextIO
+from typing import Protocol, TextIO, runtime_checkable
 
 LIVE_EVERY = 30.0  # seconds between live lines when they cannot be redrawn in place
 _COUNTED = re.compile(r"^\[(\d+)/(\d+)\] ")
+
+
+@runtime_checkable
+class LiveSink(Protocol):
+    """A progress callback that can also keep one updating line (:class:`Progress`, and wrappers that
+    pass it on); a plain callback gets ordinary lines instead."""
+
+    def __call__(self, line: str) -> None:
+        """A progress line."""
+        ...
+
+    def live(self, text: str) -> None:
+        """Replace the updating line."""
+        ...
+
+    def end_live(self, text: str = "") -> None:
+        """End the updating line."""
+        ...
 
 
 def fmt_seconds(seconds: float) -> str:

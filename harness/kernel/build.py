@@ -19,6 +19,7 @@ from pathlib import Path
 from harness.core import atomic
 from harness.core.errors import InfraError, UserError
 from harness.core.paths import cache_dir
+from harness.core.progress import LiveSink
 from harness.core.run import run
 from harness.kernel import buildmeter, kconfig, variants
 from harness.kernel.eras import resolve as eras_resolve
@@ -108,17 +109,15 @@ class _Live:
         self.last = -LIVE_EVERY
 
     def __call__(self, text: str) -> None:
-        live = getattr(self.progress, "live", None)
-        if callable(live):
-            live(text)
+        if isinstance(self.progress, LiveSink):
+            self.progress.live(text)
         elif self.progress is not None and time.monotonic() - self.last >= LIVE_EVERY:
             self.last = time.monotonic()
             self.progress(text)
 
     def end(self, text: str) -> None:
-        end = getattr(self.progress, "end_live", None)
-        if callable(end):
-            end(text)
+        if isinstance(self.progress, LiveSink):
+            self.progress.end_live(text)
         elif self.progress is not None:
             self.progress(text)
 
