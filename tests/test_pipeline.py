@@ -23,6 +23,7 @@ from harness.kernel.build import KernelBuild
 from harness.orchestrate.pipeline import Options, Stages, run_pipeline, workloads_for
 from harness.orchestrate.stages import real_stages
 from harness.report import schema
+from harness.series.model import Family, Revision
 from harness.workloads.model import JobResult, JobStatus, VariantRun, WorkloadSpec
 
 
@@ -40,16 +41,10 @@ def FakeKernel(variant: str) -> KernelBuild:
     return fake_kernel(variant, Path("/cache"), commit="c0ffee" * 6 + "abcd", config=Path("/cache/.config"))
 
 
-@dataclass
-class FakeFamily:
-    name: str = "async-buffered-reads"
-    asked: list[int] = field(default_factory=list)
-
-    def revision(self, version: int) -> str:
-        self.asked.append(version)
-        if version not in (1, 2, 3, 4, 5, 7):
-            raise UserError(f"unknown revision v{version}")
-        return f"rev-{version}"
+def FakeFamily() -> Family:
+    """A family of mail-less revisions v1-v5 and v7, labelled rev-N."""
+    revisions = [Revision(v, f"rev-{v}", False, 0, None, []) for v in (1, 2, 3, 4, 5, 7)]
+    return Family("async-buffered-reads", revisions)
 
 
 @dataclass
@@ -62,7 +57,7 @@ class Recorder:
     runs: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
     stop_on_flag: dict[str, bool] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)  # the kind each variant was run as
-    applied: list[tuple[Path, str | None, Any]] = field(default_factory=list)
+    applied: list[tuple[Path, str | None, Revision]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (what, variant, thread)
 
     def build_kernel(self, variant: str, /, *, tree: Path | None, base: str | None,
@@ -324,7 +319,7 @@ def test_user_tree_runs_revision_and_its_base(tmp_path: Path) -> None:
     code = run_pipeline(_opts(tmp_path, tree=tree, base="v5.7-rc7", revision=5), rec.stages(),
                        _quiet())
     assert code == 0
-    assert rec.applied == [(tree, "v5.7-rc7", "rev-5")]
+    assert [(t, b, r.label) for t, b, r in rec.applied] == [(tree, "v5.7-rc7", "rev-5")]
     # The revision applied, then the bare base as baseline; both from the user's tree, never 6.12 patches.
     assert rec.builds == [("series", tree, "kwb/series/v5"), ("series", tree, "v5.7-rc7")]
     data = _latest(tmp_path)
@@ -452,18 +447,18 @@ def _revision_jobs(versions: list[int]) -> list[JobResult]:
 @dataclass
 class RevRecorder(Recorder):
     unappliable: set[str] = field(default_factory=set)
-    compared: list[tuple[list[Any], dict[int, str]]] = field(default_factory=list)
+    compared: list[tuple[list[Revision], dict[int, str]]] = field(default_factory=list)
 
-    def apply(self, tree: Path, base: str | None, revision: Any, progress: Any) -> str:
+    def apply(self, tree: Path, base: str | None, revision: Revision, progress: Any) -> str:
         self.applied.append((tree, base, revision))
-        if revision in self.unappliable:
+        if revision.label in self.unappliable:
             from harness.kernel.apply import ApplyError
 
-            raise ApplyError(f"patch 2/12 \"mm: allow read-ahead\" does not apply ({revision})",
+            raise ApplyError(f"patch 2/12 \"mm: allow read-ahead\" does not apply ({revision.label})",
                              {"patch": 2, "total": 12, "conflict": {"hunks": []}})
-        return f"kwb/series/{revision}"
+        return f"kwb/series/{revision.label}"
 
-    def compare(self, revisions: list[Any], jobs: list[dict[str, Any]], variants: dict[int, str],
+    def compare(self, revisions: list[Revision], jobs: list[dict[str, Any]], variants: dict[int, str],
                 concerns: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
         self.compared.append((revisions, variants))
         return {"pairs": [{"old": "v3", "new": "v4", "patches": [{}], "checks": []}]}, "# revisions\n"
@@ -480,13 +475,14 @@ def test_revisions_build_the_base_once_and_each_revision_as_a_variant(tmp_path: 
     code = run_pipeline(_opts(tmp_path, tree=tree, base="v5.8-base", revisions=[3, 4, 5]), rec.stages(),
                         _quiet())
     assert code == 0
-    assert [a[2] for a in rec.applied] == ["rev-3", "rev-4", "rev-5"]
+    assert [a[2].label for a in rec.applied] == ["rev-3", "rev-4", "rev-5"]
     assert rec.builds == [("series", tree, "kwb/series/rev-3"), ("series", tree, "kwb/series/rev-4"),
                           ("series", tree, "kwb/series/rev-5"), ("series", tree, "v5.8-base")]
     # the base runs the same checks as the revisions (so each failure can be attributed)
     workloads = {r[0]: r[2] for r in rec.runs}
     assert workloads["baseline"] == workloads["series-v3"] == workloads["series-v5"]
-    assert rec.compared == [(["rev-3", "rev-4", "rev-5"], {3: "series-v3", 4: "series-v4", 5: "series-v5"})]
+    assert [([r.label for r in revs], variants) for revs, variants in rec.compared] == [
+        (["rev-3", "rev-4", "rev-5"], {3: "series-v3", 4: "series-v4", 5: "series-v5"})]
     data = _latest(tmp_path)
     assert set(data["variants"]) == {"series-v3", "series-v4", "series-v5", "baseline"}
     assert data["kernel"]["revisions"] == [3, 4, 5]

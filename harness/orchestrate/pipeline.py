@@ -26,6 +26,7 @@ from harness.kernel.eras.resolve import probe_roles
 from harness.orchestrate import reuse
 from harness.report.results import RunRecord, new_run_id
 from harness.report.write import finalize
+from harness.series.model import Family, Revision
 from harness.sources import mailsource
 from harness.workloads.model import JobResult, JobStatus, VariantRun, WorkloadSpec
 from harness.workloads.runner import plan_specs
@@ -87,18 +88,19 @@ class Options:
 class Stages:
     """The pipeline's stages (real ones from :func:`real_stages`, fakes in tests)."""
 
-    load_family: Callable[[str], Any]                       # source -> Family
-    concern_statuses: Callable[[Any], list[dict[str, Any]]]  # Family -> ConcernStatus dicts (+ title)
+    load_family: Callable[[str], Family]                        # source -> the series
+    concern_statuses: Callable[[Family], list[dict[str, Any]]]  # -> ConcernStatus dicts (+ title)
     variant_catalogue: Callable[[], list[VariantInfo]]
     workload_catalogue: Callable[[], dict[str, WorkloadSpec]]
     build_kernel: BuildKernelFn
     run_variant: RunVariantFn
-    apply_revision: Callable[[Path, str | None, Any, Callable[[str], None]], str]  # -> applied ref
+    apply_revision: Callable[[Path, str | None, Revision, Callable[[str], None]], str]  # -> applied ref
     run_coverage: RunCoverageFn
     # (kernel, filesystems, workloads) -> the key a baseline's results are kept under; None: never reuse
     reuse_key: Callable[[KernelBuild, list[str], list[str]], str | None] | None = None
     # (revisions, jobs, {version: variant}, concerns) -> (revisions.json data, revisions.md text)
-    compare_revisions: Callable[..., tuple[dict[str, Any], str]] | None = None
+    compare_revisions: Callable[[list[Revision], list[dict[str, Any]], dict[int, str], list[dict[str, Any]]],
+                                tuple[dict[str, Any], str]] | None = None
     # (--source or None, progress): where the series' mail comes from (sources.mailsource)
     choose_source: Callable[[str | None, Callable[[str], None]], mailsource.MailChoice] | None = None
 
@@ -211,10 +213,11 @@ def _steps(opts: Options, stages: Stages, record: RunRecord, run_dir: Path,
     return first
 
 
-def _compare_revisions(opts: Options, stages: Stages, family: Any, record: RunRecord, run_dir: Path,
+def _compare_revisions(opts: Options, stages: Stages, family: Family | None, record: RunRecord, run_dir: Path,
                        progress: Progress) -> None:
     """revisions.json / revisions.md: each revision against the base, and what changed between them."""
     assert stages.compare_revisions is not None
+    assert family is not None, "a user tree's run reads the series' mail (_series_step)"
     versions = opts.revisions or ([opts.revision] if opts.revision is not None else [])
     try:
         data, text = stages.compare_revisions([family.revision(v) for v in versions], record.jobs,
@@ -235,7 +238,7 @@ def _revision_variant(opts: Options, version: int) -> str:
     return f"series-v{version}" if opts.revisions else "series"
 
 
-def _series_step(opts: Options, stages: Stages, record: RunRecord, progress: Progress) -> Any:
+def _series_step(opts: Options, stages: Stages, record: RunRecord, progress: Progress) -> Family | None:
     """The static concern step; None (step skipped, the verdict says what was not checked) when there
     is no mail to read. The default tree's kernel part needs no mail, a user's tree does (the revision)."""
     choose = stages.choose_source or mailsource.resolve
@@ -333,7 +336,7 @@ def _check_options(opts: Options) -> None:
         raise UserError("no filesystem selected (--fs)")
 
 
-def _plan(opts: Options, stages: Stages, record: RunRecord, family: Any,
+def _plan(opts: Options, stages: Stages, record: RunRecord, family: Family | None,
           progress: Progress) -> list[_Planned]:
     if opts.tree is not None:
         return _plan_user_tree(opts, stages, record, family, progress)
@@ -350,7 +353,7 @@ def _plan(opts: Options, stages: Stages, record: RunRecord, family: Any,
     return [_Planned(v, None, None, v.name) for v in chosen]
 
 
-def _plan_user_tree(opts: Options, stages: Stages, record: RunRecord, family: Any,
+def _plan_user_tree(opts: Options, stages: Stages, record: RunRecord, family: Family | None,
                     progress: Progress) -> list[_Planned]:
     """Each revision applied to the user's base as a variant, then the base itself as the baseline.
 
@@ -358,6 +361,7 @@ def _plan_user_tree(opts: Options, stages: Stages, record: RunRecord, family: An
     report as the reason) and the others still run; with one, that stops the run as before.
     """
     assert opts.tree is not None
+    assert family is not None, "a user tree's run reads the series' mail (_series_step)"
     single = [opts.revision] if opts.revision is not None else []
     versions = list(opts.revisions) if opts.revisions else single
     planned: list[_Planned] = []
