@@ -23,7 +23,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,10 +41,10 @@ from harness.vm.disks import ensure_disk
 from harness.workloads import runner
 from harness.workloads.catalogue import load_catalogue as load_workloads
 from harness.workloads.model import GuestSession, JobResult, ReportsBoot, WorkloadSpec, wedge_of
-from harness.workloads.runner import VariantRunner
+from harness.workloads.runner import GuestFactory, VariantRunner
 
 Progress = Callable[[str], None]
-GuestFactory = Callable[[Path, list[Path], Path], AbstractContextManager[Any]]
+
 BUNDLE_SCHEMA = 1
 DISK_MB = 1536  # sparse; room for the probes' scratch files and fs metadata
 # What concern repro knows about the series (probe phases, extra and return-value probes, the cases each
@@ -241,7 +241,7 @@ def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB
     The runner makes its disks itself; a disk that exists is never touched (a re-boot keeps its fs).
     """
     @contextmanager
-    def factory(kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[Any]:
+    def factory(kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[RecordingGuest]:
         for disk in disks:
             ensure_disk(disk, disk_mb)
         with inner(kernel, disks, results_dir) as guest:

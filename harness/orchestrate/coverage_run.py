@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from harness.core.atomic import write_json, write_text
 from harness.core.errors import InfraError
@@ -24,10 +23,10 @@ from harness.orchestrate.coverage import CoverageReport
 from harness.vm.disks import ensure_disk
 from harness.workloads import runner
 from harness.workloads.model import GuestSession, WorkloadSpec
-from harness.workloads.runner import VariantRunner
+from harness.workloads.runner import GuestFactory, VariantRunner
 
 Progress = Callable[[str], None]
-GuestFactory = Callable[[Path, list[Path], Path], AbstractContextManager[Any]]
+
 GCOV_DIR = "/sys/kernel/debug/gcov"
 COPY_TIMEOUT = 300.0
 DISK_MB = 2304  # sparse; the fio data file is 1 GiB
@@ -53,7 +52,7 @@ def collecting_factory(inner: GuestFactory, *, make_disks: bool = True,
     The data of boot N lands in ``<results_dir>/gcov`` (results_dir is the guest's writable host dir).
     """
     @contextmanager
-    def factory(kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[Any]:
+    def factory(kernel: Path, disks: list[Path], results_dir: Path) -> Iterator[GuestSession]:
         if make_disks:
             for disk in disks:  # the runner makes its own; only a missing one is made here
                 ensure_disk(disk, disk_mb)
