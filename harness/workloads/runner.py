@@ -22,7 +22,7 @@ from harness.core.errors import KwbError, UserError
 from harness.core.paths import cache_dir
 from harness.vm.disks import FILESYSTEMS as DISK_FILESYSTEMS
 from harness.vm.disks import guest_device, make_disk
-from harness.workloads import kinds, payload
+from harness.workloads import kinds, payload, readahead
 from harness.workloads.catalogue import FILESYSTEMS, select
 from harness.workloads.evidence import HealthMonitor, ScanFn
 from harness.workloads.fio import FioParams
@@ -205,13 +205,20 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
     health_text = ""
     try:
         monitor.mark()
+        window: readahead.Window | None = None
         try:
+            if spec.read_ahead_kb is not None:
+                window = readahead.apply(guest, target, spec.read_ahead_kb)
             result = kinds.runner_for(spec.kind)(guest, run_spec, target, run_dir)
         except KwbError as exc:
             result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR, str(exc))
         except Exception as exc:  # a runner bug must cost one job, not the run
             result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR,
                                f"workload runner failed: {type(exc).__name__}: {exc}")
+        if window is not None:
+            result.evidence["read_ahead_kb"] = {"asked": spec.read_ahead_kb, "before": window.before,
+                                                "set": window.after}
+            _restore_window(result, guest, window)
         result.variant, result.job_dir = run.variant, str(job_dir)
         # TCG timings depend on what else the host runs: keep the host load next to the numbers.
         result.evidence["host_loadavg"] = [round(x, 2) for x in os.getloadavg()]
@@ -237,6 +244,16 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         return result, reboot
     finally:
         _write_job(run, result, job_dir, health_text)
+
+
+def _restore_window(result: JobResult, guest: GuestSession, window: readahead.Window) -> None:
+    """Put the read-ahead windows back for the next job; a guest that died keeps its reason instead."""
+    if not guest.alive():
+        return
+    try:
+        readahead.restore(guest, window)
+    except KwbError as exc:
+        result.evidence["read_ahead_restore_error"] = str(exc)
 
 
 def _overhead(result: JobResult, wall: float) -> None:
