@@ -64,6 +64,8 @@ class _Run:
     guest_root: str = ""  # "isolated" or "host": what the guest's / was (vm/rootfs)
     prepared: set[str] = field(default_factory=set)  # filesystems made in this run (host template or guest)
     stop_on_flag: bool = False                        # mutants: the first failing check is enough
+    # (fs, workload) -> the command that re-runs one job, for variants `kwb run` cannot name (kwb mutate's)
+    reproducer: Callable[[str, str], str] | None = None
     # (fs, workload) -> the part of a job a guest reboot cut short; its evidence["resume"] runs next boot
     resume: dict[tuple[str, str], JobResult] = field(default_factory=dict)
 
@@ -145,6 +147,8 @@ def _prepare_fs(guest: GuestSession, fs: str, device: str, mkfs: bool,
 
 
 def _reproducer(run: _Run, fs: str, workload: str) -> str:
+    if run.reproducer is not None:
+        return run.reproducer(fs, workload)
     argv = ["kwb", "run", "--variant", run.variant, "--fs", fs, "--workload", workload,
             "--out", str(run.out_dir.resolve() / "reproduce")]
     return shlex.join(argv)
@@ -401,14 +405,16 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
                 build: BuildFn | None = None, scan: ScanFn | None = None,
                 catalogue: dict[str, WorkloadSpec] | None = None, max_boots: int = 0,
                 stop_on_flag: bool = False, templates: TemplateFn | None = None,
-                kind: str | None = None) -> list[JobResult]:
+                kind: str | None = None,
+                reproducer: Callable[[str, str], str] | None = None) -> list[JobResult]:
     """Build ``variant``, boot it once (re-boot after a crash/hang), run the workloads on each filesystem.
 
     ``guest_factory``, ``build``, ``scan``, ``catalogue`` and ``templates`` (the host-made filesystem images,
     :mod:`harness.workloads.templates`) are for tests (fakes); ``max_boots`` bounds
     re-boots (default: one more than the number of jobs). ``stop_on_flag`` (mutants) ends the run at the
     first job that fails a check: the rest are recorded as skipped, naming the job that flagged it.
-    ``kind`` is the variant's kind when it is not in variants.toml (kwb mutate's generated mutants).
+    ``kind`` is the variant's kind when it is not in variants.toml (kwb mutate's generated mutants);
+    ``reproducer`` (fs, workload) gives their jobs' reproduce.sh command when ``kwb run`` cannot name them.
     """
     say = progress or (lambda _msg: None)
     unknown = [fs for fs in filesystems if fs not in FILESYSTEMS]
@@ -422,7 +428,8 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
     disk_dir = cache_dir() / "disks" / f"{variant}-{os.getpid()}-{time.time_ns()}"
     disks, ready = _make_disks(disk_dir, fss, specs, templates or template_overlay, say)
     run = _Run(variant, kind, out_dir, specs, fss, disks, kernel, say,
-               guest_factory or default_guest_factory, scan, prepared=ready, stop_on_flag=stop_on_flag)
+               guest_factory or default_guest_factory, scan, prepared=ready, stop_on_flag=stop_on_flag,
+               reproducer=reproducer)
     limit = max_boots or len(_pending(run)) + 1
     try:
         _drive(run, limit)
