@@ -114,7 +114,7 @@ def test_plan_errors_name_the_problem() -> None:
     with pytest.raises(UserError, match="unknown concern 'nope'"):
         concern_repro.find_concern("nope")
     with pytest.raises(UserError, match="runs on bdev"):
-        concern_repro.plan(concern, load_catalogue(), ["probe-lock-page-async"], ["bdev"])
+        concern_repro.plan(concern, load_catalogue(), ["liburing-eventfd"], ["bdev"])
 
 
 def test_bundle_is_self_contained(tmp_path: Path, kernel: Kernel) -> None:

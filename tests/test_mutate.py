@@ -29,7 +29,7 @@ from harness.orchestrate.mutate.campaign import (
     save_state,
 )
 from harness.orchestrate.mutate.kernel import BuildOutcome, mutant_commit, object_of, same_code
-from harness.orchestrate.mutate.real import GuestBoots, boot_verdict, merge_states
+from harness.orchestrate.mutate.real import GuestBoots, boot_verdict, merge_states, reproduce_command
 from harness.workloads.model import JobResult, JobStatus
 
 SMALL = Path(__file__).parent / "data" / "mutate" / "small.c"
@@ -382,3 +382,20 @@ def test_user_tree_lines_are_those_the_revision_adds(tmp_path: Path) -> None:
     assert [(m.line, m.operator) for m in mutants] == [(15, "negate-condition"), (16, "remove-break")]
     with pytest.raises(UserError, match=r"lib/other\.c"):
         series_lines(git_source(repo, "HEAD"), ["lib/other.c"], tree=repo, base=base, head="HEAD")
+
+
+def test_reproducer_remakes_the_mutant_and_runs_one_check_into_its_own_directory(tmp_path: Path) -> None:
+    settings = Settings(files=["io_uring/rw.c", "mm/filemap.c"], max=40, seed=1, checks=["probe-short-read"],
+                        filesystems=["ext4"])
+    cmd = reproduce_command(settings, tmp_path, profile=None, base=None, head=None)
+    line = cmd("gen-mm-filemap-c-2417-negate-condition-1", "ext4", "probe-invalidate-race")
+    out = tmp_path.resolve() / "reproduce-mm-filemap-c-2417-negate-condition-1"
+    assert line == (f"kwb mutate --out {out}"
+                    " --files io_uring/rw.c,mm/filemap.c --seed 1 --max 40 --only "
+                    "mm-filemap-c-2417-negate-condition-1 --rerun --checks probe-invalidate-race --fs ext4")
+    # the control ran the unmodified kernel: kwb run knows it
+    assert cmd("control-series", "bdev", "fio-iouring").startswith("kwb run --variant series --fs bdev ")
+    user = Settings(files=["mm/filemap.c"], max=None, seed=2, checks=[], filesystems=["ext4"], tree="/t")
+    line = reproduce_command(user, tmp_path, profile="p", base="v1", head="kwb/apply/x")("gen-a", "xfs", "w")
+    assert line.startswith("kwb --profile p mutate ") and "--tree /t --base v1 --head kwb/apply/x" in line
+    assert "--max" not in line

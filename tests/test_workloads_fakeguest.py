@@ -58,6 +58,9 @@ class FakeGuest:
     laid_out: set[str] = field(default_factory=set)
     accel: str = "tcg"
     root_mode: str = ""  # harness.workloads.model.ReportsBoot: the fake does not say what its / is
+    # read-ahead windows (sysfs path → KiB); a device's queue file appears at its first listing
+    read_ahead: dict[str, int] = field(default_factory=dict)
+    read_ahead_stuck: bool = False  # the kernel ignores writes to read_ahead_kb
 
     # --- GuestSession -------------------------------------------------------------------------
     def run(self, command: str, timeout: float) -> Result:
@@ -82,6 +85,8 @@ class FakeGuest:
 
     # --- scripted answers ----------------------------------------------------------------------
     def _answer(self, command: str) -> Result:
+        if "/read_ahead_kb" in command:
+            return self._read_ahead(command)
         if command.startswith("command -v fio"):
             return _ok("/usr/bin/fio\n" if self.fio else "KWB-NO-FIO\n")
         if "KWB-SOURCE" in command:
@@ -113,6 +118,17 @@ class FakeGuest:
         for fs in self.mkfs_fail:
             if f"mount -t {fs}" in command:
                 return _ok("", f"mkfs.{fs} /dev/vdX failed", 1)
+        return _ok()
+
+    def _read_ahead(self, command: str) -> Result:
+        if command.startswith("for f in"):  # the listing: every queue named, plus filesystem bdis
+            for dev in re.findall(r"/sys/block/(\w+)/queue/read_ahead_kb", command):
+                self.read_ahead.setdefault(f"/sys/block/{dev}/queue/read_ahead_kb", 128)
+            return _ok("".join(f"{p} {kb}\n" for p, kb in self.read_ahead.items()
+                               if p.startswith("/sys/fs/") or p.split("/")[3] in command))
+        if not self.read_ahead_stuck:
+            for kb, path in re.findall(r"echo (\d+) > ([^\s;]+)", command):
+                self.read_ahead[path] = int(kb)
         return _ok()
 
     def _fio(self, command: str) -> Result:

@@ -264,7 +264,8 @@ QUICK = {"probe-completion-accounting": ["--iterations", "4"], "probe-data-integ
          "probe-lock-page-async": ["--iterations", "8"],
          "probe-kbuf-cancel": ["--iterations", "2"], "probe-iopoll-buffered": ["--iterations", "2"],
          "probe-ring-exit-inflight": ["--iterations", "8", "--size-mb", "32"],
-         "probe-short-read": ["--iterations", "1"]}
+         "probe-short-read": ["--iterations", "1"], "probe-invalidate-race": ["--seconds", "2"],
+         "probe-no-rasync": ["--iterations", "2"]}
 
 
 @pytest.mark.host
@@ -326,12 +327,17 @@ def _catalogue_with_every_probe() -> dict[str, WorkloadSpec]:
 
 @pytest.mark.boot
 @pytest.mark.real
-def test_real_probes_in_the_guest_on_ext4(built_kernel: KernelBuild, tmp_path: Path) -> None:
+def test_real_probes_in_the_guest_on_ext4_and_the_raw_device(built_kernel: KernelBuild,
+                                                              tmp_path: Path) -> None:
     names = probes.available()
-    results = runner.run_variant("series", ["ext4"], names, tmp_path, kernel=built_kernel,
-                                 catalogue=_catalogue_with_every_probe()).jobs
-    by_name = {r.workload: r for r in results}
-    for name in names:
-        r = by_name[name]
+    cat = _catalogue_with_every_probe()
+    results = runner.run_variant("series", ["ext4", "bdev"], names, tmp_path, kernel=built_kernel,
+                                 catalogue=cat).jobs
+    by_name = {(r.fs, r.workload): r for r in results}
+    expected = [(fs, n) for fs in ("ext4", "bdev") for n in names if fs in cat[n].filesystems]
+    assert sorted(by_name) == sorted(expected)
+    assert ("bdev", "probe-short-read") in by_name, "the probes read the raw device too"
+    for key in expected:
+        r, name = by_name[key], key[1]
         assert r.status is JobStatus.PASS, f"{name}: {r.status.value}: {r.reason}"
         assert r.metrics, f"{name} reported no counters"

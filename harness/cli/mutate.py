@@ -18,7 +18,13 @@ from harness.orchestrate.mutate import generate, report
 from harness.orchestrate.mutate.campaign import Settings, State, run_campaign, run_control, save_state
 from harness.orchestrate.mutate.generate import Mutant, operators_file
 from harness.orchestrate.mutate.kernel import MutantBuilder, object_of
-from harness.orchestrate.mutate.real import merge_states, plan_mutants, real_lab, validate_checks
+from harness.orchestrate.mutate.real import (
+    merge_states,
+    plan_mutants,
+    real_lab,
+    reproduce_command,
+    validate_checks,
+)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -142,7 +148,9 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         with progress.step("reference objects"):
             builder.reference(sorted({m.file for m in mutants}))
         state.wall_seconds += time.monotonic() - start
-        lab = real_lab(builder, source, defaults.boot_timeout)
+        lab = real_lab(builder, source, defaults.boot_timeout,
+                       reproducer=reproduce_command(settings, out, profile=args.profile, base=args.base,
+                                                    head=args.head))
         if args.control and (state.control or {}).get("status") != "survived":
             with progress.step("control"):
                 run_control(state, lab, builder.series_kernel(), out, progress)

@@ -25,6 +25,7 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "must_show": list, "concerns": list, "params": dict, "default": bool, "must_show_by_kind": dict,
+    "read_ahead_kb": int,
 }
 
 
@@ -78,6 +79,9 @@ def _spec_from_table(data: dict[str, Any], path: Path) -> WorkloadSpec:
         if not isinstance(checks, list):
             raise UserError(f"{where}: field 'must_show_by_kind.{vkind}' must be a list")
         by_kind[vkind] = _str_list(where, f"must_show_by_kind.{vkind}", checks)
+    read_ahead_kb = data.get("read_ahead_kb")
+    if read_ahead_kb is not None and read_ahead_kb < 0:
+        raise UserError(f"{where}: field 'read_ahead_kb' must be >= 0 KiB, got {read_ahead_kb}")
     params = dict(data.get("params", {}))
     kinds.validate_params(data["kind"], params, where)
     return WorkloadSpec(
@@ -86,6 +90,7 @@ def _spec_from_table(data: dict[str, Any], path: Path) -> WorkloadSpec:
         must_show=_str_list(where, "must_show", data.get("must_show", [])),
         concerns=_str_list(where, "concerns", data.get("concerns", [])),
         params=params, source=path, default=bool(data.get("default", True)), must_show_by_kind=by_kind,
+        read_ahead_kb=read_ahead_kb,
     )
 
 

@@ -89,6 +89,8 @@ class WorkloadSpec:
     # Per variant kind ("baseline", "mutant", ...): checks replacing must_show on that kind.
     must_show_by_kind: dict[str, list[str]] = field(default_factory=dict)
     variant_kind: str = "series"  # set by the runner: the kind of the variant this job runs on
+    # The read-ahead dimension (harness.workloads.readahead): None keeps the kernel's window.
+    read_ahead_kb: int | None = None
 
     def checks(self) -> list[str]:
         """The must_show checks that apply to the variant kind this spec runs on."""

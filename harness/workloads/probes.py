@@ -44,7 +44,8 @@ EXIT_PASS, EXIT_FAIL, EXIT_SETUP, EXIT_SKIP = 0, 1, 2, 77
 # by the probe (with its counters) rather than by the outer kill.
 WATCHDOG_MARGIN = 20.0
 INT_PARAMS = ("size_mb", "iterations", "threads", "seconds", "probe_timeout")
-KNOWN_PARAMS = (*INT_PARAMS, "probe", "self_test_fail", "phase", "kprobes", "extra_kprobes")
+BOOL_PARAMS = ("self_test_fail", "kprobes", "fadvise_random")
+KNOWN_PARAMS = (*INT_PARAMS, *BOOL_PARAMS, "probe", "phase", "extra_kprobes")
 
 
 def extra_kprobes(probe: str) -> tuple[str, ...]:
@@ -132,6 +133,7 @@ class ProbeParams:
     phase: str = ""                 # probes with phases: run only this one
     kprobes: bool = True            # count path markers (harness.workloads.evidence) while the probe runs
     extra_kprobes: tuple[str, ...] = ()
+    fadvise_random: bool = False    # POSIX_FADV_RANDOM on the probe's file (the read-ahead dimension)
 
     @classmethod
     def from_dict(cls, params: dict[str, Any], where: str = "probe params") -> ProbeParams:
@@ -144,7 +146,7 @@ class ProbeParams:
                                 f"got {value!r}")
             if key == "probe" and not isinstance(value, str):
                 raise UserError(f"{where}: field 'params.probe' must be a string")
-            if key in ("self_test_fail", "kprobes") and not isinstance(value, bool):
+            if key in BOOL_PARAMS and not isinstance(value, bool):
                 raise UserError(f"{where}: field 'params.{key}' must be true or false")
             if key == "phase" and not isinstance(value, str):
                 raise UserError(f"{where}: field 'params.phase' must be a string")
@@ -189,6 +191,8 @@ def probe_argv(binary: Path, target: Target | None, p: ProbeParams, watchdog: in
         argv += ["--phase", p.phase]
     if p.self_test_fail:
         argv.append("--self-test-fail")
+    if p.fadvise_random:
+        argv.append("--fadvise-random")
     return argv
 
 

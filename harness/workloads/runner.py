@@ -26,7 +26,7 @@ from harness.kernel.variants import get_variant
 from harness.vm.disks import FILESYSTEMS as DISK_FILESYSTEMS
 from harness.vm.disks import guest_device, make_disk
 from harness.vm.guest import Guest, GuestConfig
-from harness.workloads import kinds, payload
+from harness.workloads import kinds, payload, readahead
 from harness.workloads.catalogue import FILESYSTEMS, select
 from harness.workloads.evidence import Health, HealthMonitor, ScanFn
 from harness.workloads.fio import FioParams
@@ -86,6 +86,8 @@ class _Run:
     guest_root: str = ""  # "isolated" or "host": what the guest's / was (vm/rootfs)
     prepared: set[str] = field(default_factory=set)  # filesystems made in this run (host template or guest)
     stop_on_flag: bool = False                        # mutants: the first failing check is enough
+    # (fs, workload) -> the command that re-runs one job, for variants `kwb run` cannot name (kwb mutate's)
+    reproducer: Callable[[str, str], str] | None = None
     # (fs, workload) -> the part of a job a guest reboot cut short; its evidence["resume"] runs next boot
     resume: dict[tuple[str, str], JobResult] = field(default_factory=dict)
 
@@ -162,6 +164,8 @@ def _prepare_fs(guest: GuestSession, fs: str, device: str, mkfs: bool,
 
 
 def _reproducer(run: _Run, fs: str, workload: str) -> str:
+    if run.reproducer is not None:
+        return run.reproducer(fs, workload)
     argv = ["kwb", "run", "--variant", run.variant, "--fs", fs, "--workload", workload,
             "--out", str(run.out_dir.resolve() / "reproduce")]
     return shlex.join(argv)
@@ -221,13 +225,20 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
     health_text = ""
     try:
         monitor.mark()
+        window: readahead.Window | None = None
         try:
+            if spec.read_ahead_kb is not None:
+                window = readahead.apply(guest, target, spec.read_ahead_kb)
             result = kinds.runner_for(spec.kind)(guest, run_spec, target, run_dir)
         except KwbError as exc:
             result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR, str(exc))
         except Exception as exc:  # a runner bug must cost one job, not the run
             result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR,
                                f"workload runner failed: {type(exc).__name__}: {exc}")
+        if window is not None:
+            result.evidence["read_ahead_kb"] = {"asked": spec.read_ahead_kb, "before": window.before,
+                                                "set": window.after}
+            _restore_window(result, guest, window)
         result.variant, result.job_dir = run.variant, str(job_dir)
         # TCG timings depend on what else the host runs: keep the host load next to the numbers.
         result.evidence["host_loadavg"] = [round(x, 2) for x in os.getloadavg()]
@@ -253,6 +264,16 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         return result, reboot
     finally:
         _write_job(run, result, job_dir, health_text)
+
+
+def _restore_window(result: JobResult, guest: GuestSession, window: readahead.Window) -> None:
+    """Put the read-ahead windows back for the next job; a guest that died keeps its reason instead."""
+    if not guest.alive():
+        return
+    try:
+        readahead.restore(guest, window)
+    except KwbError as exc:
+        result.evidence["read_ahead_restore_error"] = str(exc)
 
 
 def _overhead(result: JobResult, wall: float) -> None:
@@ -411,7 +432,8 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
                 guest_factory: GuestFactory | None = None, scan: ScanFn | None = None,
                 catalogue: dict[str, WorkloadSpec] | None = None, max_boots: int = 0,
                 stop_on_flag: bool = False, templates: TemplateFn | None = None,
-                kind: str | None = None) -> VariantRun:
+                kind: str | None = None,
+                reproducer: Callable[[str, str], str] | None = None) -> VariantRun:
     """Boot ``kernel`` (built for ``variant``) once (re-boot after a crash/hang), run the workloads on each
     filesystem; returns the jobs with the accelerator, guest root and number of boots.
 
@@ -419,7 +441,8 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
     :mod:`harness.workloads.templates`) are for tests (fakes); ``max_boots`` bounds
     re-boots (default: one more than the number of jobs). ``stop_on_flag`` (mutants) ends the run at the
     first job that fails a check: the rest are recorded as skipped, naming the job that flagged it.
-    ``kind`` is the variant's kind when it is not in variants.toml (kwb mutate's generated mutants).
+    ``kind`` is the variant's kind when it is not in variants.toml (kwb mutate's generated mutants);
+    ``reproducer`` (fs, workload) gives their jobs' reproduce.sh command when ``kwb run`` cannot name them.
     """
     say = progress or (lambda _msg: None)
     kind, specs = plan_specs(variant, filesystems, workloads, catalogue, kind)
@@ -428,7 +451,8 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
     disk_dir = cache_dir() / "disks" / f"{variant}-{os.getpid()}-{time.time_ns()}"
     disks, ready = _make_disks(disk_dir, fss, specs, templates or template_overlay, say)
     run = _Run(variant, kind, out_dir, specs, fss, disks, kernel, say,
-               guest_factory or default_guest_factory, scan, prepared=ready, stop_on_flag=stop_on_flag)
+               guest_factory or default_guest_factory, scan, prepared=ready, stop_on_flag=stop_on_flag,
+               reproducer=reproducer)
     limit = max_boots or len(_pending(run)) + 1
     try:
         _drive(run, limit)

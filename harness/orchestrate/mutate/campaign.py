@@ -46,6 +46,10 @@ class Outcome:
         return asdict(self)
 
 
+# Run names of generated mutants (their results directories): gen-<mutant id>.
+GENERATED_PREFIX = "gen-"
+
+
 @dataclass
 class Lab:
     """The campaign's stages."""
@@ -166,11 +170,11 @@ def run_mutant(lab: Lab, mutant: Mutant, checks: list[str], filesystems: list[st
     else:
         assert built.kernel is not None, "a built mutant carries its kernel"
         timer = _BootTimer(progress)
-        run_start = time.monotonic()
+        run_start, name = time.monotonic(), f"{GENERATED_PREFIX}{mutant.id}"
         try:
-            jobs = lab.run_checks(f"gen-{mutant.id}", built.kernel, checks, filesystems, out_dir, timer)
+            jobs = lab.run_checks(name, built.kernel, checks, filesystems, out_dir, timer)
         except KwbError as exc:
-            jobs = [JobResult("run", "-", f"gen-{mutant.id}", JobStatus.ERROR, str(exc))]
+            jobs = [JobResult("run", "-", name, JobStatus.ERROR, str(exc))]
         out = judge(jobs)
         cost["checks"] = round(sum(j.duration for j in jobs), 2)
         measured = lab.boot_seconds() if lab.boot_seconds is not None else None

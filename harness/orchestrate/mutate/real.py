@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from harness.core.errors import KwbError, UserError
 from harness.kernel.build import KernelBuild
 from harness.orchestrate import coverage
 from harness.orchestrate.ci import parse_shard, shard
-from harness.orchestrate.mutate.campaign import Lab, Outcome, Settings, State
+from harness.orchestrate.mutate.campaign import GENERATED_PREFIX, Lab, Outcome, Settings, State
 from harness.orchestrate.mutate.generate import Mutant, Operator, generate, sample
 from harness.orchestrate.mutate.kernel import BuildOutcome, MutantBuilder
 from harness.vm.console import scan
@@ -112,8 +113,12 @@ def boot_verdict(jobs: list[JobResult], boots: GuestBoots, name: str) -> list[Jo
     return jobs
 
 
-def real_lab(builder: MutantBuilder, source: coverage.SourceFn, boot_timeout: float = 180.0) -> Lab:
-    """Stages backed by kwb's build and the workloads runner (one guest boot per mutant)."""
+def real_lab(builder: MutantBuilder, source: coverage.SourceFn, boot_timeout: float = 180.0,
+             reproducer: Callable[[str, str, str], str] | None = None) -> Lab:
+    """Stages backed by kwb's build and the workloads runner (one guest boot per mutant).
+
+    ``reproducer`` (run name, fs, workload) is the command each job's reproduce.sh runs: a generated
+    mutant is no variant ``kwb run`` knows, so it is re-run through ``kwb mutate --only``."""
     def build(mutant: Mutant) -> BuildOutcome:
         text = source(mutant.file)
         if text is None:
@@ -128,8 +133,10 @@ def real_lab(builder: MutantBuilder, source: coverage.SourceFn, boot_timeout: fl
         boots = GuestBoots(boot_timeout)
         last_boot.clear()
         last_boot.append(boots)
+        again = (lambda fs, w: reproducer(name, fs, w)) if reproducer else None
         jobs = runner.run_variant(name, filesystems, checks, out_dir, progress, kernel=kernel,
-                                  guest_factory=boots, stop_on_flag=True, kind="mutant", max_boots=1).jobs
+                                  guest_factory=boots, stop_on_flag=True, kind="mutant", max_boots=1,
+                                  reproducer=again).jobs
         return boot_verdict(jobs, boots, name)
 
     last_boot: list[GuestBoots] = []
@@ -177,3 +184,29 @@ def merge_states(dirs: Sequence[Path]) -> State:
         merged.wall_seconds = max(merged.wall_seconds, st.wall_seconds)
     merged.mutants.sort(key=lambda m: (m.file, m.line, m.id))
     return merged
+
+
+def reproduce_command(settings: Settings, out: Path, *, profile: str | None, base: str | None,
+                      head: str | None) -> Callable[[str, str, str], str]:
+    """The reproduce.sh command of a campaign's jobs: (run name, fs, workload) -> shell command.
+
+    A generated mutant is re-made from the campaign's generation settings (the same mutant is the same
+    commit) and run through that one check on that filesystem, into a directory of its own so the
+    campaign's state is untouched. The control ran the unmodified series kernel: ``kwb run`` of it."""
+    def command(name: str, fs: str, workload: str) -> str:
+        top = ["kwb", *(["--profile", profile] if profile else [])]
+        if not name.startswith(GENERATED_PREFIX):
+            return shlex.join([*top, "run", "--variant", "series", "--fs", fs, "--workload", workload,
+                               "--out", str(out.resolve() / "reproduce")])
+        mutant = name[len(GENERATED_PREFIX):]
+        argv = [*top, "mutate", "--out", str(out.resolve() / f"reproduce-{mutant}"),
+                "--files", ",".join(settings.files), "--seed", str(settings.seed)]
+        if settings.max is not None:
+            argv += ["--max", str(settings.max)]
+        if settings.tree != "default":
+            argv += ["--tree", settings.tree, *(["--base", base] if base else []),
+                     *(["--head", head] if head else [])]
+        if settings.shard:
+            argv += ["--shard", settings.shard]
+        return shlex.join([*argv, "--only", mutant, "--rerun", "--checks", workload, "--fs", fs])
+    return command

@@ -50,6 +50,7 @@ struct kwb_opts {
 	int threads;
 	int seconds;
 	const char *phase;      /* probe-specific: run only this phase (NULL = all) */
+	int fadvise_random;     /* POSIX_FADV_RANDOM on the target: no read-ahead for this file */
 };
 
 static KWB_UNUSED const char *kwb_probe_name = "probe";
@@ -173,7 +174,8 @@ static KWB_UNUSED void kwb_on_alarm(int sig)
 static KWB_UNUSED __attribute__((noreturn)) void kwb_usage(void)
 {
 	fprintf(stderr, "usage: %s [--file PATH | --dir DIR] [--timeout S] [--self-test-fail] "
-		"[--size-mb N] [--iterations N] [--threads N] [--seconds N] [--phase NAME]\n", kwb_probe_name);
+		"[--size-mb N] [--iterations N] [--threads N] [--seconds N] [--phase NAME] "
+		"[--fadvise-random]\n", kwb_probe_name);
 	kwb_finish(KWB_EXIT_SETUP, "bad arguments");
 }
 
@@ -216,6 +218,8 @@ static KWB_UNUSED void kwb_init(const char *name, int argc, char **argv, struct 
 			kwb_opt.phase = argv[++i];
 		else if (!strcmp(argv[i], "--self-test-fail"))
 			kwb_opt.self_test_fail = 1;
+		else if (!strcmp(argv[i], "--fadvise-random"))
+			kwb_opt.fadvise_random = 1;
 		else
 			kwb_usage();
 	}
@@ -366,6 +370,9 @@ static KWB_UNUSED int kwb_open_target(off_t *size)
 	}
 	if (fd < 0)
 		kwb_finish(KWB_EXIT_SETUP, "cannot open %s: %s", kwb_path, strerror(errno));
+	/* The read-ahead dimension: this file's reads then bring in only the pages asked for. */
+	if (kwb_opt.fadvise_random && (errno = posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM)))
+		kwb_finish(KWB_EXIT_SETUP, "posix_fadvise(%s, RANDOM): %s", kwb_path, strerror(errno));
 	if (fstat(fd, &st) == 0 && S_ISBLK(st.st_mode)) {
 		uint64_t bytes = 0;
 		kwb_is_bdev = 1;
