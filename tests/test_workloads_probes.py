@@ -8,6 +8,7 @@ and that its watchdog turns a hang into a failure; the guest test runs them on a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,6 +280,32 @@ def test_real_probe_passes_on_the_host_and_can_fail(name: str, tmp_path: Path) -
     assert (rc, bad.status) == (1, JobStatus.FAIL), bad.reason
     assert bad.result is not None and bad.result["self_test_fail"] is True
     assert not list(tmp_path.glob(".kwb-*")), "the probe removes its scratch file"
+
+
+@pytest.mark.host
+@pytest.mark.real
+def test_real_partial_folio_probe_on_a_loop_device(tmp_path: Path) -> None:
+    """The raw-device probe on the host: a loop device over a scratch file stands in for the guest's disk."""
+    from harness.core.run import run
+
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"")
+    os.truncate(image, 64 << 20)
+    attach = run(["losetup", "-f", "--show", str(image)], timeout=30)
+    if not attach.ok:
+        pytest.skip(f"no loop device on this host: {attach.stderr.strip() or attach.returncode}")
+    device = attach.stdout.strip()
+    try:
+        binary = probes.build_probe("probe-partial-folio")
+        for extra, want_rc, status in (([], 0, JobStatus.PASS), (["--self-test-fail"], 1, JobStatus.FAIL)):
+            res = run([str(binary), "--timeout", "60", "--file", device, *extra], timeout=90)
+            outcome = probes.interpret("probe-partial-folio", res.returncode, res.timed_out, res.stdout, 90)
+            assert (res.returncode, outcome.status) == (want_rc, status), outcome.reason
+        assert outcome.counters["partial_pages"] > 0
+        bsize = run(["blockdev", "--getbsz", device], timeout=30)
+        assert bsize.stdout.strip() == "4096", "the probe puts the device's block size back"
+    finally:
+        run(["losetup", "-d", device], timeout=30)
 
 
 @pytest.mark.host
