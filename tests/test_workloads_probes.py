@@ -131,6 +131,18 @@ def test_build_hash_changes_with_the_sources(tmp_path: Path, monkeypatch: pytest
     assert probes.build_hash() != before
 
 
+def test_a_run_keeps_its_probe_directory_when_a_source_changes(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # the guest's payload holds the binaries built at boot: an edit mid-run must not move them
+    src = tmp_path / "probes"
+    shutil.copytree(probes.SOURCE_DIR, src)
+    monkeypatch.setattr(probes, "SOURCE_DIR", src)
+    first = probes.build_dir()
+    (src / "probe-short-read.c").write_text((src / "probe-short-read.c").read_text() + "\n/* edit */\n")
+    assert probes.build_dir() == first
+    assert first.name != probes.build_hash(), "the next run builds the edited sources"
+
+
 def test_build_failure_is_one_line_naming_the_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "probes"
     shutil.copytree(probes.SOURCE_DIR, src)

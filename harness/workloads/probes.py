@@ -79,9 +79,17 @@ def build_hash() -> str:
     return h.hexdigest()[:16]
 
 
+# The hash a process first computed, per source directory: a run builds its probes once. A source edited
+# while a run goes on must not move the binaries away from the guest's payload image, which holds the
+# ones built at boot (seen: an edit mid-run made every later probe "not runnable in the guest").
+_RUN_HASHES: dict[Path, str] = {}
+
+
 def build_dir() -> Path:
-    """Where this source tree's probe binaries live."""
-    return cache_dir() / "probes" / build_hash()
+    """Where this run's probe binaries live (the sources' hash when the run first asked)."""
+    if SOURCE_DIR not in _RUN_HASHES:
+        _RUN_HASHES[SOURCE_DIR] = build_hash()
+    return cache_dir() / "probes" / _RUN_HASHES[SOURCE_DIR]
 
 
 def build_probe(name: str, *, timeout: float = BUILD_TIMEOUT) -> Path:
