@@ -399,3 +399,32 @@ def test_reproducer_remakes_the_mutant_and_runs_one_check_into_its_own_directory
     line = reproduce_command(user, tmp_path, profile="p", base="v1", head="kwb/apply/x")("gen-a", "xfs", "w")
     assert line.startswith("kwb --profile p mutate ") and "--tree /t --base v1 --head kwb/apply/x" in line
     assert "--max" not in line
+
+
+def test_an_argued_survivor_leaves_the_score_only_while_its_line_is_unchanged(tmp_path: Path) -> None:
+    mutants = _mutants()
+    state = run_campaign(State(_settings(), mutants), FakeLab(mutants).lab(), tmp_path, lambda _l: None,
+                         save=save_state(tmp_path / "state.json"))
+    survivor = mutants[3]
+    argued = {survivor.id: gen.Argued(survivor.id, survivor.original, "unreachable (test)")}
+    s = report.summary(state, argued)
+    c = s["counts"]
+    assert (c["survived"], c["argued_equivalent"], s["score"], s["raw_score"]) == (0, 1, 1.0, 0.5)
+    report.write(state, tmp_path, argued)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Survivors (0)" in md and "## Argued equivalent (1)" in md and "unreachable (test)" in md
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["mutants"][3]["argued_equivalent"] == "unreachable (test)"
+    stale = {survivor.id: gen.Argued(survivor.id, "something else;", "written for another tree")}
+    assert report.summary(state, stale)["counts"]["survived"] == 1, "a changed line voids the argument"
+
+
+def test_equivalents_file_errors_name_the_entry_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "ops.toml"
+    path.write_text('[[equivalent]]\nid = "m-1"\noriginal = "x;"\n')
+    with pytest.raises(UserError, match=r"equivalent\[0\]: field 'reason' must be a non-empty string"):
+        gen.load_equivalents(path)
+    path.write_text('[[equivalent]]\nid = "m-1"\noriginal = "x;"\nreason = "r"\nwhy = "?"\n')
+    with pytest.raises(UserError, match="unknown field 'why'"):
+        gen.load_equivalents(path)
+    assert set(gen.load_equivalents()) >= {"io-uring-rw-c-735-early-success-1"}

@@ -84,14 +84,16 @@ def operators_path(profile: str | None) -> Path:
 def cmd_mutate(args: argparse.Namespace) -> int:
     """kwb mutate."""
     progress = Progress(quiet=getattr(args, "quiet", False))
+    # survivors argued equivalent (docs/mutants.md): reported apart, out of the score's denominator
+    argued = generate.load_equivalents(operators_path(args.profile))
     if args.merge:
         if args.out is None:
             raise UserError("--merge needs --out DIR (where the merged report goes)")
         merged = merge_states(args.merge)
         args.out.mkdir(parents=True, exist_ok=True)
         write_text(args.out / "state.json", json.dumps(merged.to_dict(), indent=1))
-        report.write(merged, args.out)
-        return _exit(merged, args, progress, args.out)
+        report.write(merged, args.out, argued)
+        return _exit(merged, args, progress, args.out, argued)
     if args.max is not None and args.max < 1:
         raise UserError(f"--max must be at least 1, not {args.max}")
     if args.budget is not None and args.budget <= 0:
@@ -158,9 +160,9 @@ def cmd_mutate(args: argparse.Namespace) -> int:
                      save=save_state(out / "state.json"), only={m.id for m in mutants})
     finally:
         save_state(out / "state.json")(state)
-        report.write(state, out)
+        report.write(state, out, argued)
         builder.restore()
-    return _exit(state, args, progress, out)
+    return _exit(state, args, progress, out, argued)
 
 
 def _state(out: Path, settings: Settings, mutants: list[Mutant]) -> State:
@@ -177,13 +179,15 @@ def _state(out: Path, settings: Settings, mutants: list[Mutant]) -> State:
     return state
 
 
-def _exit(state: State, args: argparse.Namespace, progress: Progress, out: Path) -> int:
-    s = report.summary(state)
+def _exit(state: State, args: argparse.Namespace, progress: Progress, out: Path,
+          argued: dict[str, generate.Argued]) -> int:
+    s = report.summary(state, argued)
     score = s["score"]
     c = s["counts"]
     progress.note(f"mutation score: {'n/a' if score is None else f'{100 * score:.1f}%'} ({s['detected']}/"
                   f"{s['scored']}); survived {c['survived']}, stillborn {c['stillborn']}, equivalent "
-                  f"{c['equivalent']}, error {c['error']}, pending {c['pending']} — {out / 'report.md'}")
+                  f"{c['equivalent']} by object and {c['argued_equivalent']} argued, error {c['error']}, "
+                  f"pending {c['pending']} — {out / 'report.md'}")
     if c["pending"] or c["error"]:
         return int(ExitCode.INFRASTRUCTURE)
     if args.min_score is not None and (score is None or 100 * score < args.min_score):

@@ -91,6 +91,34 @@ def operators_file() -> Path:
     return Path(__file__).with_name("operators.toml")
 
 
+@dataclass(frozen=True)
+class Argued:
+    """A generated mutant argued equivalent in docs/mutants.md: nothing the tested kernel can run tells it
+    from the series. ``original`` is the line as the argument read it: a tree whose line differs voids it."""
+
+    id: str
+    original: str
+    reason: str
+
+
+def load_equivalents(path: Path | None = None) -> dict[str, Argued]:
+    """The ``[[equivalent]]`` tables of ``path`` (id, original, reason), keyed by mutant id."""
+    path = path or operators_file()
+    out: dict[str, Argued] = {}
+    for i, entry in enumerate(load_toml(path, "mutation operators").get("equivalent", [])):
+        where = f"{path}: equivalent[{i}]"
+        if not isinstance(entry, dict):
+            raise UserError(f"{where} must be a table")
+        for key in ("id", "original", "reason"):
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise UserError(f"{where}: field {key!r} must be a non-empty string")
+        unknown = set(entry) - {"id", "original", "reason"}
+        if unknown:
+            raise UserError(f"{where}: unknown field {sorted(unknown)[0]!r} (known: id, original, reason)")
+        out[entry["id"]] = Argued(entry["id"], entry["original"], " ".join(entry["reason"].split()))
+    return out
+
+
 def load_operators(path: Path | None = None) -> list[Operator]:
     """Every operator of ``path``, validated (a bad regex or guard is a UserError naming it)."""
     path = path or operators_file()

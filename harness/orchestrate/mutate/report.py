@@ -8,12 +8,30 @@ from typing import Any
 
 from harness.core.atomic import write_json, write_text
 from harness.orchestrate.mutate.campaign import OUTCOMES, Outcome, State
+from harness.orchestrate.mutate.generate import Argued
 
 
-def summary(state: State) -> dict[str, Any]:
-    """Counts per outcome, the score (killed+timeout / non-equivalent scored mutants) and the cost."""
+def argued_survivors(state: State, argued: dict[str, Argued] | None) -> dict[str, Argued]:
+    """Survivors whose equivalence is argued (docs/mutants.md) for the very line this tree has."""
+    out = {}
+    for m in state.mutants:
+        a = (argued or {}).get(m.id)
+        survived = state.outcomes.get(m.id, Outcome()).status == "survived"
+        if a and survived and a.original.strip() == m.original.strip():
+            out[m.id] = a
+    return out
+
+
+def summary(state: State, argued: dict[str, Argued] | None = None) -> dict[str, Any]:
+    """Counts per outcome, the score (killed+timeout / non-equivalent scored mutants) and the cost.
+
+    A survivor argued equivalent (``argued``, the campaign file's ``[[equivalent]]``) is counted apart and
+    leaves the score's denominator; ``raw_score`` keeps it in."""
     outcomes = {m.id: state.outcomes.get(m.id, Outcome()) for m in state.mutants}
     counts = {k: sum(1 for o in outcomes.values() if o.status == k) for k in OUTCOMES}
+    equal = argued_survivors(state, argued)
+    counts["argued_equivalent"] = len(equal)
+    counts["survived"] -= len(equal)
     detected = counts["killed"] + counts["timeout"]
     scored = detected + counts["survived"]
     cost: dict[str, Any] = {"wall_seconds": round(state.wall_seconds, 1)}
@@ -29,16 +47,20 @@ def summary(state: State) -> dict[str, Any]:
     return {"counts": counts, "detected": detected, "scored": scored,
             # None, not 0 %, when nothing was scored yet: a missing score must not read as a bad one
             "score": round(detected / scored, 4) if scored else None,
+            "raw_score": round(detected / (scored + len(equal)), 4) if scored + len(equal) else None,
             "kills_by_check": dict(sorted(state.kills.items(), key=lambda kv: -kv[1])), "cost": cost}
 
 
-def results(state: State) -> dict[str, Any]:
+def results(state: State, argued: dict[str, Argued] | None = None) -> dict[str, Any]:
     """results.json of a campaign."""
+    equal = argued_survivors(state, argued)
     rows = []
     for m in state.mutants:
         o = state.outcomes.get(m.id, Outcome())
-        rows.append({**m.to_dict(), "diff": m.diff(), "outcome": o.to_dict()})
-    return {"kind": "mutation-campaign", "settings": state.to_dict()["settings"], "summary": summary(state),
+        rows.append({**m.to_dict(), "diff": m.diff(), "outcome": o.to_dict(),
+                     **({"argued_equivalent": equal[m.id].reason} if m.id in equal else {})})
+    return {"kind": "mutation-campaign", "settings": state.to_dict()["settings"],
+            "summary": summary(state, argued),
             "control": state.control, "mutants": rows}
 
 
@@ -59,9 +81,9 @@ def _control(state: State) -> str:
     return f"Control: the unmodified kernel {ok} — " + ", ".join(c.get("checks_run", []))
 
 
-def markdown(state: State) -> str:
+def markdown(state: State, argued: dict[str, Argued] | None = None) -> str:
     """report.md of a campaign."""
-    s = summary(state)
+    s, equal = summary(state, argued), argued_survivors(state, argued)
     c, cost = s["counts"], s["cost"]
     st = state.settings
     out = ["# Mutation campaign", "",
@@ -73,7 +95,8 @@ def markdown(state: State) -> str:
            f"**Mutation score: {_pct(s['score'])}** — {s['detected']} detected (killed {c['killed']}, "
            f"timeout {c['timeout']}) of {s['scored']} non-equivalent mutants that ran; survived "
            f"{c['survived']}, stillborn {c['stillborn']}, equivalent by object {c['equivalent']}, "
-           f"error {c['error']}, pending {c['pending']}.", "",
+           f"argued equivalent {c['argued_equivalent']} (docs/mutants.md), error {c['error']}, "
+           f"pending {c['pending']}. Counting the argued ones as survivors: {_pct(s['raw_score'])}.", "",
            _control(state), "",
            "## Cost", "",
            f"Campaign wall time: {cost['wall_seconds']:.0f} s. Per mutant (median, min, max):", "",
@@ -92,7 +115,8 @@ def markdown(state: State) -> str:
         ev = o.evidence.replace("|", "\\|").replace("\n", " ")[:160]
         out.append(f"| `{m.id}` | {m.operator} | `{m.file}:{m.line}` | {o.status} | {by} | {ev} | "
                    f"{o.cost.get('total', 0):.0f} s |")
-    survivors = [m for m in state.mutants if state.outcomes.get(m.id, Outcome()).status == "survived"]
+    survivors = [m for m in state.mutants
+                 if state.outcomes.get(m.id, Outcome()).status == "survived" and m.id not in equal]
     out += ["", f"## Survivors ({len(survivors)})", "",
             "Each is a gap to close with a check, or an equivalence to argue in docs/mutants.md.", ""]
     for m in survivors:
@@ -101,10 +125,14 @@ def markdown(state: State) -> str:
                 "Checks run: " + ", ".join(o.checks_run), "", "```diff", m.diff().rstrip(), "```", ""]
     if not survivors:
         out.append("(none)")
+    out += ["", f"## Argued equivalent ({len(equal)})", "",
+            "Survivors no input the tested kernel allows can tell from the series; the argument for each is "
+            "in docs/mutants.md and the campaign file's `[[equivalent]]`.", ""]
+    out += [f"- `{i}`: {a.reason}" for i, a in equal.items()] or ["(none)"]
     return "\n".join(out) + "\n"
 
 
-def write(state: State, out_dir: Path) -> None:
+def write(state: State, out_dir: Path, argued: dict[str, Argued] | None = None) -> None:
     """Write results.json and report.md into ``out_dir``."""
-    write_json(out_dir / "results.json", results(state))
-    write_text(out_dir / "report.md", markdown(state))
+    write_json(out_dir / "results.json", results(state, argued))
+    write_text(out_dir / "report.md", markdown(state, argued))
