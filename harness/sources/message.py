@@ -12,6 +12,7 @@ import email.errors
 import email.header
 import email.message
 import email.utils
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -112,6 +113,13 @@ def read_headers(head: bytes) -> dict[str, str]:
     Six headers found by one regex over the bytes instead of email's feed parser over all of them: that
     is what lets an archive of tens of thousands of messages be indexed at the speed of reading it.
     """
+    return dict(_read_headers(head))  # a copy: the cached one is shared
+
+
+# Indexing a message reads its header block twice (parsing it, then the index's body facts or the body's
+# decoding): at ~80 µs a block that was a third of a whole-archive index build's own CPU time.
+@functools.lru_cache(maxsize=2)
+def _read_headers(head: bytes) -> dict[str, str]:
     out: dict[str, str] = {}
     for m in _WANTED.finditer(head):
         name = m.group(1).lower().decode()
