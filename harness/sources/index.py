@@ -83,15 +83,16 @@ class _Builder:
         mid, subject, sender, date, irt, refs, origin, locator, has_diff, claims, integrity, warnings = rec
         ids = self.ids
         mid = ids.setdefault(mid, mid)
-        refs = [ids.get(r, r) for r in refs]
+        if refs:
+            refs = [ids.get(r, r) for r in refs]
         if irt is not None:
             irt = refs[-1] if refs and refs[-1] == irt else ids.get(irt, irt)
         when = datetime.fromisoformat(date) if date else None
         if when is not None and when.tzinfo is not None:
             zone = self._zones.setdefault(when.tzinfo, when.tzinfo)
             when = when if zone is when.tzinfo else when.replace(tzinfo=zone)
-        locator = [self._words.setdefault(x, x) if isinstance(x, str) and len(x) < 16 else x
-                   for x in locator]
+        if locator and isinstance(locator[0], str):  # public-inbox's epoch name, the same for thousands
+            locator[0] = self._words.setdefault(locator[0], locator[0])
         self.messages.append(Message(mid, subject, sender, when, irt, refs, origin=origin,
                                      warnings=warnings, loader=self.load, locator=locator,
                                      has_diff=has_diff, claims_version=claims, integrity=integrity))
