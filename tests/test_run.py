@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.core.errors import CommandTimeout, InfraError
-from harness.core.run import run
+from harness.core.run import run, spawn
 
 
 def test_captures_output_and_status(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def _gone(pid: int, wait: float = 10.0) -> bool:
 _DRIVER = """
 import signal, sys
 from harness.cli import _on_sigterm
-from harness.core.run import run
+from harness.core.run import run, spawn
 signal.signal(signal.SIGTERM, _on_sigterm)
 try:
     run(["sh", "-c", "sleep 300 & echo $! > " + sys.argv[1] + "; wait"], timeout=600)
@@ -118,7 +118,7 @@ _KWB_BUILD = """
 import sys
 from harness.kernel import build
 from harness import cli
-from harness.core.run import run
+from harness.core.run import run, spawn
 
 def fake_make(variant, **kw):
     # stands in for `make -j`: a command with a child of its own, started through the one runner
@@ -147,3 +147,82 @@ def test_interrupted_kwb_build_leaves_no_process(tmp_path: Path, sig: signal.Sig
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "kwb: interrupted" in err
     assert _gone(child), f"make's child {child} survived {sig.name} of kwb build"
+
+
+# spawn(): a long-lived child under the same rules (argv list, logged, deadline, its group killed on any
+# exit).
+
+
+def test_spawn_talks_through_binary_pipes_and_logs(tmp_path: Path) -> None:
+    log = tmp_path / "cat.log"
+    with spawn(["sh", "-c", "echo warming up >&2; exec cat"], timeout=10, log=log, env={"X": "1"}) as child:
+        child.stdin.write(b"\x00bytes\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"\x00bytes\n"
+        assert child.running()
+    assert not child.running()
+    text = log.read_text()
+    assert text.splitlines()[0] == "$ X=1 sh -c 'echo warming up >&2; exec cat'"
+    assert "warming up" in text and child.stderr_tail() == "warming up"
+    assert child.close() == 0  # idempotent
+
+
+def test_spawn_deadline_kills_a_silent_child(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    child = spawn(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; cat"], timeout=10)
+    child.renew(0.5)
+    start = time.monotonic()
+    assert child.stdout.readline() == b""  # nothing was asked: it never answers, the watchdog kills it
+    assert child.timed_out and time.monotonic() - start < 10
+    child.close()
+    assert _gone(int(pidfile.read_text()))
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_spawn_exception_in_the_with_block_kills_the_group(error: type[BaseException]) -> None:
+    with pytest.raises(error), spawn(["sh", "-c", "sleep 300 & echo $!; cat"], timeout=60) as child:
+        grandchild = int(child.stdout.readline())
+        raise error("stop")
+    assert _gone(child.pid) and _gone(grandchild)
+
+
+_SPAWN_DRIVER = """
+import signal, sys, time
+from harness.cli import _on_sigterm
+from harness.core.run import spawn
+signal.signal(signal.SIGTERM, _on_sigterm)
+child = spawn(["sh", "-c", "sleep 300 & echo $! > " + sys.argv[1] + "; cat"], timeout=600)
+if sys.argv[2] == "exit":
+    while not open(sys.argv[1]).read().strip():
+        time.sleep(0.05)
+    sys.exit(0)  # never closed: interpreter exit closes it
+try:
+    child.stdout.readline()
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "exit"])
+def test_spawned_group_dies_with_its_kwb_process(tmp_path: Path, how: str) -> None:
+    """Ctrl-C, SIGTERM, or a kwb process that exits without closing its child: nothing is left behind."""
+    pidfile = tmp_path / "child.pid"
+    pidfile.write_text("")
+    driver = subprocess.Popen([sys.executable, "-c", _SPAWN_DRIVER, str(pidfile), how])
+    deadline = time.monotonic() + 30
+    while not pidfile.read_text().strip():
+        assert time.monotonic() < deadline, "driver never started its child"
+        time.sleep(0.05)
+    grandchild = int(pidfile.read_text())
+    if how != "exit":
+        time.sleep(0.2)  # into the blocking read
+        driver.send_signal(getattr(signal, how))
+    assert driver.wait(timeout=30) == (0 if how == "exit" else 130)
+    assert _gone(grandchild), f"sleep {grandchild} survived ({how})"
+
+
+def test_spawn_missing_command_is_one_line() -> None:
+    with pytest.raises(InfraError, match="command not found: /nonexistent/tool"):
+        spawn(["/nonexistent/tool"], timeout=5)
+    with pytest.raises(InfraError, match="working directory not usable"):
+        spawn(["cat"], timeout=5, cwd="/nonexistent/dir")

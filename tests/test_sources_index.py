@@ -72,3 +72,24 @@ def test_index_of_a_source_that_is_gone_is_pruned(tmp_path: Path, cache: Path) -
     names = sorted(p.name for p in (cache / "archive-index").glob("*.json"))
     assert len(names) == 2 and all(n.startswith("mbox-") for n in names)
     assert load_messages(kept, ANNOTATOR).index_note.startswith("archive index reused")
+
+
+def test_damaged_index_is_rebuilt_and_ids_are_shared(tmp_path: Path, cache: Path) -> None:
+    """An index cut short (no trailer) is built again, whether it was to be reused or extended; the
+    messages read back share each message-id string with the references naming it."""
+    inbox = _public_inbox(tmp_path, _msgs(3), per_epoch=10)
+    load_messages(inbox, ANNOTATOR)
+    (index,) = (cache / "archive-index").glob("public-inbox-*.json")
+    lines = index.read_text().splitlines(keepends=True)
+    assert len(lines) == 1 + 3 + 1  # header, a record per message, trailer
+    index.write_text("".join(lines[:3]))
+    rebuilt = load_messages(inbox, ANNOTATOR)
+    assert "built (3 messages)" in rebuilt.index_note
+    again = load_messages(inbox, ANNOTATOR)
+    assert "reused" in again.index_note
+    first, second = again.messages[:2]
+    assert second.in_reply_to is first.message_id and second.references[-1] is first.message_id
+    index.write_text("".join(index.read_text().splitlines(keepends=True)[:2]))
+    _commit(inbox / "git" / "0.git", tmp_path / "work0", _msgs(1, start=4)[0])
+    grown = load_messages(inbox, ANNOTATOR)
+    assert "built (4 messages)" in grown.index_note and len(grown.messages) == 4

@@ -3,7 +3,9 @@ regroup 30,000 messages: what was found (which message is which patch or review 
 warnings) is stored by message-id and rebuilt over the index's header-only messages.
 
 The key is the index's own key (it changes with the archive) plus a hash of the grouping code, so a
-changed rule can never be answered from an old result.
+changed rule can never be answered from an old result. JSON lines (the key, then a family a line), written
+and read a family at a time: the whole file's text and parsed tree beside the families made from it were
+a fifth of a repeat listing's peak memory.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.core.atomic import write_text
+from harness.core.atomic import replacing
 from harness.series.model import Family, Patch, Revision
 from harness.series.revisions import analyse_patch, make_review
 from harness.sources.message import Message
@@ -43,28 +45,35 @@ def _rev_record(rev: Revision) -> dict[str, Any]:
                          [r.message.message_id for r in p.reviews]] for p in rev.patches]}
 
 
+def _line(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":")) + "\n"
+
+
 def save(index_file: str, key: str, families: list[Family]) -> None:
     """Keep ``families`` for the index ``index_file`` at ``key``."""
-    data = {"key": key, "code": _code_hash(),
-            "families": [{"name": f.name, "notes": f.notes,
-                          "revisions": [_rev_record(r) for r in f.revisions]} for f in families]}
-    write_text(cache_file(index_file), json.dumps(data, separators=(",", ":")))
+    with replacing(cache_file(index_file)) as out:
+        out.write(_line({"key": key, "code": _code_hash(), "families": len(families)}))
+        for f in families:
+            revisions = [_rev_record(r) for r in f.revisions]
+            out.write(_line({"name": f.name, "notes": f.notes, "revisions": revisions}))
 
 
 def load(index_file: str, key: str, messages: list[Message]) -> list[Family] | None:
     """The kept families, rebuilt over ``messages``; None when absent, stale or not matching."""
-    try:
-        data = json.loads(cache_file(index_file).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("key") != key or data.get("code") != _code_hash():
-        return None
     by_id = {m.message_id: m for m in messages}
+    families: list[Family] = []
     try:
-        return [Family(f["name"], [_revision(r, by_id) for r in f["revisions"]], list(f["notes"]))
-                for f in data["families"]]
-    except (KeyError, TypeError, ValueError):
-        return None  # an id the index no longer has: regroup
+        with cache_file(index_file).open(encoding="utf-8") as f:
+            head = json.loads(f.readline())
+            if not isinstance(head, dict) or head.get("key") != key or head.get("code") != _code_hash():
+                return None
+            for line in f:
+                rec = json.loads(line)
+                families.append(Family(rec["name"], [_revision(r, by_id) for r in rec["revisions"]],
+                                       list(rec["notes"])))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, damaged, or an id the index no longer has: regroup
+    return families if len(families) == head.get("families") else None
 
 
 def _revision(rec: dict[str, Any], by_id: dict[str, Message]) -> Revision:

@@ -26,7 +26,8 @@ class Posting:
 
 
 class ThreadIndex:
-    """Messages by id and children by parent id (from In-Reply-To, else the last reference)."""
+    """Messages by id, their subjects parsed, and the replies below each patch or cover (by References
+    and In-Reply-To)."""
 
     def __init__(self, messages: list[Message]) -> None:
         self.by_id = {m.message_id: m for m in messages}
@@ -37,8 +38,12 @@ class ThreadIndex:
             # References, not only In-Reply-To: a reply whose parent never reached this archive still
             # names the cover it hangs under; and In-Reply-To's ancestors, not only References: a
             # mailer that trimmed References still replied to a message that hangs under the cover.
+            # Only patches and covers are asked for what is below them: a whole archive's replies under
+            # every other ancestor were 2 MiB of a listing's peak.
             for ref in dict.fromkeys(self.chain(m)):
-                self.under[ref].append(m)
+                info = self.info.get(ref)
+                if info is not None and info.is_patch and not info.is_reply:
+                    self.under[ref].append(m)
 
     def chain(self, msg: Message) -> list[str]:
         """``msg``'s ancestors, root first: its References, preceded by those of its In-Reply-To parent
@@ -59,8 +64,12 @@ class ThreadIndex:
             self._chains[node.message_id] = extra + node.references if extra else node.references
         return self._chains[msg.message_id]
 
+    def forget_subjects(self) -> None:
+        """Drop the parsed subjects once the postings are found (revisions keep their own)."""
+        self.info = {}
+
     def descendants(self, root: str) -> list[Message]:
-        """Every message below ``root``, in archive order."""
+        """Every message below ``root`` (a patch or cover), in archive order."""
         return list(self.under.get(root, []))
 
 

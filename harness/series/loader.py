@@ -47,9 +47,11 @@ def group_messages(messages: list[Message]) -> list[Family]:
     """Postings → revisions (with reviews) → families, for already parsed messages."""
     index = ThreadIndex(messages)
     postings = collect_postings(messages, index)
+    index.forget_subjects()  # a SubjectInfo per message of a whole archive, not needed from here on
     patch_ids = {msg.message_id for post in postings for _, msg in post.patches}
     patch_ids |= {post.cover.message_id for post in postings if post.cover is not None}
     revisions = [build_revision(post, index, patch_ids) for post in postings]
+    del index, postings, patch_ids  # a whole archive's thread lists: freed before families are grouped
     return group_families(revisions)
 
 

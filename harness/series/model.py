@@ -23,21 +23,29 @@ class Review:
     """A reply to a patch or cover: the reviewer's own words (quotes stripped), trailers, fix-up diff.
 
     ``analyse`` (own words, trailers, fix-up of a message) runs the first time any of the three is
-    asked for: listing a whole archive counts replies without reading their bodies.
+    asked for, and ``reviewer`` defaults to the sender's name, worked out when asked for: listing a whole
+    archive counts 30k replies without reading their bodies or parsing their senders.
     """
 
-    def __init__(self, message: Message, reviewer: str, text: str = "",
+    __slots__ = ("_analyse", "_fixup", "_reviewer", "_text", "_trailers", "message")
+
+    def __init__(self, message: Message, reviewer: str | None = None, text: str = "",
                  trailers: list[tuple[str, str]] | None = None, fixup_diff: str | None = None, *,
                  analyse: Analysis | None = None) -> None:
         self.message = message
-        self.reviewer = reviewer
+        self._reviewer = reviewer
         self._analyse = analyse
-        self._text, self._trailers, self._fixup = text, trailers or [], fixup_diff
+        self._text, self._trailers, self._fixup = text, trailers, fixup_diff
 
     def _ready(self) -> None:
         if self._analyse is not None:
             self._text, self._trailers, self._fixup = self._analyse(self.message)
             self._analyse = None
+
+    @property
+    def reviewer(self) -> str:
+        """Who replied (the sender's display name unless given)."""
+        return self._reviewer if self._reviewer is not None else self.message.sender_name
 
     @property
     def text(self) -> str:
@@ -49,6 +57,8 @@ class Review:
     def trailers(self) -> list[tuple[str, str]]:
         """Trailers the reviewer gave in their own text (Reviewed-by, Acked-by …)."""
         self._ready()
+        if self._trailers is None:
+            self._trailers = []
         return self._trailers
 
     @property
@@ -74,6 +84,9 @@ class Patch:
     ``diff``, ``commit_message`` and the patch's own trailers come from ``analyse`` on first use;
     ``trailers`` adds those given in replies.
     """
+
+    __slots__ = ("_analyse", "_commit_message", "_diff", "_own", "message", "number", "reviews", "subject",
+                 "total")
 
     def __init__(self, number: int, total: int, subject: str, message: Message, diff: str = "",
                  commit_message: str = "", trailers: list[tuple[str, str]] | None = None,

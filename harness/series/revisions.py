@@ -46,7 +46,7 @@ def review_trailers(text: str, msg: Message) -> list[tuple[str, str]]:
 
 def make_review(msg: Message) -> Review:
     """A Review of ``msg`` (its body is read when the review's text is first asked for)."""
-    return Review(message=msg, reviewer=msg.sender_name, analyse=analyse_reply)
+    return Review(message=msg, analyse=analyse_reply)
 
 
 def analyse_patch(msg: Message) -> tuple[str, str, list[tuple[str, str]]]:
@@ -105,7 +105,7 @@ def _nearest_owner(msg: Message, owners: dict[str, Patch | None], index: ThreadI
 def _relabel(rev: Revision, author: str) -> None:
     """Apply a version correction stated by the posting's author in a reply."""
     for review in rev.all_reviews():
-        if review.message.sender_email != author or review.message.claims_version is False:
+        if review.message.claims_version is False or review.message.sender_email != author:
             continue  # the index saw no "this is vN" wording in this reply: its body is not read
         # own_words, not review.text: the relabel needs no trailers (b4) nor fix-up search.
         head = "\n".join(own_words(review.message.body).splitlines()[:5])

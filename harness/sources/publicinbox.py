@@ -77,13 +77,13 @@ def reader(repo: Path) -> BatchReader:
 
 
 def _entries(repo: Path, todo: list[str]) -> Iterator[RawEntry]:
-    for name, data in reader(repo).stream(f"{c}:m" for c in todo):
-        commit = name[:-2]
+    # The commit strings of ``todo`` are the locators the index keeps: no copy of each per message.
+    for commit, data in reader(repo).stream(todo, suffix=":m"):
         origin = f"{repo.name}@{commit[:12]}"
         if data is not None:
             yield RawEntry(origin, data, [repo.name, commit])
             continue
-        blob = run(["git", "-C", str(repo), "rev-parse", "--verify", "-q", name], timeout=60)
+        blob = run(["git", "-C", str(repo), "rev-parse", "--verify", "-q", f"{commit}:m"], timeout=60)
         if blob.ok:  # the tree names a blob the mirror does not have
             yield RawEntry(origin, None, [repo.name, commit],
                            f"{origin}: cannot read message blob {blob.stdout.strip()[:12]} (missing from the "
