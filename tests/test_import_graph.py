@@ -4,7 +4,8 @@ The packages follow the pipeline, left to right: core < sources < series < kerne
 judge < report < orchestrate < cli. A package imports only itself and packages to its left; so no two
 packages import each other and there is no cycle between packages. Modules import each other plainly:
 no import by string (importlib, __import__), no module cycle, and no harness import inside a function
-(the late import that used to hide a dependency; third-party ones may stay late for import time).
+(the late import that used to hide a dependency; third-party ones may stay late for import time). The
+one exception is the entry point's dispatch: `kwb X` imports only X's command module, for start-up time.
 The checker is tested on a small synthetic package first, so a pass below means something.
 """
 
@@ -199,6 +200,10 @@ def test_no_package_imports_one_to_its_right(graph: tuple[list[Edge], list[str]]
     assert two_way(edges) == []
 
 
+# kwb's entry point imports the command module a command word names, and only that one (start-up time)
+LAZY_DISPATCH = "harness.cli"
+
+
 def test_no_import_cycle_and_no_import_by_string(graph: tuple[list[Edge], list[str]]) -> None:
     edges, by_string = graph
     assert cycles(edges) == []
@@ -207,5 +212,6 @@ def test_no_import_cycle_and_no_import_by_string(graph: tuple[list[Edge], list[s
 
 def test_harness_imports_harness_at_module_level_only(graph: tuple[list[Edge], list[str]]) -> None:
     edges, _ = graph
-    late = [f"{e.src}:{e.line} imports {e.dst} inside a function" for e in edges if e.in_function]
+    late = [f"{e.src}:{e.line} imports {e.dst} inside a function" for e in edges
+            if e.in_function and not (e.src == LAZY_DISPATCH and e.dst.startswith(f"{LAZY_DISPATCH}."))]
     assert late == []
