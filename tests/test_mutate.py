@@ -224,6 +224,14 @@ def test_merge_shards(tmp_path: Path) -> None:
                      save=save_state(d / "state.json"))
     merged = merge_states([tmp_path / "s0", tmp_path / "s1"])
     assert len(merged.mutants) == 4 and report.summary(merged)["score"] == 0.5
+    assert merged.control is None
+    # the control a shard ran is the merged campaign's (the report says what the unmodified kernel did)
+    shard = json.loads((tmp_path / "s1" / "state.json").read_text())
+    shard["control"] = {"status": "survived", "checks_run": ["probe-a/ext4: pass"]}
+    (tmp_path / "s1" / "state.json").write_text(json.dumps(shard))
+    merged = merge_states([tmp_path / "s0", tmp_path / "s1"])
+    assert merged.control is not None and merged.control["status"] == "survived"
+    assert "passed every check" in report.markdown(merged)
     with pytest.raises(UserError, match=r"no state\.json"):
         merge_states([tmp_path])
 

@@ -182,6 +182,9 @@ def merge_states(dirs: Sequence[Path]) -> State:
             merged.kills[check] = merged.kills.get(check, 0) + n
         # Shards run in parallel: the merged campaign took as long as its slowest shard.
         merged.wall_seconds = max(merged.wall_seconds, st.wall_seconds)
+        # every shard ran the same control (same kernel, same checks): keep one, a failed one first
+        if st.control and (merged.control is None or st.control.get("status") != "survived"):
+            merged.control = st.control
     merged.mutants.sort(key=lambda m: (m.file, m.line, m.id))
     return merged
 
