@@ -46,11 +46,18 @@ def test_three_mutant_campaign_end_to_end(tmp_path: Path, capsys: pytest.Capture
             assert "error" in o["evidence"] or "failed" in o["evidence"], row
     assert data["control"]["status"] == "survived"  # the checks pass on the unmodified kernel
     summary = data["summary"]
-    assert summary["scored"] == sum(r["outcome"]["status"] in ("killed", "timeout", "survived") for r in rows)
+    # a survivor argued equivalent (the campaign file's [[equivalent]]) leaves the score's denominator
+    argued = [r for r in rows if "argued_equivalent" in r]
+    assert all(r["outcome"]["status"] == "survived" for r in argued)
+    assert summary["counts"]["argued_equivalent"] == len(argued)
+    assert summary["scored"] + len(argued) == sum(r["outcome"]["status"] in ("killed", "timeout", "survived")
+                                                  for r in rows)
     md = (out / "report.md").read_text()
     assert "Mutation score:" in md and "Campaign wall time:" in md
     for row in rows:
-        if row["outcome"]["status"] == "survived":
+        if row in argued:
+            assert f"- `{row['id']}`: {row['argued_equivalent']}" in md  # listed with its reason
+        elif row["outcome"]["status"] == "survived":
             assert row["mutated"] in md  # the survivor's diff is in the report
 
     # A second run with the same --out resumes: nothing left to build, same outcomes.
