@@ -16,6 +16,16 @@ from harness.core.errors import CommandTimeout, InfraError
 from harness.core.run import run, spawn
 
 
+@pytest.fixture(autouse=True)
+def _sigint_delivered() -> object:
+    """A job a shell starts in the background inherits SIGINT ignored, and exec keeps that for every child:
+    the Ctrl-C tests below would then send signals nobody receives. Give this process (and so its
+    children, which exec resets to the default) a real SIGINT handler while each test runs."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 def test_captures_output_and_status(tmp_path: Path) -> None:
     r = run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=10)
     assert r.returncode == 3 and not r.ok
