@@ -61,6 +61,9 @@ def test_check_raises_one_line_errors() -> None:
 def test_missing_command_is_infra_error() -> None:
     with pytest.raises(InfraError, match="command not found: /nonexistent/tool"):
         run(["/nonexistent/tool"], timeout=5)
+    # Popen calls a missing cwd FileNotFoundError as well: it must not read as a missing command
+    with pytest.raises(InfraError, match="working directory not usable: /nonexistent/dir"):
+        run(["cat"], timeout=5, cwd="/nonexistent/dir")
 
 
 def test_cwd_and_input(tmp_path: Path) -> None:

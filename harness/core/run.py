@@ -83,6 +83,30 @@ def _kill_group(proc: subprocess.Popen[Any]) -> None:
     proc.wait()
 
 
+def _open_log(log: str | os.PathLike[str] | None, args: list[str], cwd: str | None,
+              overrides: dict[str, str]) -> IO[str] | None:
+    """The command's log, opened for appending with its reproducer line first (None without a log)."""
+    if log is None:
+        return None
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    logf = open(log, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - the caller closes it
+    logf.write(f"$ {Result(args, 0, '', '', 0, cwd=cwd, env_overrides=overrides).command_line()}\n")
+    return logf
+
+
+def _popen(args: list[str], cwd: str | None, overrides: dict[str, str],
+           **kwargs: Any) -> subprocess.Popen[Any]:
+    """Start ``args`` in a process group of its own; a missing command or working directory is one line."""
+    try:
+        return subprocess.Popen(args, cwd=cwd, env={**os.environ, **overrides}, start_new_session=True,
+                                **kwargs)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        # Popen raises FileNotFoundError for a missing cwd too: only with the cwd there is the command missing
+        missing = isinstance(exc, FileNotFoundError) and (cwd is None or os.path.isdir(cwd))
+        raise InfraError(f"command not found: {args[0]} (is it installed? try `make setup`)" if missing
+                         else f"working directory not usable: {cwd}") from exc
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -104,32 +128,18 @@ def run(
     args = [os.fspath(a) for a in argv]
     if not args:
         raise InfraError("run(): empty argv")
-    full_env = dict(os.environ)
     overrides = dict(env or {})
-    full_env.update(overrides)
     cwd_s = os.fspath(cwd) if cwd is not None else None
     out: list[str] = []
     err: list[str] = []
     lock = threading.Lock()
-    logf: IO[str] | None = None
-    if log is not None:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        logf = open(log, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed in finally
-        header = Result(args, 0, "", "", 0, cwd=cwd_s, env_overrides=overrides).command_line()
-        logf.write(f"$ {header}\n")
+    logf = _open_log(log, args, cwd_s, overrides)  # closed in finally
     start = time.monotonic()
     timed_out = False
     try:
-        try:
-            proc = subprocess.Popen(
-                args, cwd=cwd_s, env=full_env, text=True, encoding="utf-8", errors="replace",
-                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            )
-        except FileNotFoundError as exc:
-            raise InfraError(f"command not found: {args[0]} (is it installed? try `make setup`)") from exc
-        except NotADirectoryError as exc:
-            raise InfraError(f"working directory not usable: {cwd_s}") from exc
+        proc = _popen(args, cwd_s, overrides, text=True, encoding="utf-8", errors="replace",
+                      stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             assert proc.stdout is not None and proc.stderr is not None
             threads = [
@@ -291,20 +301,14 @@ def spawn(argv: Sequence[str | os.PathLike[str]], *, timeout: float,
         raise InfraError("spawn(): empty argv")
     overrides = dict(env or {})
     cwd_s = os.fspath(cwd) if cwd is not None else None
-    logf: IO[str] | None = None
-    if log is not None:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        logf = open(log, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by close()
-        logf.write(f"$ {Result(args, 0, '', '', 0, cwd=cwd_s, env_overrides=overrides).command_line()}\n")
+    logf = _open_log(log, args, cwd_s, overrides)  # closed by Child.close()
     try:
-        proc = subprocess.Popen(args, cwd=cwd_s, env={**os.environ, **overrides}, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    except (FileNotFoundError, NotADirectoryError) as exc:
+        proc = _popen(args, cwd_s, overrides, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE)
+    except InfraError:
         if logf is not None:
             logf.close()
-        missing = isinstance(exc, FileNotFoundError) and (cwd_s is None or os.path.isdir(cwd_s))
-        raise InfraError(f"command not found: {args[0]} (is it installed? try `make setup`)" if missing
-                         else f"working directory not usable: {cwd_s}") from exc
+        raise
     child = Child(args, proc, timeout, logf)
     _LIVE.add(child)
     return child
