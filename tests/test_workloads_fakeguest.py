@@ -60,6 +60,8 @@ class FakeGuest:
     root_mode: str = ""  # harness.workloads.model.ReportsBoot: the fake does not say what its / is
     # read-ahead windows (sysfs path → KiB); a device's queue file appears at its first listing
     read_ahead: dict[str, int] = field(default_factory=dict)
+    # a filesystem-private window (/sys/fs/<fs>/<id>/bdi/read_ahead_kb) -> the device its filesystem is on
+    read_ahead_device: dict[str, str] = field(default_factory=dict)
     read_ahead_stuck: bool = False  # the kernel ignores writes to read_ahead_kb
 
     # --- GuestSession -------------------------------------------------------------------------
@@ -121,11 +123,12 @@ class FakeGuest:
         return _ok()
 
     def _read_ahead(self, command: str) -> Result:
-        if command.startswith("for f in"):  # the listing: every queue named, plus filesystem bdis
-            for dev in re.findall(r"/sys/block/(\w+)/queue/read_ahead_kb", command):
-                self.read_ahead.setdefault(f"/sys/block/{dev}/queue/read_ahead_kb", 128)
-            return _ok("".join(f"{p} {kb}\n" for p, kb in self.read_ahead.items()
-                               if p.startswith("/sys/fs/") or p.split("/")[3] in command))
+        if command.startswith("for d in"):  # the listing: the device's queue, its filesystems' bdis
+            dev = re.search(r"/sys/block/(\w+)/queue/read_ahead_kb", command).group(1)  # type: ignore[union-attr]
+            queue = f"/sys/block/{dev}/queue/read_ahead_kb"
+            self.read_ahead.setdefault(queue, 128)
+            mine = [p for p, d in self.read_ahead_device.items() if d == dev and p in self.read_ahead]
+            return _ok("".join(f"{p} {self.read_ahead[p]}\n" for p in [*mine, queue]))
         if not self.read_ahead_stuck:
             for kb, path in re.findall(r"echo (\d+) > ([^\s;]+)", command):
                 self.read_ahead[path] = int(kb)

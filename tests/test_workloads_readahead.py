@@ -14,6 +14,7 @@ from harness.workloads.model import JobStatus, Target
 from harness.workloads.probes import ProbeParams, probe_argv
 
 EXT4 = Target("ext4", "/dev/vdb", "/mnt/ext4", "/mnt/ext4/kwb")
+BTRFS = Target("btrfs", "/dev/vdc", "/mnt/btrfs", "/mnt/btrfs/kwb")
 BTRFS_BDI = "/sys/fs/btrfs/0b1c/bdi/read_ahead_kb"
 
 
@@ -26,13 +27,20 @@ def test_parse_values_reads_path_and_kib_and_rejects_anything_else() -> None:
 
 
 def test_apply_sets_every_window_and_restore_puts_the_old_values_back() -> None:
-    guest = FakeGuest(read_ahead={BTRFS_BDI: 4096})
-    window = readahead.apply(guest, EXT4, 0)
-    assert window.before == {"/sys/block/vdb/queue/read_ahead_kb": 128, BTRFS_BDI: 4096}
-    assert window.after == {"/sys/block/vdb/queue/read_ahead_kb": 0, BTRFS_BDI: 0}
-    assert guest.read_ahead["/sys/block/vdb/queue/read_ahead_kb"] == 0
+    guest = FakeGuest(read_ahead={BTRFS_BDI: 4096}, read_ahead_device={BTRFS_BDI: "vdc"})
+    window = readahead.apply(guest, BTRFS, 0)
+    assert window.before == {"/sys/block/vdc/queue/read_ahead_kb": 128, BTRFS_BDI: 4096}
+    assert window.after == {"/sys/block/vdc/queue/read_ahead_kb": 0, BTRFS_BDI: 0}
+    assert guest.read_ahead["/sys/block/vdc/queue/read_ahead_kb"] == 0
     readahead.restore(guest, window)
-    assert guest.read_ahead == {"/sys/block/vdb/queue/read_ahead_kb": 128, BTRFS_BDI: 4096}
+    assert guest.read_ahead == {"/sys/block/vdc/queue/read_ahead_kb": 128, BTRFS_BDI: 4096}
+
+
+def test_only_the_filesystems_on_the_target_device_are_touched() -> None:
+    guest = FakeGuest(read_ahead={BTRFS_BDI: 4096}, read_ahead_device={BTRFS_BDI: "vdc"})
+    window = readahead.apply(guest, EXT4, 0)
+    assert window.before == {"/sys/block/vdb/queue/read_ahead_kb": 128}
+    assert guest.read_ahead[BTRFS_BDI] == 4096, "another device's filesystem keeps its window"
 
 
 def test_a_window_the_kernel_keeps_is_an_infrastructure_error_naming_it() -> None:

@@ -6,10 +6,11 @@ a top-level ``read_ahead_kb`` runs with that window on every backing-device-info
 through, and the old values are put back after the job (the same guest runs the next job).
 
 Which files: the block device's ``queue/read_ahead_kb`` (ext4, xfs and the raw device read through that
-queue's backing-device info) and every filesystem-private one under ``/sys/fs/*/*/bdi/`` (a filesystem
-that spans devices has a bdi of its own). The file's own window is copied from its bdi when it is opened,
-so the setting is made before the workload opens anything. What was set is read back and kept in the
-job's evidence: a job that claims "read-ahead off" shows the kernel's own figure.
+queue's backing-device info) and the filesystem-private one under ``/sys/fs/*/<id>/bdi/`` of a filesystem
+whose ``devices/`` lists the target's device (a filesystem that spans devices has a bdi of its own).
+The file's own window is copied from its bdi when it is opened, so the setting is made before the
+workload opens anything. What was set is read back and kept in the job's evidence: a job that claims
+"read-ahead off" shows the kernel's own figure.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from harness.core.errors import InfraError
 from harness.workloads.model import GuestSession, Target
 
 SET_TIMEOUT = 30.0
-# Filesystem-private backing-device infos (btrfs: /sys/fs/btrfs/<fsid>/bdi): the glob names no filesystem.
-FS_BDI_GLOB = "/sys/fs/*/*/bdi/read_ahead_kb"
+# Filesystem-private backing-device infos (btrfs: /sys/fs/btrfs/<fsid>/bdi), each beside the devices the
+# filesystem spans (/sys/fs/btrfs/<fsid>/devices/vdc): the glob names no filesystem, and only the ones on
+# the target's device are taken.
+FS_DIR_GLOB = "/sys/fs/*/*"
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,10 @@ class Window:
 
 
 def _files_script(target: Target) -> str:
-    dev = target.device.rsplit("/", 1)[-1]
-    return (f"for f in /sys/block/{shlex.quote(dev)}/queue/read_ahead_kb {FS_BDI_GLOB}; do "
-            '[ -w "$f" ] && echo "$f $(cat "$f")"; done; true')
+    dev = shlex.quote(target.device.rsplit("/", 1)[-1])
+    return (f'for d in {FS_DIR_GLOB}; do [ -e "$d/devices/{dev}" ] && echo "$d/bdi/read_ahead_kb"; done | '
+            f"{{ cat; echo /sys/block/{dev}/queue/read_ahead_kb; }} | "
+            'while read -r f; do [ -w "$f" ] && echo "$f $(cat "$f")"; done; true')
 
 
 def parse_values(text: str) -> dict[str, int]:
