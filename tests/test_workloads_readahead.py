@@ -9,6 +9,7 @@ import pytest
 from test_workloads_fakeguest import FakeFactory, FakeGuest, fake_kernel
 
 from harness.core.errors import InfraError, UserError
+from harness.kernel.build import KernelBuild
 from harness.workloads import catalogue, readahead, runner
 from harness.workloads.model import JobStatus, Target
 from harness.workloads.probes import ProbeParams, probe_argv
@@ -103,3 +104,23 @@ def test_probe_argv_passes_fadvise_random() -> None:
     assert "--fadvise-random" not in probe_argv(Path("/p"), EXT4, ProbeParams(), 30)
     with pytest.raises(UserError, match=r"params\.fadvise_random' must be true or false"):
         ProbeParams.from_dict({"fadvise_random": 1})
+
+
+@pytest.mark.boot
+@pytest.mark.real
+def test_real_read_ahead_off_on_btrfs_and_ext4(built_kernel: KernelBuild, tmp_path: Path) -> None:
+    """On a booted kernel: each target's own windows go to 0 (btrfs: its bdi and its device's queue; ext4:
+    its queue only), the probe passes with them closed, and the kernel's values come back after the job."""
+    run = runner.run_variant("series", ["ext4", "btrfs"], ["probe-short-read-ra0"], tmp_path,
+                             kernel=built_kernel)
+    by = {r.fs: r for r in run.jobs if r.workload == "probe-short-read-ra0"}
+    for fs, r in by.items():
+        assert r.status is JobStatus.PASS, f"{fs}: {r.reason}"
+        ra = r.evidence["read_ahead_kb"]
+        assert set(ra["set"].values()) == {0} and all(v > 0 for v in ra["before"].values()), (fs, ra)
+        assert "read_ahead_restore_error" not in r.evidence
+    # the disks are attached in the order of the filesystems asked for: ext4 /dev/vda, btrfs /dev/vdb
+    assert list(by["ext4"].evidence["read_ahead_kb"]["set"]) == ["/sys/block/vda/queue/read_ahead_kb"]
+    btrfs = by["btrfs"].evidence["read_ahead_kb"]["set"]
+    assert "/sys/block/vdb/queue/read_ahead_kb" in btrfs
+    assert any(p.startswith("/sys/fs/btrfs/") for p in btrfs), btrfs
