@@ -10,6 +10,8 @@ from test_workloads_fakeguest import AVAILABLE_612, AVAILABLE_2020, PANIC, WARNI
 
 from harness.core.errors import InfraError
 from harness.core.run import Result, run
+from harness.vm import markers
+from harness.vm.markers import Marker
 from harness.workloads import evidence
 
 
@@ -110,16 +112,19 @@ def test_kprobes_read_folded_into_a_command() -> None:
     g = FakeGuest()
     kp = evidence.Kprobes(g, evidence.discover(g))
     kp.arm()
-    script = f"{kp.read_script('B')}\nfio --name=x --ioengine=io_uring\n{kp.read_script('A')}"
-    out = g.run(script, 10).stdout
-    assert kp.parse_read(out, "B")["callback"] == (0, 0)
-    assert kp.parse_read(out.split("B-END")[1], "A")["callback"][0] > 0
+    before, after = Marker.KPROBES_BEFORE, Marker.KPROBES_AFTER
+    script = f"{kp.read_script(before)}\nfio --name=x --ioengine=io_uring\n{kp.read_script(after)}"
+    out = markers.parse(g.run(script, 10).stdout)
+    assert kp.parse_read(out, before)["callback"] == (0, 0)
+    assert kp.parse_read(out, after)["callback"][0] > 0
     with pytest.raises(InfraError, match="kprobe_profile"):
-        kp.parse_read("no markers here\n", "B")
+        kp.parse_read(markers.parse("no markers here\n"), before)
+    unreadable = markers.block(before, "cat: kprobe_profile: No such file\n"
+                               + markers.line(Marker.PROFILE_UNREADABLE))
     with pytest.raises(InfraError, match="kprobe_profile"):
-        kp.parse_read("B\ncat: kprobe_profile: No such file\nKWB-PROFILE-UNREADABLE\nB-END\n", "B")
+        kp.parse_read(markers.parse(unreadable), before)
     unarmed = evidence.Kprobes(g, evidence.discover(g))
-    assert unarmed.read_script("B") == "" and unarmed.parse_read("", "B") == {}
+    assert unarmed.read_script(before) == "" and unarmed.parse_read(markers.parse(""), before) == {}
 
 
 def test_refused_probe_gets_a_reason() -> None:
@@ -130,7 +135,7 @@ def test_refused_probe_gets_a_reason() -> None:
     def refuse(command: str) -> Result:
         res = original(command)
         if "p:kwb/" in command:
-            res.stdout += "KWB-REFUSED wake_function\n"
+            res.stdout += markers.line(Marker.REFUSED, "wake_function") + "\n"
         return res
 
     g._answer = refuse  # type: ignore[method-assign]
@@ -169,11 +174,36 @@ def test_path_taken() -> None:
     assert evidence.path_taken({"callback": None, "iowq_enqueue": 0}, 20000) == "unknown"
 
 
-def test_split_samples() -> None:
-    out, s = evidence.split_samples("fio output\nKWB-IOWQ-SAMPLES\n0\n3\n5\n")
-    assert out == "fio output\n" and s == {"samples": 3, "max": 5, "mean": 2.67}
-    out, s = evidence.split_samples("no marker")
-    assert out == "no marker" and s["samples"] == 0
+def test_iowq_samples() -> None:
+    out = "fio output\n" + markers.block(Marker.IOWQ_SAMPLES, "0\n3\n5\n")
+    assert evidence.iowq_samples(markers.parse(out)) == {"samples": 3, "max": 5, "mean": 2.67}
+    assert evidence.iowq_samples(markers.parse("no marker"))["samples"] == 0
+    cut = out.rsplit(markers.line(Marker.IOWQ_SAMPLES), 1)[0] + markers.line(Marker.IOWQ_SAMPLES) + "\n0\n"
+    assert evidence.iowq_samples(markers.parse(cut))["samples"] == 0  # never ended: not a count
+
+
+def test_sampler_script_keeps_the_exit_code_and_ends_its_section(tmp_path: Path) -> None:
+    command = "sleep 0.3; printf 'no newline'; (exit 3)"
+    script = evidence.with_iowq_sampler(command, str(tmp_path / "s"), interval=0.1)
+    res = run(["sh", "-c", script], timeout=30)
+    assert res.returncode == 3 and res.stdout.startswith("no newline\n")
+    assert evidence.iowq_samples(markers.parse(res.stdout))["samples"] >= 1
+
+
+def test_discover_script_on_a_fake_tracefs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shell the guest runs, run here: tracefs is a directory, /proc/kallsyms the host's own.
+    (tmp_path / "kprobe_events").write_text("")
+    (tmp_path / "available_filter_functions").write_text(
+        "io_wq_enqueue\nio_async_buf_func [io_uring]\nwake_page_function.isra.0\nunrelated_fn\n")
+    monkeypatch.setattr(evidence, "TRACEFS", str(tmp_path))
+    said = markers.parse(run(["sh", "-c", evidence._discover_script()], timeout=60).stdout)
+    assert said.sections(Marker.TRACEABLE)[0].payload == "available_filter_functions"
+    assert said.section(Marker.TRACEABLE) == "io_wq_enqueue\nio_async_buf_func\nwake_page_function.isra.0\n"
+    assert said.section(Marker.KALLSYMS) is not None
+    (tmp_path / "kprobe_events").unlink()
+    monkeypatch.setattr(evidence, "TRACEFS", str(tmp_path / "none"))
+    assert markers.parse(run(["sh", "-c", evidence._discover_script()], timeout=60).stdout).has(
+        Marker.NOTRACE)
 
 
 @pytest.mark.host
@@ -188,7 +218,7 @@ def test_iowq_sampler_counts_real_iou_wrk_threads(tmp_path: Path) -> None:
     script = evidence.with_iowq_sampler(fio, str(tmp_path / "samples.txt"), interval=0.2)
     res = run(["bash", "-c", script], timeout=60)
     assert res.ok, res.stderr
-    _, samples = evidence.split_samples(res.stdout)
+    samples = evidence.iowq_samples(markers.parse(res.stdout))
     assert samples["samples"] >= 5
     assert samples["max"] is not None and samples["max"] >= 1
 

@@ -4,7 +4,9 @@ It answers the shell scripts the workload code sends with recorded fio JSON (tes
 with the host's fio 3.33) and kprobe counters that move the way the real kernel's do: plain io_uring
 hits the page-unlock callback on the series kernel and io-wq on the baseline; force_async always hits
 io-wq. Scenarios (panic, hang, warning, missing fio, failing mkfs) are triggered by substrings of the
-commands. Other test modules import it; the tests below pin its own behaviour.
+commands. It speaks the guest channel's grammar through harness.vm.markers: it tells scripts apart by
+the markers they print (markers.emits) and answers with marker lines and sections made by the same
+module (markers.line, markers.block). Other test modules import it; the tests below pin its own behaviour.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 
 from harness.core.run import Result
 from harness.kernel.build import KernelBuild
+from harness.vm import markers
+from harness.vm.markers import Marker
 
 DATA = Path(__file__).resolve().parent / "data" / "fio"
 AVAILABLE_612 = ["io_async_buf_func", "io_wq_enqueue", "io_queue_iowq", "__folio_lock_async",
@@ -89,14 +93,15 @@ class FakeGuest:
     def _answer(self, command: str) -> Result:
         if "/read_ahead_kb" in command:
             return self._read_ahead(command)
-        if command.startswith("command -v fio"):
-            return _ok("/usr/bin/fio\n" if self.fio else "KWB-NO-FIO\n")
-        if "KWB-SOURCE" in command:
+        if markers.emits(command, Marker.NO_FIO):
+            return _ok("/usr/bin/fio\n" if self.fio else markers.line(Marker.NO_FIO) + "\n")
+        if markers.emits(command, Marker.TRACEABLE):
             if not self.tracefs:
-                return _ok("KWB-NOTRACE\n")
+                return _ok(markers.line(Marker.NOTRACE) + "\n")
             syms = self.available if self.kallsyms is None else self.kallsyms
-            return _ok("KWB-SOURCE available_filter_functions\n" + "\n".join(self.available)
-                       + "\nKWB-KALLSYMS\n" + "\n".join(syms) + "\n")
+            return _ok(markers.block(Marker.TRACEABLE, "".join(f"{n}\n" for n in self.available),
+                                     "available_filter_functions")
+                       + markers.block(Marker.KALLSYMS, "".join(f"{n}\n" for n in syms)))
         if "p:kwb/" in command:
             self.armed = re.findall(r"p:kwb/(\w+) ", command)
             self.hits = dict.fromkeys(self.armed, 0)
@@ -109,9 +114,10 @@ class FakeGuest:
         if command.startswith("dmesg -c"):
             text, self.dmesg_pending = self.dmesg_pending, ""
             return _ok("" if ">" in command else text)
-        if "stat -c %s" in command:
+        if markers.emits(command, Marker.LAID_OUT):
             name = re.search(r"stat -c %s (\S+)", command)
-            return _ok("KWB-LAID-OUT\n" if name and name.group(1) in self.laid_out else "")
+            laid_out = name is not None and name.group(1) in self.laid_out
+            return _ok(markers.line(Marker.LAID_OUT) + "\n" if laid_out else "")
         if "--name=kwb-layout" in command:
             self.laid_out.add(re.search(r"--filename=(\S+)", command).group(1))  # type: ignore[union-attr]
             return _ok()
@@ -143,22 +149,22 @@ class FakeGuest:
         name = f"{engine}-forced" if forced else engine
         text = (DATA / f"{name}.json").read_text()
         ios = int(re.search(r'"total_ios" : (\d+)', text).group(1))  # type: ignore[union-attr]
-        tags = re.findall(r"echo (\S+); cat \S+/kprobe_profile", command)  # inline counter reads
-        before = self._profile_at(tags[0]) if tags else ""
+        before = self._profile_at(command, Marker.KPROBES_BEFORE)  # inline counter reads
         self._count(engine, forced, ios)
-        after = self._profile_at(tags[1]) if len(tags) > 1 else ""
+        after = self._profile_at(command, Marker.KPROBES_AFTER)
         workers = "4\n5\n" if engine == "io_uring" and (forced or self.mode == "baseline") else "0\n0\n"
-        out = (before + "KWB-STAT-BEFORE 10.00 cpu  100 0 100 800 0 0 0 0 0 0\n" + text
-               + "\nKWB-FIO-END\nKWB-STAT-AFTER 12.50 cpu  200 0 400 900 0 0 0 0 0 0\n" + after
-               + "KWB-IOWQ-SAMPLES\n" + workers)
+        out = (before + markers.line(Marker.STAT_BEFORE, "10.00 cpu  100 0 100 800 0 0 0 0 0 0") + "\n"
+               + markers.block(Marker.FIO, text)
+               + markers.line(Marker.STAT_AFTER, "12.50 cpu  200 0 400 900 0 0 0 0 0 0") + "\n" + after
+               + markers.block(Marker.IOWQ_SAMPLES, workers))
         return _ok(out)
 
     def _profile(self) -> str:
         return "".join(f"  {r:44} {self.hits[r]:15} {0:15}\n" for r in self.armed)
 
-    def _profile_at(self, tag: str) -> str:
-        """The counters as a script reading them inline prints them."""
-        return f"{tag}\n{self._profile()}{tag}-END\n"
+    def _profile_at(self, command: str, tag: Marker) -> str:
+        """The counters as a script reading them inline as section ``tag`` prints them (or "")."""
+        return markers.block(tag, self._profile()) if markers.emits(command, tag) else ""
 
     def _count(self, engine: str, forced: bool, ios: int) -> None:
         def bump(role: str, n: int) -> None:

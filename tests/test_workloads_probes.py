@@ -18,6 +18,8 @@ import pytest
 from harness.core.errors import InfraError, UserError
 from harness.core.run import Result
 from harness.kernel.build import KernelBuild
+from harness.vm import markers
+from harness.vm.markers import Marker
 from harness.workloads import probes, runner
 from harness.workloads.model import JobStatus, Target, WorkloadSpec
 
@@ -172,9 +174,10 @@ class _Guest:
         if "--timeout" in command:
             self.timeouts.append(timeout)
             return Result(["ssh"], -1 if self.timed_out else self.rc, self.stdout, "", 0.1, self.timed_out)
-        if "available_filter_functions" in command and "kprobe_events ] ||" in command:
-            out = ("KWB-SOURCE available_filter_functions\n__folio_lock_async\nio_async_buf_func\n"
-                   "io_wq_enqueue\n") if self.tracing else "KWB-NOTRACE\n"
+        if markers.emits(command, Marker.TRACEABLE):
+            names = "__folio_lock_async\nio_async_buf_func\nio_wq_enqueue\n"
+            out = (markers.block(Marker.TRACEABLE, names, "available_filter_functions") if self.tracing
+                   else markers.line(Marker.NOTRACE) + "\n")
             return Result(["ssh"], 0, out, "", 0.1)
         if command.startswith("cat /sys/kernel/tracing/kprobe_profile"):
             return Result(["ssh"], 0, "  kwb/callback 120 0\n  kwb/async_lock 64 0\n  kwb/iowq_enqueue 0 0\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import re
+import shlex
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from harness.core.errors import InfraError
 from harness.core.profile import Role
 from harness.vm.console import Finding
 from harness.vm.console import scan as scan_console
+from harness.vm.markers import Marker, Markers, echo, echo_section, parse
 from harness.workloads.model import GuestSession
 
 TRACEFS = "/sys/kernel/tracing"
@@ -125,18 +127,14 @@ def resolve(available: Iterable[str], source: str = "available_filter_functions"
 
 def _discover_script() -> str:
     pat = _pattern(all_candidates())
+    traceable = (f"{{ if [ \"$src\" = kallsyms ]; then awk '$2 ~ /^[tT]$/ {{print $3}}' /proc/kallsyms; "
+                 f"else cut -d' ' -f1 {TRACEFS}/available_filter_functions; fi; }} | grep -E '{pat}'")
     return "\n".join([
         f"[ -e {TRACEFS}/kprobe_events ] || mount -t tracefs nodev {TRACEFS} 2>/dev/null",
-        f"if [ ! -e {TRACEFS}/kprobe_events ]; then echo KWB-NOTRACE; exit 0; fi",
-        f"if [ -r {TRACEFS}/available_filter_functions ]; then",
-        "  echo KWB-SOURCE available_filter_functions",
-        f"  grep -E '{pat}' {TRACEFS}/available_filter_functions | cut -d' ' -f1",
-        "else",
-        "  echo KWB-SOURCE kallsyms",
-        "  awk '$2 ~ /^[tT]$/ {print $3}' /proc/kallsyms | grep -E '" + pat + "'",
-        "fi",
-        "echo KWB-KALLSYMS",
-        "awk '{print $3}' /proc/kallsyms | grep -E '" + pat + "'",
+        f"if [ ! -e {TRACEFS}/kprobe_events ]; then {echo(Marker.NOTRACE)}; exit 0; fi",
+        f"src=kallsyms; [ -r {TRACEFS}/available_filter_functions ] && src=available_filter_functions",
+        echo_section(Marker.TRACEABLE, traceable, "$src"),
+        echo_section(Marker.KALLSYMS, "awk '{print $3}' /proc/kallsyms | grep -E '" + pat + "'"),
         "exit 0",
     ])
 
@@ -166,14 +164,15 @@ def _discover(guest: GuestSession) -> ProbeSet:
     if not res.ok:
         return ProbeSet("unknown", "", [ProbePoint(r.name, None, "tracefs query failed") for r in roles()],
                         reason=f"tracefs query failed (exit {res.returncode}): {res.tail(1)}")
-    lines = res.stdout.splitlines()
-    if "KWB-NOTRACE" in lines:
+    said = parse(res.stdout)
+    if said.has(Marker.NOTRACE):
         why = f"kernel has no {TRACEFS}/kprobe_events (CONFIG_KPROBE_EVENTS off?)"
         return ProbeSet("unknown", "", [ProbePoint(r.name, None, why) for r in roles()], reason=why)
-    source = next((ln.split(None, 1)[1] for ln in lines if ln.startswith("KWB-SOURCE ")), "kallsyms")
-    head, marker, syms = res.stdout.partition("KWB-KALLSYMS\n")
-    traceable = [ln for ln in head.splitlines() if not ln.startswith("KWB-")]
-    return resolve(traceable, source, syms.splitlines() if marker else None)
+    traceable = said.sections(Marker.TRACEABLE)
+    source = traceable[0].payload if traceable else "kallsyms"
+    syms = said.section(Marker.KALLSYMS)
+    return resolve(traceable[0].text.splitlines() if traceable else [], source,
+                   syms.splitlines() if syms is not None else None)
 
 
 def parse_profile(text: str) -> dict[str, tuple[int, int]]:
@@ -209,18 +208,19 @@ class Kprobes:
         lines = [self._clear_script()]
         for p in points:
             lines.append(f"echo 'p:{GROUP}/{p.role} {p.function}' >> {TRACEFS}/kprobe_events "
-                         f"2>/dev/null || echo 'KWB-REFUSED {p.role}'")
-        lines.append(f"echo 1 > {TRACEFS}/events/{GROUP}/enable 2>/dev/null || echo KWB-ENABLE-FAILED")
+                         f"2>/dev/null || {echo(Marker.REFUSED, shlex.quote(p.role))}")
+        lines.append(f"echo 1 > {TRACEFS}/events/{GROUP}/enable 2>/dev/null || {echo(Marker.ENABLE_FAILED)}")
         lines.append("exit 0")
         res = self.guest.run("\n".join(lines), timeout=GUEST_TIMEOUT)
         if not res.ok:
             raise InfraError(f"arming kprobes failed (exit {res.returncode}): {res.tail(1)}")
-        refused = {ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("KWB-REFUSED ")}
+        said = parse(res.stdout)
+        refused = set(said.payloads(Marker.REFUSED))
         for p in points:
             if p.role in refused:
                 p.reason = f"not probeable: kprobe on {p.function} refused (notrace/blacklisted)"
         self.armed = [p.role for p in points if p.role not in refused]
-        if "KWB-ENABLE-FAILED" in res.stdout and self.armed:
+        if said.has(Marker.ENABLE_FAILED) and self.armed:
             raise InfraError(f"enabling kprobes failed: {TRACEFS}/events/{GROUP}/enable")
 
     def read(self) -> dict[str, tuple[int, int]]:
@@ -236,20 +236,19 @@ class Kprobes:
         prof = parse_profile(profile)
         return {role: prof.get(role, (0, 0)) for role in self.armed}
 
-    def read_script(self, tag: str) -> str:
-        """Shell lines that print the counters between ``tag`` markers, for a caller folding the read into
-        its own guest command: under TCG each SSH round trip costs ~0.4 s, and fio reads twice a repeat."""
+    def read_script(self, tag: Marker) -> str:
+        """Shell lines that print the counters as section ``tag``, for a caller folding the read into its
+        own guest command: under TCG each SSH round trip costs ~0.4 s, and fio reads twice a repeat."""
         if not self.armed:
             return ""
-        return f"echo {tag}; cat {TRACEFS}/kprobe_profile || echo KWB-PROFILE-UNREADABLE; echo {tag}-END"
+        return echo_section(tag, f"cat {TRACEFS}/kprobe_profile || {echo(Marker.PROFILE_UNREADABLE)}")
 
-    def parse_read(self, stdout: str, tag: str) -> dict[str, tuple[int, int]]:
-        """The counters :meth:`read_script` printed under ``tag`` in ``stdout``."""
+    def parse_read(self, said: Markers, tag: Marker) -> dict[str, tuple[int, int]]:
+        """The counters :meth:`read_script` printed as section ``tag`` in a guest output."""
         if not self.armed:
             return {}
-        _, found, rest = stdout.partition(f"{tag}\n")
-        text = rest.partition(f"{tag}-END")[0]
-        if not found or f"{tag}-END" not in rest or "KWB-PROFILE-UNREADABLE" in text:
+        text = said.section(tag)
+        if text is None or parse(text).has(Marker.PROFILE_UNREADABLE):
             raise InfraError(f"reading kprobe_profile failed ({tag} counters missing from the guest output)")
         return self._armed_counts(text)
 
@@ -377,13 +376,10 @@ CHECKS: dict[str, Callable[[Mapping[str, int | None], int], Check]] = {
 
 # ---- io-wq worker sampling ----------------------------------------------------------------------
 
-SAMPLES_MARKER = "KWB-IOWQ-SAMPLES"
-
-
 def with_iowq_sampler(command: str, samples_file: str, interval: float = 0.5) -> str:
     """Wrap a guest shell command so ``iou-wrk-*`` threads are counted every ``interval`` s while it runs.
 
-    The samples follow the command's output after a marker line; the command's exit code is kept.
+    The samples follow the command's output as a section; the command's exit code is kept.
     """
     # Shell builtins only (read, case): under TCG every fork+exec per sample would cost the job CPU.
     loop = ("while :; do n=0; for f in /proc/[0-9]*/task/*/comm; do "
@@ -395,19 +391,20 @@ def with_iowq_sampler(command: str, samples_file: str, interval: float = 0.5) ->
         command,
         "KWB_RC=$?",
         "kill $KWB_SP 2>/dev/null; wait $KWB_SP 2>/dev/null",
-        f"echo {SAMPLES_MARKER}; cat {samples_file} 2>/dev/null",
+        # the command's output may end mid-line: the section starts a line of its own
+        echo_section(Marker.IOWQ_SAMPLES, f"cat {samples_file} 2>/dev/null", fresh_line=True),
         "exit $KWB_RC",
     ])
 
 
-def split_samples(stdout: str) -> tuple[str, dict[str, Any]]:
-    """Separate the wrapped command's output from the io-wq samples; summarise the samples."""
-    head, sep, tail = stdout.rpartition(SAMPLES_MARKER + "\n")
-    if not sep:
-        return stdout, {"samples": 0, "max": None, "mean": None}
+def iowq_samples(said: Markers) -> dict[str, Any]:
+    """The io-wq samples :func:`with_iowq_sampler` printed, summarised (none when they never ended)."""
+    tail = said.section(Marker.IOWQ_SAMPLES)
+    if tail is None:
+        return {"samples": 0, "max": None, "mean": None}
     values = [int(x) for x in tail.split() if x.isdigit()]
     mean = round(sum(values) / len(values), 2) if values else None
-    return head, {"samples": len(values), "max": max(values) if values else None, "mean": mean}
+    return {"samples": len(values), "max": max(values) if values else None, "mean": mean}
 
 
 # ---- kernel health ------------------------------------------------------------------------------

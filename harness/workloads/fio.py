@@ -20,6 +20,7 @@ from typing import Any
 from harness.core.atomic import write_json
 from harness.core.errors import InfraError, UserError
 from harness.core.run import Result
+from harness.vm.markers import Marker, Markers, echo, echo_section, parse
 from harness.workloads import evidence
 from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
 
@@ -27,11 +28,6 @@ ENGINES = ("io_uring", "psync", "pvsync2", "sync")
 CHECKS = tuple(evidence.CHECKS)
 LAYOUT_MB_PER_S_FLOOR = 20.0   # TCG writes far faster than this; it only bounds the layout step
 REPEAT_SLACK = 60.0            # fio start-up, cache invalidation and JSON output under TCG
-STAT_BEFORE, STAT_AFTER, FIO_END = "KWB-STAT-BEFORE", "KWB-STAT-AFTER", "KWB-FIO-END"
-PROBES_BEFORE, PROBES_AFTER = "KWB-KPROBES-BEFORE", "KWB-KPROBES-AFTER"
-# CPU counters and uptime around fio, read with shell builtins (no fork under TCG).
-_SNAPSHOT = ("read -r KWB_S < /proc/stat; read -r KWB_U KWB_X < /proc/uptime; "
-             "echo \"{tag} $KWB_U $KWB_S\"")
 PERCENTILES = {"p50": "50.000000", "p90": "90.000000", "p99": "99.000000", "p99.9": "99.900000"}
 SUMMARY_KEYS = ("iops", "bw_kib", "clat_mean_us", "clat_p50_us", "clat_p99_us", "clat_p99.9_us",
                 "usr_cpu", "sys_cpu", "ctx", "cpu_per_io_us", "guest_busy_pct", "guest_cpu_per_io_us",
@@ -154,6 +150,11 @@ def summarise(values: list[float]) -> dict[str, Any]:
             "stdev": round(statistics.stdev(values), 3) if len(values) > 1 else 0.0, "values": values}
 
 
+def _snapshot(tag: Marker) -> str:
+    # CPU counters and uptime around fio, read with shell builtins (no fork under TCG).
+    return "read -r KWB_S < /proc/stat; read -r KWB_U KWB_X < /proc/uptime; " + echo(tag, '"$KWB_U $KWB_S"')
+
+
 class _Budget:
     def __init__(self, seconds: float) -> None:
         self.deadline = time.monotonic() + seconds
@@ -195,8 +196,8 @@ class _Job:
             return None
         size = self.p.size_mb * 1024 * 1024
         q = shlex.quote(filename)
-        check = f"[ \"$(stat -c %s {q} 2>/dev/null)\" = {size} ] && echo KWB-LAID-OUT; exit 0"
-        if "KWB-LAID-OUT" in self.guest_run("check data file", check, 60).stdout:
+        check = f"[ \"$(stat -c %s {q} 2>/dev/null)\" = {size} ] && {echo(Marker.LAID_OUT)}; exit 0"
+        if parse(self.guest_run("check data file", check, 60).stdout).has(Marker.LAID_OUT):
             return 0.0
         script = f"mkdir -p {shlex.quote(str(Path(filename).parent))} && rm -f {q} && " \
                  f"{shlex.join(layout_argv(filename, self.p))} > /dev/null"
@@ -210,17 +211,18 @@ class _Job:
     def one_repeat(self, n: int, argv: list[str], kprobes: evidence.Kprobes) -> None:
         drop = "sync; echo 3 > /proc/sys/vm/drop_caches; " if self.p.drop_caches else ""
         # The counters are read inside the repeat's own command, right around fio.
-        inner = (f"{drop}{kprobes.read_script(PROBES_BEFORE)}\n{_SNAPSHOT.format(tag=STAT_BEFORE)}\n"
-                 f"{shlex.join(argv)}\nKWB_FIO_RC=$?\n"
-                 f"echo; echo {FIO_END}; {_SNAPSHOT.format(tag=STAT_AFTER)}\n"
-                 f"{kprobes.read_script(PROBES_AFTER)}\n(exit $KWB_FIO_RC)")
+        inner = "\n".join([f"{drop}{kprobes.read_script(Marker.KPROBES_BEFORE)}",
+                           _snapshot(Marker.STAT_BEFORE),
+                           echo_section(Marker.FIO, f"{shlex.join(argv)}\nKWB_FIO_RC=$?"),
+                           _snapshot(Marker.STAT_AFTER), kprobes.read_script(Marker.KPROBES_AFTER),
+                           "(exit $KWB_FIO_RC)"])
         script = evidence.with_iowq_sampler(inner, f"/tmp/kwb-iowq-{self.spec.name}-{n}.txt")
         res = self.guest_run(f"repeat {n}", script, self.p.runtime + REPEAT_SLACK)
-        out, samples = evidence.split_samples(res.stdout)
+        out = parse(res.stdout)
         if not res.ok:
             raise _Failed(JobStatus.FAIL, f"fio exited {res.returncode} on repeat {n}: {res.tail(1)}")
         try:
-            data = extract_json(out.split(FIO_END)[0])
+            data = extract_json(out.section(Marker.FIO) or "")
         except ValueError as exc:
             raise _Failed(JobStatus.FAIL, f"repeat {n}: {exc}") from exc
         write_json(self.job_dir / f"fio-{n}.json", data)
@@ -228,11 +230,11 @@ class _Job:
         if metrics["error"]:
             raise _Failed(JobStatus.FAIL, f"fio reported error {metrics['error']} on repeat {n}")
         metrics.update(_guest_cpu(out, metrics["total_ios"]))
-        before = kprobes.parse_read(out, PROBES_BEFORE)
-        after = kprobes.parse_read(out, PROBES_AFTER)
+        before = kprobes.parse_read(out, Marker.KPROBES_BEFORE)
+        after = kprobes.parse_read(out, Marker.KPROBES_AFTER)
         metrics["kprobe_hits"] = {r: after[r][0] - before.get(r, (0, 0))[0] for r in after}
         metrics["kprobe_misses"] = {r: after[r][1] - before.get(r, (0, 0))[1] for r in after}
-        metrics["iowq_workers"] = samples
+        metrics["iowq_workers"] = evidence.iowq_samples(out)
         metrics["wall_s"] = round(res.duration, 2)  # the whole repeat in the guest: the ≤ 15 s TCG target
         self.repeats.append(metrics)
 
@@ -249,8 +251,8 @@ class _Job:
             return self.finish(JobStatus.ERROR, str(exc), start)
 
     def execute(self) -> None:
-        which = self.guest_run("find fio", "command -v fio || echo KWB-NO-FIO", 30)
-        if "KWB-NO-FIO" in which.stdout or not which.stdout.strip():
+        which = self.guest_run("find fio", f"command -v fio || {echo(Marker.NO_FIO)}", 30)
+        if parse(which.stdout).has(Marker.NO_FIO) or not which.stdout.strip():
             raise _Failed(JobStatus.ERROR, "fio not found in guest")
         filename = data_file(self.target, self.p)
         self.evidence["layout_s"] = self.layout(filename)
@@ -315,14 +317,12 @@ class _Failed(Exception):
         self.status, self.reason = status, reason
 
 
-def _guest_cpu(out: str, ios: int) -> dict[str, Any]:
+def _guest_cpu(out: Markers, ios: int) -> dict[str, Any]:
     # Guest-wide CPU (covers io-wq workers and task_work wherever they run), from /proc/stat deltas.
-    lines = {ln.split(None, 1)[0]: ln.split(None, 1)[1] for ln in out.splitlines()
-             if ln.startswith((STAT_BEFORE, STAT_AFTER)) and len(ln.split(None, 1)) == 2}
-    if STAT_BEFORE not in lines or STAT_AFTER not in lines:
+    snaps = [(out.first(tag) or "").split(None, 1) for tag in (Marker.STAT_BEFORE, Marker.STAT_AFTER)]
+    if any(len(snap) != 2 for snap in snaps):
         return {"guest_busy_pct": None, "guest_cpu_per_io_us": None, "fio_wall_s": None}
-    up0, stat0 = lines[STAT_BEFORE].split(None, 1)
-    up1, stat1 = lines[STAT_AFTER].split(None, 1)
+    (up0, stat0), (up1, stat1) = snaps
     b0, t0 = parse_stat(stat0)
     b1, t1 = parse_stat(stat1)
     busy, total = b1 - b0, t1 - t0
