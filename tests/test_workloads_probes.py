@@ -23,20 +23,26 @@ from harness.vm.markers import Marker
 from harness.workloads import probes, runner
 from harness.workloads.model import JobStatus, Target, WorkloadSpec
 
-PASS_LINE = ('KWB-RESULT {"probe": "probe-kbuf-cancel", "ok": true, "skip": false, "self_test_fail": false, '
-             '"reason": "all 32 buffers came back after 144 cancels and 4 child exits", "counters": '
-             '{"buffers_returned_in_cqe": 160, "buffer_returned_twice": 0, "cqes": 368, '
-             '"buffers_left_in_group": 32, "distinct_buffer_ids": 32}}')
-FAIL_LINE = ('KWB-RESULT {"probe": "probe-completion-accounting", "ok": false, "skip": false, '
-             '"self_test_fail": true, "reason": "round 0: 1 of 65 CQEs never arrived (waited 2000 ms)", '
-             '"counters": {"cqes": 64, "missing_cqes": 1}}')
-HANG_LINE = ('KWB-RESULT {"probe": "probe-data-integrity", "ok": false, "skip": false, '
-             '"self_test_fail": false, "reason": "internal timeout: the probe did not finish (hang)", '
-             '"counters": {"reads": 12}}')
-SKIP_LINE = ('KWB-RESULT {"probe": "probe-kbuf-cancel", "ok": false, "skip": true, "self_test_fail": false, '
-             '"reason": "io_uring unavailable: Operation not permitted", "counters": {}}')
-SETUP_LINE = ('KWB-RESULT {"probe": "probe-short-read", "ok": false, "skip": false, "self_test_fail": false, '
-              '"reason": "cannot open /x/.kwb: Read-only file system", "counters": {}}')
+# What probe_common.h prints last: `KWB-RESULT {json}` (test_markers pins the spelling).
+PASS_LINE = markers.line(Marker.RESULT, (
+    '{"probe": "probe-kbuf-cancel", "ok": true, "skip": false, "self_test_fail": false, '
+    '"reason": "all 32 buffers came back after 144 cancels and 4 child exits", "counters": '
+    '{"buffers_returned_in_cqe": 160, "buffer_returned_twice": 0, "cqes": 368, '
+    '"buffers_left_in_group": 32, "distinct_buffer_ids": 32}}'))
+FAIL_LINE = markers.line(Marker.RESULT, (
+    '{"probe": "probe-completion-accounting", "ok": false, "skip": false, '
+    '"self_test_fail": true, "reason": "round 0: 1 of 65 CQEs never arrived (waited 2000 ms)", '
+    '"counters": {"cqes": 64, "missing_cqes": 1}}'))
+HANG_LINE = markers.line(Marker.RESULT, (
+    '{"probe": "probe-data-integrity", "ok": false, "skip": false, '
+    '"self_test_fail": false, "reason": "internal timeout: the probe did not finish (hang)", '
+    '"counters": {"reads": 12}}'))
+SKIP_LINE = markers.line(Marker.RESULT, (
+    '{"probe": "probe-kbuf-cancel", "ok": false, "skip": true, "self_test_fail": false, '
+    '"reason": "io_uring unavailable: Operation not permitted", "counters": {}}'))
+SETUP_LINE = markers.line(Marker.RESULT, (
+    '{"probe": "probe-short-read", "ok": false, "skip": false, "self_test_fail": false, '
+    '"reason": "cannot open /x/.kwb: Read-only file system", "counters": {}}'))
 
 
 def _spec(name: str = "probe-kbuf-cancel", **params: object) -> WorkloadSpec:
@@ -51,12 +57,15 @@ BDEV = Target("bdev", "/dev/vdb", None, "/tmp/kwb/scratch-bdev")
 # --- parsing and mapping ---------------------------------------------------------------------------
 
 def test_parse_takes_the_last_result_line() -> None:
-    out = "noise\nKWB-RESULT {\"ok\": false}\nmore noise\n" + PASS_LINE + "\n"
+    earlier = markers.line(Marker.RESULT, '{"ok": false}')
+    out = f"noise\n{earlier}\nmore noise\n{PASS_LINE}\n"
     data = probes.parse_result(out)
     assert data is not None and data["ok"] is True and data["counters"]["cqes"] == 368
 
 
-@pytest.mark.parametrize("text", ["", "no result here\n", "KWB-RESULT {not json\n", "KWB-RESULT [1, 2]\n"])
+@pytest.mark.parametrize("text", ["", "no result here\n", markers.line(Marker.RESULT, "{not json"),
+                                  markers.line(Marker.RESULT, "[1, 2]"), markers.line(Marker.RESULT),
+                                  f"{PASS_LINE}\n{markers.line(Marker.RESULT, '{cut')}\n"])
 def test_parse_without_a_usable_line_is_none(text: str) -> None:
     assert probes.parse_result(text) is None
 
@@ -221,7 +230,7 @@ def test_run_job_pass_records_counters_and_files(tmp_path: Path, fake_build: lis
     assert "not probeable" in res.evidence["probes"]["points"]["wake_match"]["reason"]
     assert (tmp_path / "exitcode").read_text() == "0\n"
     assert json.loads((tmp_path / "probe-result.json").read_text())["ok"] is True
-    assert (tmp_path / "stdout").read_text().startswith("KWB-RESULT")
+    assert (tmp_path / "stdout").read_text().startswith(markers.line(Marker.RESULT))
 
 
 def test_run_job_failure_and_timeout(tmp_path: Path, fake_build: list[str]) -> None:

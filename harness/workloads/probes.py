@@ -28,6 +28,7 @@ from harness.core.atomic import write_json
 from harness.core.errors import InfraError, UserError
 from harness.core.paths import cache_dir
 from harness.core.run import run
+from harness.vm.markers import Marker, line, parse
 from harness.workloads import evidence
 from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
 
@@ -38,7 +39,6 @@ CFLAGS = ("-O2", "-Wall", "-Werror")
 LIBS = ("-luring", "-lpthread")
 LIBURING_HEADER = Path("/usr/include/liburing.h")
 BUILD_TIMEOUT = 180.0
-RESULT_TAG = "KWB-RESULT "
 EXIT_PASS, EXIT_FAIL, EXIT_SETUP, EXIT_SKIP = 0, 1, 2, 77
 # The probe's own watchdog fires this long before the guest command's timeout, so a hang is reported
 # by the probe (with its counters) rather than by the outer kill.
@@ -216,14 +216,14 @@ class ProbeOutcome:
 
 def parse_result(stdout: str) -> dict[str, Any] | None:
     """The JSON of the last ``KWB-RESULT`` line, or None when there is none (or it is not JSON)."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_TAG):
-            try:
-                data = json.loads(line[len(RESULT_TAG):])
-            except json.JSONDecodeError:
-                return None
-            return data if isinstance(data, dict) else None
-    return None
+    payload = parse(stdout).last(Marker.RESULT)
+    if payload is None:
+        return None
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def interpret(name: str, returncode: int, timed_out: bool, stdout: str, timeout: float) -> ProbeOutcome:
@@ -238,8 +238,8 @@ def interpret(name: str, returncode: int, timed_out: bool, stdout: str, timeout:
         if returncode in (126, 127):
             return ProbeOutcome(JobStatus.ERROR, f"{name} not runnable in the guest (exit {returncode})",
                                 counters, None)
-        return ProbeOutcome(JobStatus.FAIL, f"{name} exited {returncode} without a KWB-RESULT line "
-                            "(crashed or killed)", counters, None)
+        return ProbeOutcome(JobStatus.FAIL, f"{name} exited {returncode} without a {line(Marker.RESULT)} "
+                            "line (crashed or killed)", counters, None)
     ok, skip = result.get("ok") is True, result.get("skip") is True
     if returncode == EXIT_PASS and ok:
         return ProbeOutcome(JobStatus.PASS, said, counters, result)
