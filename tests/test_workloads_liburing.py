@@ -15,6 +15,8 @@ import pytest
 from harness.core.errors import InfraError, UserError
 from harness.core.run import Result
 from harness.kernel.build import KernelBuild
+from harness.vm import markers
+from harness.vm.markers import Marker
 from harness.workloads import liburing, runner
 from harness.workloads.model import JobStatus, Target, WorkloadSpec
 
@@ -254,9 +256,11 @@ def test_run_job_on_bdev_runs_only_path_tests(tmp_path: Path, fake_suite: Path) 
 
 
 def test_pool_output_parsing() -> None:
-    out = ("KWB-LIBURING-BEGIN nop\nok\n\nKWB-LIBURING-END nop 0 10.50 11.75\n"
-           "KWB-LIBURING-BEGIN fsync\n\nKWB-LIBURING-END fsync 1 10.50 13.00\n"
-           "KWB-LIBURING-BEGIN link\npartial\n")  # cut short: no END line
+    out = (markers.block(Marker.LIBURING, "ok\n", "nop", "nop 0 10.50 11.75")
+           + markers.block(Marker.LIBURING, "", "fsync", "fsync 1 10.50 13.00")
+           + markers.block(Marker.LIBURING, "", "fpos", "nop 0 1.0 2.0")  # names another test
+           + markers.block(Marker.LIBURING, "", "iopoll", "iopoll 0 1.0")  # no end uptime
+           + markers.line(Marker.LIBURING, "link") + "\npartial\n")  # cut short: no end line
     parsed = liburing.parse_pool_output(out)
     assert parsed == {"nop": (0, 1.25, "ok\n"), "fsync": (1, 2.5, "")}
 
@@ -306,7 +310,7 @@ def test_parallel_tests_run_side_by_side_in_their_own_dirs(tmp_path: Path,
                                                      "d4ae271dfaae": "xpass"}
     assert by["fsync"]["reason"] == "exit 1: shared-name" and by["fsync"]["duration"] >= 0.2
     assert "nop ran in nop" in (tmp_path / "job" / "tests" / "nop.log").read_text()
-    (pool,) = [c for c in guest.commands if "KWB-LIBURING-BEGIN" in c]  # one command for the job
+    (pool,) = [c for c in guest.commands if markers.emits(c, Marker.LIBURING)]  # one command for the job
     assert "wait -n" in pool
     assert "d4ae271dfaae" not in pool  # SQPOLL: alone, after the pool
     assert guest.commands[-2].endswith("/d4ae271dfaae.t")
@@ -373,11 +377,12 @@ class _DeadPoolGuest:
     def run(self, command: str, timeout: float) -> Result:
         if "uname" in command:
             return Result(["sh"], 0, "6.12.117\n", "", 0.01)
-        if "KWB-LIBURING-START" not in command or self.dead:
+        if not markers.emits(command, Marker.LIBURING_START) or self.dead:
             return Result(["sh"], 0, "", "", 0.01)
         self.dead = True
-        out = ("KWB-LIBURING-START fsync\nKWB-LIBURING-START nop\nKWB-LIBURING-BEGIN fsync\n\n"
-               "KWB-LIBURING-END fsync 0 1.00 2.00\nKWB-LIBURING-START fpos\n")
+        start = [markers.line(Marker.LIBURING_START, t) + "\n" for t in ("fsync", "nop", "fpos")]
+        out = (start[0] + start[1] + markers.block(Marker.LIBURING, "", "fsync", "fsync 0 1.00 2.00")
+               + start[2])
         return Result(["sh"], -1, out, "kwb: abandoned\n", 30.0)
 
     def console_text(self) -> str:

@@ -31,6 +31,7 @@ from harness.core.errors import InfraError, UserError
 from harness.core.paths import cache_dir
 from harness.core.run import Result, run
 from harness.core.tomlfile import load_toml
+from harness.vm.markers import Marker, echo, echo_section, parse
 from harness.workloads.model import (
     GuestSession,
     JobResult,
@@ -74,7 +75,6 @@ NOT_TESTS = frozenset({"exec-target", "helpers"})
 # support polled IO"); those count as skips, not passes.
 SKIP_TEXT = re.compile(r"\bskip(ping|ped)?\b|doesn't support|not supported", re.IGNORECASE)
 KNOWN_PARAMS = ("set", "tests", "exclude", "per_test_timeout", "parallel")
-MARK = "KWB-LIBURING-"
 # Reason of a test not run because the guest had to be rebooted first: the runner runs it on the next guest.
 NOT_RUN_REBOOT = "not run yet: the guest was rebooted after "
 
@@ -401,7 +401,7 @@ def _run_batch(guest: GuestSession, batch: list[tuple[str, str]], width: int, li
         return [(res, res.stdout + res.stderr)], [batch[0][0]] if cut else []
     res = guest.run(pool_command(batch, width, f"{workdir}/.kwb-logs"), timeout=budget + GUEST_SLACK)
     parsed = parse_pool_output(res.stdout)
-    started = re.findall(rf"^{MARK}START (\S+)$", res.stdout, re.MULTILINE)
+    started = parse(res.stdout).payloads(Marker.LIBURING_START)
     running = [n for n in started if n not in parsed]
     out: list[tuple[Result, str]] = []
     for name, command in batch:
@@ -417,16 +417,16 @@ def _run_batch(guest: GuestSession, batch: list[tuple[str, str]], width: int, li
 
 def pool_command(batch: list[tuple[str, str]], width: int, logdir: str) -> str:
     """A guest command running the ``(name, command)`` pairs ``width`` at a time (bash ``wait -n``); each
-    test says when it starts and prints its output, exit code and seconds between markers as it ends
-    (under ``flock``, so blocks never interleave, a pool cut short still reports the tests that finished
-    and which ones were running)."""
+    test says when it starts (marker LIBURING-START) and, as it ends, prints its output as section
+    LIBURING with its exit code and uptimes on the end marker (under ``flock``, so sections never
+    interleave, a pool cut short still reports the tests that finished and which ones were running)."""
     d = shlex.quote(logdir)
     lines = [f"mkdir -p {d}", "running=0"]
     for name, command in batch:
         f = shlex.quote(f"{logdir}/{name}")
-        report = (f"echo {MARK}BEGIN {name}; cat {f}.out; echo; "
-                  f"echo {MARK}END {name} $(cat {f}.rc)")
-        lines += [f"( flock {d}/.lock echo {MARK}START {name}; read -r s _ < /proc/uptime; "
+        q = shlex.quote(name)
+        report = echo_section(Marker.LIBURING, f"cat {f}.out", q, f"{q} $(cat {f}.rc)")
+        lines += [f"( flock {d}/.lock {echo(Marker.LIBURING_START, q)}; read -r s _ < /proc/uptime; "
                   f"( {command} ) > {f}.out 2>&1; rc=$?; "
                   f"read -r e _ < /proc/uptime; echo \"$rc $s $e\" > {f}.rc; "
                   f"flock {d}/.lock sh -c {shlex.quote(report)} ) &",
@@ -437,14 +437,18 @@ def pool_command(batch: list[tuple[str, str]], width: int, logdir: str) -> str:
 
 
 def parse_pool_output(stdout: str) -> dict[str, tuple[int, float, str]]:
-    """``{test: (exit code, seconds, output)}`` from :func:`pool_command`'s output; a test without a
-    complete END line is left out."""
+    """``{test: (exit code, seconds, output)}`` from :func:`pool_command`'s output; a test whose section
+    never ended, or whose end marker does not name it with an exit code and two uptimes, is left out."""
     found: dict[str, tuple[int, float, str]] = {}
-    pattern = re.compile(rf"^{MARK}BEGIN (\S+)\n(.*?)\n?^{MARK}END \1 (-?\d+) ([\d.]+) ([\d.]+)$",
-                         re.MULTILINE | re.DOTALL)
-    for m in pattern.finditer(stdout):
-        name, text, rc, began, ended = m.groups()
-        found[name] = (int(rc), round(max(float(ended) - float(began), 0.0), 2), text)
+    for section in parse(stdout).sections(Marker.LIBURING):
+        end = section.end_payload.split()
+        if len(end) != 4 or end[0] != section.payload:
+            continue
+        try:
+            rc, began, ended = int(end[1]), float(end[2]), float(end[3])
+        except ValueError:
+            continue
+        found[section.payload] = (rc, round(max(ended - began, 0.0), 2), section.text)
     return found
 
 
