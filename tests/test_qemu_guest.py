@@ -14,8 +14,9 @@ import pytest
 
 from harness.core.errors import UserError
 from harness.core.run import run
-from harness.vm import disks, guest, vng
+from harness.vm import disks, guest, markers, vng
 from harness.vm.guest import POWEROFF, BootError, Guest, GuestConfig
+from harness.vm.markers import Marker
 
 
 def _fake_vng(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
@@ -273,8 +274,8 @@ RIP: 0010:filemap_read+0x3a/0x4f0
 
 
 @pytest.mark.parametrize("answer,alive", [
-    ("KWB-WEDGED\n  412   415 R    -  read-write.t\n== /proc/412/task/415/stack\n"
-     "[<0>] filemap_read+0x3a/0x4f0\n", True),
+    (markers.block(Marker.WEDGED, "  412   415 R    -  read-write.t\n")
+     + markers.block(Marker.STACKS, "== /proc/412/task/415/stack\n[<0>] filemap_read+0x3a/0x4f0\n"), True),
     (None, False),
 ])
 def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer: str | None, alive: bool,
@@ -298,6 +299,12 @@ def test_an_unkillable_command_or_a_dead_guest_is_a_wedge(tmp_path: Path, answer
         assert "no answer on a second SSH connection" in str(g.wedge["how"])
     assert not g.alive() and g.outcome == "timeout"
     assert g.run("true", timeout=5).timed_out  # nothing more is sent to a wedged guest
+
+
+def test_the_wedge_check_is_sh_and_prints_its_sections() -> None:
+    script = guest.WEDGE_CHECK.format(pidfile="/tmp/kwb-cmd/1.pid", force=1)
+    assert run(["sh", "-n", "-c", script], timeout=10).ok  # syntax only: it kills and pokes sysrq
+    assert markers.emits(script, Marker.WEDGED) and markers.emits(script, Marker.STACKS)
 
 
 def test_a_killed_command_is_not_a_wedge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from harness.vm.markers import Marker, line
+
 # Order matters: the first pattern that matches a line names its kind (lockdep before warning, kasan
 # and soft lockup before the generic BUG).
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -48,7 +50,9 @@ MILESTONES = {
     "udev_done": "virtme-ng-init: udev is done",
     # virtme-ng-init prints this once every set-up thread (udev, DHCP, sshd) has ended
     "init_done": "virtme-ng-init: starting script",
-    "guest_ready": "KWB-GUEST-READY",
+    # vng's GUEST_INIT prints it. Matched anywhere in a line like the others, not by markers.parse: on the
+    # serial console a kernel message can land in the middle of the init script's line.
+    "guest_ready": line(Marker.GUEST_READY),
 }
 
 # Console lines that explain a boot that will never answer over SSH (see boot_problem()).

@@ -33,6 +33,7 @@ from harness.core.run import Result, run
 from harness.vm import accel as accel_mod
 from harness.vm import console, rootfs, vng
 from harness.vm.console import ConsoleWatch, Finding
+from harness.vm.markers import Marker, echo_section, parse
 from harness.vm.ssh import SshSession
 
 # What an early first connection runs (the init script does the same once udev has settled): later
@@ -42,22 +43,24 @@ GUEST_FIRST_COMMAND = '[ -f "$HOME/.bashrc" ] && mount --bind /dev/null "$HOME/.
 # session id sshd gave it; timeout(1) puts tests in process groups of their own) for good; any thread
 # left 2 s later, zombies aside (a killed leader waits as one for its io-wq threads), is stuck in the
 # kernel (spinning, or blocked uninterruptibly): its kernel stacks, then sysrq w (blocked tasks) and
-# l (every CPU's backtrace) onto the console.
-WEDGE_CHECK = """p=$(cat {pidfile} 2>/dev/null)
-left=""
-if [ -n "$p" ]; then
-  pkill -KILL -s "$p"; sleep 2
-  left=$(ps -L -o pid=,lwp=,stat=,wchan:32=,comm= -s "$p" | awk '$3 !~ /^Z/')
-fi
-if [ -n "$left" ] || [ {force} = 1 ]; then
-  echo KWB-WEDGED; echo "$left"
-  echo "$left" | while read -r pid lwp _; do
-    [ -n "$lwp" ] && echo "== /proc/$pid/task/$lwp/stack" && cat /proc/$pid/task/$lwp/stack
-  done
-  echo 1 > /proc/sys/kernel/sysrq; echo w > /proc/sysrq-trigger; echo l > /proc/sysrq-trigger
-fi
-true"""
-WEDGE_MARK = "KWB-WEDGED"
+# l (every CPU's backtrace) onto the console. The threads left are section WEDGED (its presence is the
+# verdict), their stacks section STACKS. A str.format template: {pidfile} and {force}.
+WEDGE_CHECK = "\n".join([
+    'p=$(cat {pidfile} 2>/dev/null)',
+    'left=""',
+    'if [ -n "$p" ]; then',
+    '  pkill -KILL -s "$p"; sleep 2',
+    """  left=$(ps -L -o pid=,lwp=,stat=,wchan:32=,comm= -s "$p" | awk '$3 !~ /^Z/')""",
+    'fi',
+    'if [ -n "$left" ] || [ {force} = 1 ]; then',
+    echo_section(Marker.WEDGED, 'echo "$left"'),
+    echo_section(Marker.STACKS, '\n'.join([
+        'echo "$left" | while read -r pid lwp _; do',
+        '  [ -n "$lwp" ] && echo "== /proc/$pid/task/$lwp/stack" && cat /proc/$pid/task/$lwp/stack',
+        'done'])),
+    '  echo 1 > /proc/sys/kernel/sysrq; echo w > /proc/sysrq-trigger; echo l > /proc/sysrq-trigger',
+    'fi',
+    'true'])
 SYSRQ_SETTLE = 1.5        # console quiet this long after sysrq: its output is complete
 SYSRQ_WAIT_MAX = 10.0
 WEDGE_EXCERPT_LINES = 200
@@ -422,7 +425,8 @@ class Guest:
             alive = False
         finally:
             second.close()
-        if alive and WEDGE_MARK not in out:
+        said = parse(out)
+        if alive and not said.has(Marker.WEDGED):
             return  # the command was killed: slow or stuck in user space, the guest is fine
         self._hung = True
         self._settle_console()
@@ -435,9 +439,9 @@ class Guest:
                     f"{self._abandoned}; sysrq w/l over a second SSH connection" if alive else
                     "no answer on a second SSH connection (no sysrq: the guest has no keyboard and the "
                     "serial console is output-only); console since the command started"),
-            "unkillable": [ln.strip() for ln in out.split(WEDGE_MARK, 1)[-1].split("== ")[0].splitlines()
+            "unkillable": [ln.strip() for ln in (said.section(Marker.WEDGED) or "").splitlines()
                            if ln.strip()] if alive else [],
-            "stacks": out.split(WEDGE_MARK, 1)[-1] if alive else "",
+            "stacks": (said.section(Marker.STACKS) or "") if alive else "",
             "excerpt": "\n".join(lines[-WEDGE_EXCERPT_LINES:]),
         }
 

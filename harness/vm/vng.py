@@ -17,7 +17,8 @@ Why each flag (checked against virtme-ng 1.42's source):
 - ``--exec GUEST_INIT`` (vng's script mode, which keeps sshd): the guest root is the host's filesystem,
   so bash would run the host user's ~/.bashrc for every command sshd starts — slow under TCG (seconds
   per command with pyenv-style rc files) and noisy. The init script hides it (a bind mount inside the
-  guest only), prints :data:`READY_MARKER` and sleeps; SSH attempts start once the marker is seen.
+  guest only), prints the GUEST-READY marker (:mod:`harness.vm.markers`) and sleeps; SSH attempts start
+  once the console shows it.
 
 The isolated root (:mod:`harness.vm.rootfs`, ``VngSpec.root_disk``) changes three things:
 
@@ -56,6 +57,7 @@ from pathlib import Path
 
 from harness.core.errors import InfraError, UserError
 from harness.vm.disks import disk_format
+from harness.vm.markers import Marker, echo
 
 # Guest kernel options kwb always wants (why: module docstring); a panic reboots at once and
 # -no-reboot turns that into exit.
@@ -66,9 +68,8 @@ BASE_CMDLINE = ("panic=-1", "SYSTEMD_PROC_CMDLINE=net.ifnames=0", "softlockup_al
 # (the kernel keeps the last rootflags=).
 ROOT_9P_FLAGS = "version=9p2000.L,trans=virtio,access=any,msize=524288"
 ROOT_CACHE_MODES = ("", "loose", "mmap", "readahead")
-READY_MARKER = "KWB-GUEST-READY"
 GUEST_INIT = ('[ -f "$HOME/.bashrc" ] && mount --bind /dev/null "$HOME/.bashrc"; '
-              f"echo {READY_MARKER}; exec sleep infinity")
+              f"{echo(Marker.GUEST_READY)}; exec sleep infinity")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+@%-]+$")
 
 
