@@ -22,6 +22,8 @@ from harness.core.run import Result
 from harness.kernel.build import KernelBuild
 from harness.orchestrate import concern_repro
 from harness.orchestrate.concern_repro import ReproRequest
+from harness.vm import markers
+from harness.vm.markers import Marker
 from harness.workloads.catalogue import load_catalogue
 from harness.workloads.model import JobStatus
 
@@ -36,17 +38,18 @@ class ProbeGuest(FakeGuest):
 
     def run(self, command: str, timeout: float) -> Result:
         m = re.search(r"/(probe-[\w-]+) --timeout", command)
-        if "KWB-RET-REFUSED" in command:  # the kretprobe arm script
+        if markers.emits(command, Marker.RET_REFUSED):  # the kretprobe arm script
             self.commands.append(command)
-            armed = "KWB-RET filemap_get_pages\nKWB-RET-REFUSED generic_file_buffered_read\n"
+            armed = (markers.line(Marker.RET, "filemap_get_pages") + "\n"
+                     + markers.line(Marker.RET_REFUSED, "generic_file_buffered_read") + "\n")
             return Result(["ssh"], 0, armed, "", 0.1)
-        if "KWB-RETHIT" in command:
+        if markers.emits(command, Marker.RETHIT):
             self.commands.append(command)
             queued = {"contended": 40, "uptodate": 30}.get(self.last, 0)
-            hits = (f"     {queued + 1} KWB-RETHIT ret_filemap_get_pages: ret=-11\n"
-                    f"     {queued} KWB-RETHIT ret_filemap_get_pages: ret=-529\n"
-                    "    900 KWB-RETHIT ret_filemap_get_pages: ret=0\n") if queued else ""
-            return Result(["ssh"], 0, "KWB-OVERRUN 0\n" + hits, "", 0.1)
+            tally = [(-11, queued + 1), (-529, queued), (0, 900)] if queued else []
+            hits = "".join(markers.line(Marker.RETHIT, f"filemap_get_pages {ret} {n}") + "\n"
+                           for ret, n in tally)
+            return Result(["ssh"], 0, markers.line(Marker.OVERRUN, "0") + "\n" + hits, "", 0.1)
         if not m:
             return super().run(command, timeout)
         self.commands.append(command)
@@ -62,7 +65,8 @@ class ProbeGuest(FakeGuest):
         counters = {"rounds": 4, f"{name}_other_reader_busy_at_submit": 3,
                     f"{name}_io_in_flight_at_submit": 2}
         payload = {"probe": m.group(1), "ok": True, "reason": f"phase {name} ok", "counters": counters}
-        return Result(["ssh"], 0, f"ran {name}\nKWB-RESULT {json.dumps(payload)}\n", "", 0.1)
+        result = markers.line(Marker.RESULT, json.dumps(payload))
+        return Result(["ssh"], 0, f"ran {name}\n{result}\n", "", 0.1)
 
 
 Kernel = KernelBuild
@@ -131,7 +135,7 @@ def test_bundle_is_self_contained(tmp_path: Path, kernel: Kernel) -> None:
     assert (b / "guest" / "guest-1" / "console.log").is_file()
     assert (b / "guest" / "guest-1" / "guest-cmdline.txt").is_file()
     log = (b / "commands.log").read_text()
-    assert "--phase contended" in log and "KWB-RESULT" in log and "cat /proc/cmdline" in log
+    assert "--phase contended" in log and markers.line(Marker.RESULT) in log and "cat /proc/cmdline" in log
     assert all("command" in json.loads(ln) for ln in (b / "commands.jsonl").read_text().splitlines())
     assert os.access(b / "repro.sh", os.X_OK) and "concern repro --bundle" in (b / "repro.sh").read_text()
     assert not list(b.rglob("*.img")), "scratch disks are not kept"
@@ -156,13 +160,30 @@ def test_both_cases_shown_per_filesystem(tmp_path: Path, kernel: Kernel) -> None
 
 
 def test_parse_ret_tally() -> None:
-    text = ("KWB-RET filemap_get_pages\nKWB-OVERRUN 3\n"
-            "      7 KWB-RETHIT ret_filemap_get_pages: ret=-529\n"
-            "     2 KWB-RETHIT ret_filemap_get_pages: ret=-5\n")
+    said = [(Marker.RET, "filemap_get_pages"), (Marker.OVERRUN, "3"),
+            (Marker.RETHIT, "filemap_get_pages -529 7"), (Marker.RETHIT, "filemap_get_pages -5 2"),
+            (Marker.RETHIT, "filemap_get_pages -5"), (Marker.RETHIT, "filemap_get_pages x 1")]  # malformed
+    text = "".join(markers.line(name, payload) + "\n" for name, payload in said)
     got = concern_repro.parse_ret_tally(text, ("filemap_get_pages", "generic_file_buffered_read"))
     assert got == {"ret_filemap_get_pages_eiocbqueued": 7, "ret_filemap_get_pages_neg5": 2,
                    "ret_filemap_get_pages_eagain": 0, "ret_generic_file_buffered_read_eiocbqueued": None,
                    "ret_generic_file_buffered_read_eagain": None, "ret_overrun": 3}
+
+
+def test_ret_read_script_tallies_a_trace_in_sh(tmp_path: Path) -> None:
+    # The read script, run here against a directory laid out like the trace instance.
+    hit = ("  probe-lock-page-12 [001] ..... 12.3: ret_filemap_get_pages: (filemap_read+0x1a/0x2b <- "
+           "filemap_get_pages) ret={}\n")
+    (tmp_path / "trace").write_text("# tracer: nop\n" + hit.format(-529) * 2 + hit.format(0))
+    (tmp_path / "per_cpu" / "cpu0").mkdir(parents=True)
+    (tmp_path / "per_cpu" / "cpu0" / "stats").write_text("entries: 3\noverrun: 4\n")
+    script = concern_repro._ret_read_script(("filemap_get_pages",))
+    script = script.replace(concern_repro.RET_INSTANCE, str(tmp_path)).replace(
+        f"{concern_repro.TRACEFS}/kprobe_events", str(tmp_path / "kprobe_events"))
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert concern_repro.parse_ret_tally(out, ("filemap_get_pages",)) == {
+        "ret_filemap_get_pages_eiocbqueued": 2, "ret_filemap_get_pages_0": 1,
+        "ret_filemap_get_pages_eagain": 0, "ret_overrun": 4}
 
 
 def test_a_case_without_counts_is_not_shown(tmp_path: Path, kernel: Kernel) -> None:

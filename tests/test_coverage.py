@@ -19,6 +19,8 @@ from harness.core.run import Result
 from harness.kernel.build import KernelBuild
 from harness.orchestrate import coverage, coverage_html, coverage_run
 from harness.orchestrate.coverage import CoverageReport, GcovFile, SeriesLine
+from harness.vm import markers
+from harness.vm.markers import Marker
 from harness.workloads.catalogue import load_catalogue
 from harness.workloads.model import JobResult, JobStatus, VariantRun
 
@@ -197,10 +199,10 @@ class _GcovGuest:
 
     def run(self, command: str, timeout: float) -> Result:
         self.commands.append(command)
-        if "KWB-GCDA" in command:
+        if markers.emits(command, Marker.GCDA):
             dest = Path(re.search(r'cat "\$f" > "([^"]+)/\$f"', command).group(1))  # type: ignore[union-attr]
             shutil.copytree(self.data_root, dest, dirs_exist_ok=True)
-            return Result(["sh"], 0, "KWB-GCDA 1\n", "", 0.1)
+            return Result(["sh"], 0, markers.line(Marker.GCDA, "1") + "\n", "", 0.1)
         return Result(["sh"], 0, "", "", 0.1)
 
     def console_text(self) -> str:

@@ -38,6 +38,7 @@ from harness.kernel.tree import rev_parse
 from harness.kernel.variants import get_variant
 from harness.series.concerns import load_catalogue as load_concerns
 from harness.vm.disks import ensure_disk
+from harness.vm.markers import Marker, echo, parse
 from harness.workloads import runner
 from harness.workloads.catalogue import load_catalogue as load_workloads
 from harness.workloads.model import GuestSession, JobResult, ReportsBoot, WorkloadSpec, wedge_of
@@ -191,7 +192,7 @@ def _ret_arm_script(functions: tuple[str, ...]) -> str:
     for fn in functions:
         lines.append(f"if echo 'r:{RET_GROUP}/ret_{fn} {fn} ret=$retval:s32' >> {TRACEFS}/kprobe_events "
                      f"2>/dev/null && echo 1 > {RET_INSTANCE}/events/{RET_GROUP}/ret_{fn}/enable; "
-                     f"then echo 'KWB-RET {fn}'; else echo 'KWB-RET-REFUSED {fn}'; fi")
+                     f"then {echo(Marker.RET, fn)}; else {echo(Marker.RET_REFUSED, fn)}; fi")
     lines += [f"echo > {RET_INSTANCE}/trace; echo 1 > {RET_INSTANCE}/tracing_on", "exit 0"]
     return "\n".join(lines)
 
@@ -199,39 +200,50 @@ def _ret_arm_script(functions: tuple[str, ...]) -> str:
 def _ret_read_script(functions: tuple[str, ...]) -> str:
     # Disarm before the evidence module's own disarm clears kprobe_events (EBUSY while ours are enabled).
     events = f"{RET_INSTANCE}/events/{RET_GROUP}"
-    hit = r"s/.* \(ret_[A-Za-z0-9_]*\): .* ret=\(-\{0,1\}[0-9]*\)$/KWB-RETHIT \1: ret=\2/p"
+    # One RETHIT marker per (function, return value): its count from uniq -c, read back with builtins.
+    hit = r"s/.* ret_\([A-Za-z0-9_]*\): .* ret=\(-\{0,1\}[0-9]*\)$/\1 \2/p"
+    overruns = (f"$(grep -h '^overrun' {RET_INSTANCE}/per_cpu/cpu*/stats 2>/dev/null "
+                "| awk '{o += $2} END {print o + 0}')")
     lines = [f"echo 0 > {RET_INSTANCE}/tracing_on 2>/dev/null",
              f"[ -d {events} ] && echo 0 > {events}/enable",
-             f"echo KWB-OVERRUN $(grep -h '^overrun' {RET_INSTANCE}/per_cpu/cpu*/stats 2>/dev/null "
-             "| awk '{o += $2} END {print o + 0}')",
-             f"sed -n '{hit}' {RET_INSTANCE}/trace | sort | uniq -c"]
+             echo(Marker.OVERRUN, overruns),
+             f"sed -n '{hit}' {RET_INSTANCE}/trace | sort | uniq -c | while read -r n fn ret; do "
+             f"{echo(Marker.RETHIT, '$fn $ret $n')}; done"]
     lines += [f"echo '-:{RET_GROUP}/ret_{fn}' >> {TRACEFS}/kprobe_events 2>/dev/null" for fn in functions]
     lines += [f"rmdir {RET_INSTANCE} 2>/dev/null", "exit 0"]
     return "\n".join(lines)
 
 
 def parse_ret_tally(text: str, functions: tuple[str, ...]) -> dict[str, int | None]:
-    """``uniq -c`` of ``KWB-RETHIT ret_<fn>: ret=<n>`` → ``ret_<fn>_<label>`` counts (None: not probed).
+    """The arm and read scripts' markers (RET, RETHIT ``<fn> <ret> <count>``, OVERRUN) →
+    ``ret_<fn>_<label>`` counts (None: not probed).
 
     Every function gets ``_eiocbqueued`` and ``_eagain`` keys (0 when probed and never seen); a trace
     buffer overrun is reported as ``ret_overrun`` (counts are then lower bounds).
     """
+    said = parse(text)
     counts: dict[str, int | None] = {}
-    probed = set(re.findall(r"^KWB-RET (\S+)$", text, re.M))
-    for line in text.splitlines():
-        m = re.match(r"\s*(\d+) KWB-RETHIT ret_(\w+): ret=(-?\d+)$", line)
-        if m:
-            probed.add(m.group(2))
-            label = RET_LABELS.get(int(m.group(3)), m.group(3).replace("-", "neg"))
-            key = f"ret_{m.group(2)}_{label}"
-            counts[key] = (counts.get(key) or 0) + int(m.group(1))
+    probed = set(said.payloads(Marker.RET))
+    for hit in said.payloads(Marker.RETHIT):
+        parts = hit.split()
+        if len(parts) != 3 or not (_is_int(parts[1]) and parts[2].isdigit()):
+            continue
+        fn, ret, n = parts
+        probed.add(fn)
+        label = RET_LABELS.get(int(ret), ret.replace("-", "neg"))
+        key = f"ret_{fn}_{label}"
+        counts[key] = (counts.get(key) or 0) + int(n)
     for fn in functions:
         for label in ("eiocbqueued", "eagain"):
             counts.setdefault(f"ret_{fn}_{label}", 0 if fn in probed else None)
-    overrun = re.search(r"^KWB-OVERRUN (\d+)$", text, re.M)
-    if overrun and int(overrun.group(1)):
-        counts["ret_overrun"] = int(overrun.group(1))
+    overrun = said.first(Marker.OVERRUN) or ""
+    if overrun.isdigit() and int(overrun):
+        counts["ret_overrun"] = int(overrun)
     return counts
+
+
+def _is_int(text: str) -> bool:
+    return text.removeprefix("-").isdigit()
 
 
 def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB,

@@ -21,6 +21,7 @@ from harness.kernel.build import KernelBuild
 from harness.orchestrate import coverage, coverage_html
 from harness.orchestrate.coverage import CoverageReport
 from harness.vm.disks import ensure_disk
+from harness.vm.markers import Marker, echo
 from harness.workloads import runner
 from harness.workloads.model import GuestSession, WorkloadSpec
 from harness.workloads.runner import GuestFactory, VariantRunner
@@ -41,7 +42,7 @@ def _copy_script(dest: Path) -> str:
         "for f in $(find . -name '*.gcda'); do",
         f"  mkdir -p \"{dest}/$(dirname \"$f\")\" && cat \"$f\" > \"{dest}/$f\" && n=$((n+1))",
         "done",
-        "echo KWB-GCDA $n",
+        echo(Marker.GCDA, "$n"),
     ])
 
 
