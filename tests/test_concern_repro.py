@@ -159,6 +159,16 @@ def test_both_cases_shown_per_filesystem(tmp_path: Path, kernel: Kernel) -> None
     assert random["counts"]["ret_generic_file_buffered_read_eiocbqueued"] is None
 
 
+def test_return_probes_are_armed_only_around_the_probe_they_are_for(tmp_path: Path, kernel: Kernel) -> None:
+    bundle = _repro(tmp_path, kernel, workloads=["probe-lock-page-async", "probe-data-integrity"]).bundle
+    sent = [json.loads(ln)["command"] for ln in (bundle / "commands.jsonl").read_text().splitlines()]
+    arms = [i for i, c in enumerate(sent) if markers.emits(c, Marker.RET_REFUSED)]
+    runs = [i for i, c in enumerate(sent) if "/probe-lock-page-async --timeout" in c]
+    assert runs and [i + 1 for i in arms] == runs  # the runner's hook, told which probe a command runs
+    assert all(markers.emits(sent[i + 1], Marker.RETHIT) for i in runs)
+    assert any("/probe-data-integrity --timeout" in c for c in sent)  # no return probes listed for it
+
+
 def test_parse_ret_tally() -> None:
     said = [(Marker.RET, "filemap_get_pages"), (Marker.OVERRUN, "3"),
             (Marker.RETHIT, "filemap_get_pages -529 7"), (Marker.RETHIT, "filemap_get_pages -5 2"),

@@ -22,7 +22,7 @@ from harness.orchestrate.coverage import CoverageReport, GcovFile, SeriesLine
 from harness.vm import markers
 from harness.vm.markers import Marker
 from harness.workloads.catalogue import load_catalogue
-from harness.workloads.model import JobResult, JobStatus, VariantRun
+from harness.workloads.model import JobResult, JobStatus, VariantRun, WorkloadHook
 
 DATA = Path(__file__).parent / "data" / "coverage"
 SRC = DATA / "lib" / "demo.c"
@@ -269,7 +269,8 @@ def test_run_coverage_end_to_end_on_fakes(tmp_path: Path) -> None:
     job = JobResult("fio-iouring", "ext4", "coverage", JobStatus.PASS)
 
     def run_variant(variant: str, fss: list[str], workloads: list[str], out_dir: Path, progress: Any, /, *,
-                    kernel: KernelBuild, guest_factory: Any, catalogue: Any) -> VariantRun:
+                    kernel: KernelBuild, guest_factory: Any, catalogue: Any,
+                    on_workload: WorkloadHook | None = None) -> VariantRun:
         built = kernel
         for boot in (1, 2):  # a reboot: both boots' data count
             rdir = out_dir / variant / f"guest-{boot}"

@@ -7,6 +7,8 @@ subset there, and run it in a booted guest on ext4 through the workload runner.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from harness.kernel.build import KernelBuild
 from harness.vm import markers
 from harness.vm.markers import Marker
 from harness.workloads import liburing, runner
-from harness.workloads.model import JobStatus, Target, WorkloadSpec
+from harness.workloads.model import GuestSession, JobStatus, Target, WorkloadCommand, WorkloadSpec
 
 EXT4 = Target("ext4", "/dev/vda", "/tmp/kwb/mnt/ext4", "/tmp/kwb/mnt/ext4/kwb-scratch")
 BDEV = Target("bdev", "/dev/vdb", None, "/tmp/kwb/scratch-bdev")
@@ -253,6 +255,21 @@ def test_run_job_on_bdev_runs_only_path_tests(tmp_path: Path, fake_suite: Path) 
     ran = {s["name"] for s in res.subresults if s["status"] == "pass"}
     assert ran == {t for t in liburing.SUBSET if t in liburing.PATH_TESTS}
     assert all(c.endswith("/dev/vdb") for c in guest.commands if ".t" in c)
+
+
+def test_the_hook_is_told_each_command_that_runs_tests(tmp_path: Path, fake_suite: Path) -> None:
+    guest = _Guest()
+    told: list[WorkloadCommand] = []
+
+    @contextmanager
+    def hook(_g: GuestSession, command: WorkloadCommand) -> Iterator[None]:
+        told.append(command)
+        yield
+
+    res = liburing.run_job(guest, _spec(tests=["nop", "fsync"]), EXT4, tmp_path / "job", hook=hook)
+    assert res.status is JobStatus.PASS, res.reason
+    assert {(c.program, c.job) for c in told} == {("liburing", "ext4/liburing-subset")}
+    assert [c.command for c in told] == [c for c in guest.commands if ".t" in c] and len(told) == 2
 
 
 def test_pool_output_parsing() -> None:

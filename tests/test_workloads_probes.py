@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from harness.kernel.build import KernelBuild
 from harness.vm import markers
 from harness.vm.markers import Marker
 from harness.workloads import probes, runner
-from harness.workloads.model import JobStatus, Target, WorkloadSpec
+from harness.workloads.model import GuestSession, JobStatus, Target, WorkloadCommand, WorkloadSpec
 
 # What probe_common.h prints last: `KWB-RESULT {json}` (test_markers pins the spelling).
 PASS_LINE = markers.line(Marker.RESULT, (
@@ -231,6 +233,30 @@ def test_run_job_pass_records_counters_and_files(tmp_path: Path, fake_build: lis
     assert (tmp_path / "exitcode").read_text() == "0\n"
     assert json.loads((tmp_path / "probe-result.json").read_text())["ok"] is True
     assert (tmp_path / "stdout").read_text().startswith(markers.line(Marker.RESULT))
+
+
+def test_the_hook_runs_around_the_probe_inside_its_path_counters(tmp_path: Path,
+                                                                 fake_build: list[str]) -> None:
+    guest = _Guest()
+    told: list[WorkloadCommand] = []
+
+    @contextmanager
+    def hook(g: GuestSession, command: WorkloadCommand) -> Iterator[None]:
+        told.append(command)
+        g.run("echo hook-before", 10)
+        yield
+        g.run("echo hook-after", 10)
+
+    spec = _spec("probe-lock-page-async@contended", probe="probe-lock-page-async", phase="contended")
+    res = probes.run_job(guest, spec, EXT4, tmp_path, hook=hook)
+    assert res.status is JobStatus.PASS, res.reason
+    (command,) = told
+    assert (command.program, command.job, command.command) == (
+        "probe-lock-page-async", "ext4/probe-lock-page-async@contended", guest.probe_command())
+    i = guest.commands.index("echo hook-before")
+    assert any("p:kwb/" in c for c in guest.commands[:i])  # the path counters are armed first
+    assert guest.commands[i + 1:i + 3] == [command.command, "echo hook-after"]
+    assert guest.commands[i + 3].startswith("cat /sys/kernel/tracing/kprobe_profile")  # and read after
 
 
 def test_run_job_failure_and_timeout(tmp_path: Path, fake_build: list[str]) -> None:

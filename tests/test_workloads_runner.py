@@ -17,7 +17,9 @@ from harness.core.errors import InfraError, UserError
 from harness.core.run import Result
 from harness.kernel.build import KernelBuild
 from harness.workloads import runner
-from harness.workloads.model import JobResult, JobStatus
+from harness.workloads.catalogue import load_catalogue
+from harness.workloads.fio import FioParams
+from harness.workloads.model import GuestSession, JobResult, JobStatus, WorkloadCommand
 
 KERNEL = fake_kernel()
 
@@ -413,3 +415,24 @@ class _Silent:
 
     def alive(self) -> bool:
         return True
+
+
+def test_the_workload_hook_is_told_each_job_and_runs_around_its_commands(tmp_path: Path) -> None:
+    told: list[tuple[str, str, str, bool]] = []
+
+    @contextmanager
+    def hook(guest: GuestSession, command: WorkloadCommand) -> Iterator[None]:
+        told.append((command.job, command.spec.name, command.program, "fio --name" in command.command))
+        guest.run("echo hook-before", 10)
+        yield
+        guest.run("echo hook-after", 10)
+
+    factory = FakeFactory()
+    (job,) = runner.run_variant("series", ["xfs"], ["fio-iouring"], tmp_path, guest_factory=factory,
+                                kernel=KERNEL, on_workload=hook).jobs
+    assert job.status is JobStatus.PASS, job.reason
+    repeats = FioParams.from_dict(load_catalogue()["fio-iouring"].params).repeats
+    assert told == [("xfs/fio-iouring", "fio-iouring", "fio", True)] * repeats  # each repeat, no set-up
+    commands = factory.guests[0].commands
+    first = commands.index("echo hook-before")
+    assert "fio --name=fio-iouring" in commands[first + 1] and commands[first + 2] == "echo hook-after"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +40,14 @@ from harness.vm.disks import ensure_disk
 from harness.vm.markers import Marker, echo, parse
 from harness.workloads import runner
 from harness.workloads.catalogue import load_catalogue as load_workloads
-from harness.workloads.model import GuestSession, JobResult, ReportsBoot, WorkloadSpec, wedge_of
+from harness.workloads.model import (
+    GuestSession,
+    JobResult,
+    ReportsBoot,
+    WorkloadCommand,
+    WorkloadSpec,
+    wedge_of,
+)
 from harness.workloads.runner import GuestFactory, VariantRunner
 
 Progress = Callable[[str], None]
@@ -110,29 +116,13 @@ def plan(concern: Any, catalogue: dict[str, WorkloadSpec], workloads: list[str] 
 class RecordingGuest:
     """Wraps a guest: every command and its output goes to ``commands.log`` / ``commands.jsonl``."""
 
-    def __init__(self, guest: GuestSession, log_dir: Path,
-                 retcounts: dict[str, dict[str, int | None]] | None = None) -> None:
+    def __init__(self, guest: GuestSession, log_dir: Path) -> None:
         self._guest = guest
         self._dir = log_dir
         self._n = 0
-        self.retcounts = retcounts if retcounts is not None else {}
 
     def run(self, command: str, timeout: float) -> Result:
-        """Run in the wrapped guest (return-value probes around a probe run) and log the exchange."""
-        m = _PROBE_RUN.search(command)
-        functions = profile.active().repro_retprobes.get(m.group(1), ()) if m else ()
-        if not functions:
-            return self._run(command, timeout)
-        armed = self._run(_ret_arm_script(functions), timeout=60)
-        try:
-            return self._run(command, timeout)
-        finally:
-            tally = self._run(_ret_read_script(functions), timeout=60)
-            key = _job_key(command)
-            if key and tally.ok:
-                self.retcounts[key] = parse_ret_tally(armed.stdout + tally.stdout, functions)
-
-    def _run(self, command: str, timeout: float) -> Result:
+        """Run in the wrapped guest and log the exchange."""
         start = time.time()
         res = self._guest.run(command, timeout)
         self._n += 1
@@ -173,18 +163,30 @@ class RecordingGuest:
         return wedge_of(self._guest)
 
 
-_PROBE_RUN = re.compile(r"/(probe-[\w-]+) --timeout ")
+class RetProbes:
+    """The runner's workload hook for a repro: return-value probes on the functions the series profile
+    names for a probe (``[repro]`` retprobes), armed just around that probe's own command, their tally
+    kept per job (``<fs>/<workload>``). The runner says which probe a command runs, so no command line is
+    read here."""
 
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int | None]] = {}
 
-def _job_key(command: str) -> str:
-    """``<fs>/<probe>@<phase>`` (or ``<fs>/<probe>``) of a probe command line."""
-    m = _PROBE_RUN.search(command)
-    fs = re.search(r"--dir \S*/mnt/(\w+)/", command) or re.search(r"--file (\S+)", command)
-    if not m or not fs:
-        return ""
-    phase = re.search(r"--phase (\w+)", command)
-    name = f"{m.group(1)}@{phase.group(1)}" if phase else m.group(1)
-    return f"{fs.group(1) if '/mnt/' in fs.group(0) else 'bdev'}/{name}"
+    @contextmanager
+    def around(self, guest: GuestSession, command: WorkloadCommand, /) -> Iterator[None]:
+        """Arm before ``command`` runs and tally after (inside the probe's own kprobes: see
+        :func:`_ret_read_script`); commands of programs with no functions listed run as they are."""
+        functions = profile.active().repro_retprobes.get(command.program, ())
+        if not functions:
+            yield
+            return
+        armed = guest.run(_ret_arm_script(functions), timeout=60)
+        try:
+            yield
+        finally:
+            tally = guest.run(_ret_read_script(functions), timeout=60)
+            if tally.ok:
+                self.counts[command.job] = parse_ret_tally(armed.stdout + tally.stdout, functions)
 
 
 def _ret_arm_script(functions: tuple[str, ...]) -> str:
@@ -246,8 +248,7 @@ def _is_int(text: str) -> bool:
     return text.removeprefix("-").isdigit()
 
 
-def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB,
-                      retcounts: dict[str, dict[str, int | None]] | None = None) -> GuestFactory:
+def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB) -> GuestFactory:
     """A guest factory that records every command (and makes any disk it is handed that is missing).
 
     The runner makes its disks itself; a disk that exists is never touched (a re-boot keeps its fs).
@@ -257,7 +258,7 @@ def recording_factory(inner: GuestFactory, log_dir: Path, disk_mb: int = DISK_MB
         for disk in disks:
             ensure_disk(disk, disk_mb)
         with inner(kernel, disks, results_dir) as guest:
-            rec = RecordingGuest(guest, log_dir, retcounts)
+            rec = RecordingGuest(guest, log_dir)
             cmdline = rec.run("cat /proc/cmdline; uname -a", timeout=30)
             write_text(results_dir / "guest-cmdline.txt", cmdline.stdout)
             yield rec
@@ -375,21 +376,20 @@ def reproduce(req: ReproRequest, *, progress: Progress | None = None,
                             "jobs_planned": list(specs), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                    time.gmtime())}
     jobs: list[JobResult] = []
-    retcounts: dict[str, dict[str, int | None]] = {}
+    retprobes = RetProbes()
     start = time.monotonic()
     try:
-        factory = recording_factory(guest_factory or default_guest_factory(), bundle,
-                                    retcounts=retcounts)
+        factory = recording_factory(guest_factory or default_guest_factory(), bundle)
         built = time.monotonic()
         kernel = (build or ensure_kernel)(req.variant, progress=say)
         build_seconds = round(time.monotonic() - built, 2)
         jobs = (run_variant or runner.run_variant)(req.variant, req.filesystems, list(specs),
                                                    bundle / "run", say, kernel=kernel, guest_factory=factory,
-                                                   catalogue=specs).jobs
+                                                   catalogue=specs, on_workload=retprobes.around).jobs
     finally:
         meta["run_seconds"] = round(time.monotonic() - start, 2)  # the build included, as it always was
         meta.update(_kernel_meta(req.variant, kernel, build_seconds))
-        result = outcome(jobs, retcounts)
+        result = outcome(jobs, retprobes.counts)
         meta["outcome"] = result
         meta["cases"] = cases(concern.id, result)
         _finish_bundle(bundle, meta, kernel)

@@ -21,7 +21,7 @@ from harness.core.atomic import write_json
 from harness.core.errors import InfraError, UserError
 from harness.core.run import Result
 from harness.vm.markers import Marker, Markers, echo, echo_section, parse
-from harness.workloads import evidence
+from harness.workloads import evidence, model
 from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
 
 ENGINES = ("io_uring", "psync", "pvsync2", "sync")
@@ -170,8 +170,9 @@ class _Budget:
 class _Job:
     """State of one fio job while it runs; ``finish`` turns it into a JobResult."""
 
-    def __init__(self, guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path) -> None:
-        self.guest, self.spec, self.target, self.job_dir = guest, spec, target, job_dir
+    def __init__(self, guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path,
+                 hook: model.WorkloadHook | None) -> None:
+        self.guest, self.spec, self.target, self.job_dir, self.hook = guest, spec, target, job_dir, hook
         self.p = FioParams.from_dict(spec.params, str(spec.source or spec.name))
         self.budget = _Budget(spec.timeout)
         self.commands: list[str] = []
@@ -217,7 +218,9 @@ class _Job:
                            _snapshot(Marker.STAT_AFTER), kprobes.read_script(Marker.KPROBES_AFTER),
                            "(exit $KWB_FIO_RC)"])
         script = evidence.with_iowq_sampler(inner, f"/tmp/kwb-iowq-{self.spec.name}-{n}.txt")
-        res = self.guest_run(f"repeat {n}", script, self.p.runtime + REPEAT_SLACK)
+        told = model.WorkloadCommand(self.spec, self.target, "fio", script)
+        with model.around(self.hook, self.guest, told):
+            res = self.guest_run(f"repeat {n}", script, self.p.runtime + REPEAT_SLACK)
         out = parse(res.stdout)
         if not res.ok:
             raise _Failed(JobStatus.FAIL, f"fio exited {res.returncode} on repeat {n}: {res.tail(1)}")
@@ -332,7 +335,9 @@ def _guest_cpu(out: Markers, ios: int) -> dict[str, Any]:
             "fio_wall_s": round(float(up1) - float(up0), 2)}
 
 
-def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path) -> JobResult:
-    """Run one fio workload on one target; every outcome is a JobResult (never raises for job failures)."""
+def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path,
+            hook: model.WorkloadHook | None = None) -> JobResult:
+    """Run one fio workload on one target; every outcome is a JobResult (never raises for job failures).
+    Each repeat's command runs inside ``hook``."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    return _Job(guest, spec, target, job_dir).run()
+    return _Job(guest, spec, target, job_dir, hook).run()

@@ -9,13 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.core.errors import UserError
 from harness.workloads import fio, liburing, probes
-from harness.workloads.model import GuestSession, JobResult, Target, WorkloadSpec
+from harness.workloads.model import GuestSession, JobResult, Target, WorkloadHook, WorkloadSpec
 
-JobRunner = Callable[[GuestSession, WorkloadSpec, Target, Path], JobResult]
+
+class JobRunner(Protocol):
+    """A kind's ``run_job``: one job on one target, its workload commands run inside ``hook``."""
+
+    def __call__(self, guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path, /,
+                 hook: WorkloadHook | None = None) -> JobResult:
+        """Run the job; every outcome is a JobResult."""
+        ...
+
+
 Validator = Callable[[dict[str, Any], str], None]
 ResumeMerger = Callable[[JobResult, JobResult], JobResult]
 

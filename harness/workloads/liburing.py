@@ -32,6 +32,7 @@ from harness.core.paths import cache_dir
 from harness.core.run import Result, run
 from harness.core.tomlfile import load_toml
 from harness.vm.markers import Marker, echo, echo_section, parse
+from harness.workloads import model
 from harness.workloads.model import (
     GuestSession,
     JobResult,
@@ -294,8 +295,10 @@ def _kernel_release(guest: GuestSession) -> str:
     return res.stdout.strip() if res.ok else ""
 
 
-def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path) -> JobResult:
-    """Run the selected liburing tests on ``target``; one subresult per test."""
+def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path,
+            hook: model.WorkloadHook | None = None) -> JobResult:
+    """Run the selected liburing tests on ``target``; one subresult per test. Each guest command that
+    runs tests (one test, or a pool) runs inside ``hook``."""
     start = time.monotonic()
     job_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -311,14 +314,15 @@ def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Pa
     release = _kernel_release(guest)
     workdir = f"{target.scratch}/liburing"
     outcomes, commands, log = _run_tests(guest, spec, target, job_dir, test_dir, tests, known, release,
-                                         workdir, per_test, start)
+                                         workdir, per_test, start, hook)
     guest.run(f"rm -rf {shlex.quote(workdir)}", timeout=120)
     return _finish(spec, target, job_dir, outcomes, commands, log, release, start)
 
 
 def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path, test_dir: Path,
                tests: list[str], known: list[KnownFailure], release: str, workdir: str, per_test: int,
-               start: float) -> tuple[list[CaseOutcome], list[str], list[str]]:
+               start: float,
+               hook: model.WorkloadHook | None) -> tuple[list[CaseOutcome], list[str], list[str]]:
     outcomes: list[CaseOutcome] = []
     commands: list[str] = []
     log: list[str] = []
@@ -330,6 +334,7 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
         groups = ([pool] if pool else []) + [[t] for t in tests if t in SOLO_TESTS]
     else:
         groups = [[t] for t in tests]
+    job = _BatchJob(guest, spec, target, hook)
     for i, group in enumerate(groups):
         # the last tests get what is left of the job's budget rather than being skipped outright
         left = spec.timeout - (time.monotonic() - start) - GUEST_SLACK
@@ -350,7 +355,7 @@ def _run_tests(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir:
         if not batch:
             continue
         commands += [c for _, c in batch]
-        results, running = _run_batch(guest, batch, width, limit, max(int(left), limit), workdir)
+        results, running = _run_batch(job, batch, width, limit, max(int(left), limit), workdir)
         # A timeout or an abandoned command (rc -1) may have taken the guest with it.
         gone = any(r.timed_out or r.returncode == -1 for r, _ in results) and not guest.alive()
         culprits = _culprits(guest, running) if gone else []
@@ -391,15 +396,30 @@ def _culprits(guest: GuestSession, running: list[str]) -> list[str]:
     return named or running
 
 
-def _run_batch(guest: GuestSession, batch: list[tuple[str, str]], width: int, limit: int, budget: int,
+@dataclass(frozen=True)
+class _BatchJob:
+    """Where a batch's command runs: the job's guest, and the hook its test commands run inside."""
+
+    guest: GuestSession
+    spec: WorkloadSpec
+    target: Target
+    hook: model.WorkloadHook | None
+
+    def run(self, command: str, timeout: float) -> Result:
+        told = model.WorkloadCommand(self.spec, self.target, "liburing", command)
+        with model.around(self.hook, self.guest, told):
+            return self.guest.run(command, timeout=timeout)
+
+
+def _run_batch(job: _BatchJob, batch: list[tuple[str, str]], width: int, limit: int, budget: int,
                workdir: str) -> tuple[list[tuple[Result, str]], list[str]]:
     """One test (its own SSH command), or a pool of ``width`` tests at a time in one command; with the
     tests that had started but not ended when the command returned."""
     if len(batch) == 1:
-        res = guest.run(batch[0][1], timeout=limit + GUEST_SLACK)
+        res = job.run(batch[0][1], timeout=limit + GUEST_SLACK)
         cut = res.timed_out or res.returncode == -1  # timed out or abandoned: it never finished
         return [(res, res.stdout + res.stderr)], [batch[0][0]] if cut else []
-    res = guest.run(pool_command(batch, width, f"{workdir}/.kwb-logs"), timeout=budget + GUEST_SLACK)
+    res = job.run(pool_command(batch, width, f"{workdir}/.kwb-logs"), timeout=budget + GUEST_SLACK)
     parsed = parse_pool_output(res.stdout)
     started = parse(res.stdout).payloads(Marker.LIBURING_START)
     running = [n for n in started if n not in parsed]

@@ -6,7 +6,9 @@ A workload is a TOML file under harness/workloads/catalogue/; its ``kind`` picks
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -105,6 +107,38 @@ class Target:
     device: str              # guest block device, e.g. "/dev/vda"
     mount: str | None        # guest mount point; None for bdev (use ``device`` directly)
     scratch: str             # guest directory the job may write to (on the fs; guest /tmp for bdev)
+
+
+@dataclass(frozen=True)
+class WorkloadCommand:
+    """A guest command that runs a job's workload itself (not its set-up or evidence reads), and the job
+    it belongs to: what a :class:`WorkloadHook` is told, so nobody has to read the command text."""
+
+    spec: WorkloadSpec       # the job's workload (a phased probe's own: ``probe-x@phase``)
+    target: Target
+    program: str             # what the command runs: the probe's binary name, "fio", "liburing"
+    command: str
+
+    @property
+    def job(self) -> str:
+        """``<fs>/<workload>``: the job's key in results and in concern repro's outcome."""
+        return f"{self.target.fs}/{self.spec.name}"
+
+
+class WorkloadHook(Protocol):
+    """What the runner hands each job for its workload commands (``run_variant(on_workload=...)``): the
+    context it returns is open while the command runs, so the hook may run guest commands of its own
+    just before and after (concern repro's return-value probes)."""
+
+    def __call__(self, guest: GuestSession, command: WorkloadCommand, /) -> AbstractContextManager[object]:
+        """The context to run ``command`` in."""
+        ...
+
+
+def around(hook: WorkloadHook | None, guest: GuestSession,
+           command: WorkloadCommand) -> AbstractContextManager[object]:
+    """``hook``'s context for ``command``; one that does nothing when the job was given no hook."""
+    return hook(guest, command) if hook is not None else contextlib.nullcontext()
 
 
 @dataclass

@@ -29,7 +29,7 @@ from harness.core.errors import InfraError, UserError
 from harness.core.paths import cache_dir
 from harness.core.run import run
 from harness.vm.markers import Marker, line, parse
-from harness.workloads import evidence
+from harness.workloads import evidence, model
 from harness.workloads.model import GuestSession, JobResult, JobStatus, Target, WorkloadSpec, write_job_files
 
 SOURCE_DIR = Path(__file__).resolve().parent / "probes"
@@ -315,8 +315,12 @@ def _error(spec: WorkloadSpec, target: Target, job_dir: Path, reason: str, comma
                      command=command, duration=round(time.monotonic() - start, 2), job_dir=str(job_dir))
 
 
-def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path) -> JobResult:
-    """Build (if needed) and run one probe in the guest on ``target``; never raises for a probe failure."""
+def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Path,
+            hook: model.WorkloadHook | None = None) -> JobResult:
+    """Build (if needed) and run one probe in the guest on ``target``; never raises for a probe failure.
+
+    The probe's own command runs inside ``hook`` (told the probe's binary name), after the path counters
+    are armed and before they are read."""
     start = time.monotonic()
     job_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -330,7 +334,8 @@ def run_job(guest: GuestSession, spec: WorkloadSpec, target: Target, job_dir: Pa
               + shlex.join(argv)
     path = _PathCounters(guest, name, p)
     try:
-        res = guest.run(command, timeout=spec.timeout)
+        with model.around(hook, guest, model.WorkloadCommand(spec, target, name, command)):
+            res = guest.run(command, timeout=spec.timeout)
     finally:
         path.collect()
     outcome = interpret(name, res.returncode, res.timed_out, res.stdout, spec.timeout)

@@ -37,6 +37,7 @@ from harness.workloads.model import (
     ReportsBoot,
     Target,
     VariantRun,
+    WorkloadHook,
     WorkloadSpec,
     wedge_of,
     write_job_files,
@@ -54,7 +55,8 @@ class VariantRunner(Protocol):
 
     def __call__(self, variant: str, filesystems: list[str], workloads: list[str], out_dir: Path,
                  progress: Progress | None, /, *, kernel: KernelBuild, guest_factory: GuestFactory | None,
-                 catalogue: dict[str, WorkloadSpec] | None) -> VariantRun: ...
+                 catalogue: dict[str, WorkloadSpec] | None,
+                 on_workload: WorkloadHook | None = None) -> VariantRun: ...
 
 # (fs, disk size MiB, fio data file sizes MiB, overlay path, progress) -> the overlay made on a template
 TemplateFn = Callable[[str, int, list[int], Path, Progress], Path]
@@ -90,6 +92,7 @@ class _Run:
     reproducer: Callable[[str, str], str] | None = None
     # (fs, workload) -> the part of a job a guest reboot cut short; its evidence["resume"] runs next boot
     resume: dict[tuple[str, str], JobResult] = field(default_factory=dict)
+    on_workload: WorkloadHook | None = None  # the caller's hook around every job's workload commands
 
     @property
     def variant_dir(self) -> Path:
@@ -229,7 +232,7 @@ def _one_job(run: _Run, guest: GuestSession, monitor: HealthMonitor, spec: Workl
         try:
             if spec.read_ahead_kb is not None:
                 window = readahead.apply(guest, target, spec.read_ahead_kb)
-            result = kinds.runner_for(spec.kind)(guest, run_spec, target, run_dir)
+            result = kinds.runner_for(spec.kind)(guest, run_spec, target, run_dir, hook=run.on_workload)
         except KwbError as exc:
             result = JobResult(spec.name, target.fs, run.variant, JobStatus.ERROR, str(exc))
         except Exception as exc:  # a runner bug must cost one job, not the run
@@ -433,7 +436,8 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
                 catalogue: dict[str, WorkloadSpec] | None = None, max_boots: int = 0,
                 stop_on_flag: bool = False, templates: TemplateFn | None = None,
                 kind: str | None = None,
-                reproducer: Callable[[str, str], str] | None = None) -> VariantRun:
+                reproducer: Callable[[str, str], str] | None = None,
+                on_workload: WorkloadHook | None = None) -> VariantRun:
     """Boot ``kernel`` (built for ``variant``) once (re-boot after a crash/hang), run the workloads on each
     filesystem; returns the jobs with the accelerator, guest root and number of boots.
 
@@ -443,6 +447,8 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
     first job that fails a check: the rest are recorded as skipped, naming the job that flagged it.
     ``kind`` is the variant's kind when it is not in variants.toml (kwb mutate's generated mutants);
     ``reproducer`` (fs, workload) gives their jobs' reproduce.sh command when ``kwb run`` cannot name them.
+    ``on_workload`` is told, around each guest command that runs a job's workload, which job, target and
+    program it is (:class:`harness.workloads.model.WorkloadCommand`), and may run commands of its own then.
     """
     say = progress or (lambda _msg: None)
     kind, specs = plan_specs(variant, filesystems, workloads, catalogue, kind)
@@ -452,7 +458,7 @@ def run_variant(variant: str, filesystems: list[str], workloads: list[str], out_
     disks, ready = _make_disks(disk_dir, fss, specs, templates or template_overlay, say)
     run = _Run(variant, kind, out_dir, specs, fss, disks, kernel, say,
                guest_factory or default_guest_factory, scan, prepared=ready, stop_on_flag=stop_on_flag,
-               reproducer=reproducer)
+               reproducer=reproducer, on_workload=on_workload)
     limit = max_boots or len(_pending(run)) + 1
     try:
         _drive(run, limit)
