@@ -347,8 +347,10 @@ def test_free_port_is_loopback_bindable() -> None:
     import socket
 
     port = guest.free_port()
+    assert 1024 <= port <= 65535  # an ephemeral port, never a privileged one
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+        assert s.getsockname() == ("127.0.0.1", port)
 
 
 # ---------------------------------------------------------------------------------------------------

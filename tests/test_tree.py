@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -188,9 +189,31 @@ def test_one_worktree_per_repository_whatever_the_base(cache: Path, user_repo: P
     assert treemod.checkout(second, second.base) == second.base
 
 
+def _taken_by_another_thread(name: str) -> bool:
+    """Whether a second thread gets lock ``name`` at once (timeout 0: one try, no waiting)."""
+    got: list[bool] = []
+
+    def take() -> None:
+        try:
+            with treemod.locked(name, timeout=0):
+                got.append(True)
+        except InfraError:
+            got.append(False)
+
+    other = threading.Thread(target=take)
+    other.start()
+    other.join(30)
+    return got == [True]
+
+
 def test_lock_is_reentrant_within_a_thread(cache: Path) -> None:
-    with treemod.locked("demo", timeout=1.0), treemod.locked("demo", timeout=1.0):
-        pass
+    start = time.monotonic()
+    with treemod.locked("demo", timeout=5.0):
+        with treemod.locked("demo", timeout=5.0):  # the holder again: in at once, no wait for itself
+            assert time.monotonic() - start < 5.0
+            assert not _taken_by_another_thread("demo")  # and still exclusive to everyone else
+        assert not _taken_by_another_thread("demo")  # leaving the inner hold keeps the outer one
+    assert _taken_by_another_thread("demo")
 
 
 def test_default_tree_pin_agrees_with_the_package_list() -> None:

@@ -141,7 +141,9 @@ def test_job_timeout_bounds_every_step(tmp_path: Path) -> None:
 
 def test_result_is_json_serialisable(tmp_path: Path) -> None:
     r = fio.run_job(FakeGuest(), _spec("fio-iouring"), EXT4, tmp_path)
-    json.dumps(r.to_dict())
+    assert r.status is JobStatus.PASS and r.metrics["per_repeat"] and r.evidence["probes"]
+    # what results.json holds reads back as the same result: nothing is lost or changed in JSON
+    assert json.loads(json.dumps(r.to_dict())) == r.to_dict()
 
 
 def test_drop_caches_before_every_repeat_when_asked(tmp_path: Path) -> None:
