@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from harness.core.paths import project_root
 from harness.vm import markers
 from harness.vm.markers import Marker
 
@@ -16,6 +17,12 @@ def test_the_wire_format_is_pinned() -> None:
     assert markers.line(Marker.GUEST_READY) == "KWB-GUEST-READY"
     assert markers.block(Marker.FIO, "{}") == "KWB-FIO\n{}\nKWB-FIO-END\n"
     assert markers.echo(Marker.GCDA, "$n") == "echo KWB-GCDA $n"
+
+
+def test_the_probes_print_result_as_the_grammar_reads_it() -> None:
+    # probe_common.h is C: it must go on printing `\nKWB-RESULT {` (a line of its own) for parse() to see it
+    header = (project_root() / "harness" / "workloads" / "probes" / "probe_common.h").read_text()
+    assert '"\\n' + markers.line(Marker.RESULT, "{") in header
 
 
 def test_names_fit_the_grammar_and_none_reads_as_a_section_end() -> None:

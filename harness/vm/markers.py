@@ -17,8 +17,8 @@ Every name is a :class:`Marker`, declared once here. ``KWB-RESULT {json}`` is al
 ``harness/workloads/probes/probe_common.h``: its name and format are fixed by the probe binaries.
 
 The emitters give guest shell text (:func:`echo`, :func:`echo_section`) and, for fakes and tests, the
-text a guest prints (:func:`line`, :func:`block`); :func:`parse` reads it back. No other module writes
-the prefix or splits marker lines itself.
+text a guest prints (:func:`line`, :func:`block`) and whether a script prints a marker (:func:`emits`);
+:func:`parse` reads it all back. No other module writes the prefix or splits marker lines itself.
 """
 
 from __future__ import annotations
@@ -75,13 +75,17 @@ class Marker(enum.StrEnum):
     GCDA = "GCDA"
 
 
-def line(name: Marker, payload: str = "") -> str:
-    """The marker line a guest prints (no newline): ``KWB-NAME`` or ``KWB-NAME payload``."""
+def _wire(name: str, payload: str) -> str:
     return f"{PREFIX}{name}" + (f" {payload}" if payload else "")
 
 
 def _end(name: Marker) -> str:
     return f"{name}{END}"
+
+
+def line(name: Marker, payload: str = "") -> str:
+    """The marker line a guest prints (no newline): ``KWB-NAME`` or ``KWB-NAME payload``."""
+    return _wire(name, payload)
 
 
 def echo(name: Marker, payload: str = "") -> str:
@@ -97,14 +101,13 @@ def echo_section(name: Marker, body: str, payload: str = "", end_payload: str = 
     of lines); a newline is printed before the end marker, so output not ending with one still ends the
     section cleanly. ``fresh_line``: print an empty line first, for a section following output that
     may end mid-line (a wrapped command's own)."""
-    end = f"echo {PREFIX}{_end(name)}" + (f" {end_payload}" if end_payload else "")
-    return "\n".join([*(["echo"] if fresh_line else []), echo(name, payload), body, f"echo; {end}"])
+    end = f"echo; echo {_wire(_end(name), end_payload)}"
+    return "\n".join([*(["echo"] if fresh_line else []), echo(name, payload), body, end])
 
 
 def block(name: Marker, text: str, payload: str = "", end_payload: str = "") -> str:
     """What :func:`echo_section` prints when its body printed ``text`` (fakes answer with it)."""
-    end = f"{PREFIX}{_end(name)}" + (f" {end_payload}" if end_payload else "")
-    return f"{line(name, payload)}\n{text}\n{end}\n"
+    return f"{line(name, payload)}\n{text}\n{_wire(_end(name), end_payload)}\n"
 
 
 def emits(script: str, name: Marker) -> bool:
