@@ -521,3 +521,30 @@ def test_real_warning_is_a_finding_not_a_crash(kernel: Path, tmp_path: Path) -> 
     assert warnings and "fs/ext4/super.c" in warnings[0].line, g.findings
     assert "ext4_handle_error" in warnings[0].excerpt
     assert g.outcome == "ok"
+
+
+class _BrokenSsh:
+    """An SSH session to a wedged guest: connected, but opening a channel fails."""
+
+    connected = True
+
+    def exec(self, command: str, timeout: float, **_kw: object) -> object:
+        raise OSError("channel open timed out")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failed_poweroff_still_kills_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_vng(monkeypatch, WRITE_PID + "print('Linux version 6.12.117', flush=True); time.sleep(600)")
+    g = Guest(_cfg(tmp_path, boot_timeout=60))
+    g._launch()
+    deadline = time.monotonic() + 20
+    while not g._watch.contains("Linux version") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert guest.pids_with(g.name), "the fake QEMU runs"
+    g._ssh = _BrokenSsh()  # type: ignore[assignment]
+    g.close()
+    assert guest.pids_with(g.name) == []
+    assert "channel open timed out" in g.poweroff_error
+    assert "channel open timed out" in (tmp_path / "res" / "vm.json").read_text()

@@ -173,6 +173,7 @@ class Guest:
         self._infra_failure = ""
         self._died = False
         self._closed = False
+        self.poweroff_error = ""  # why the clean power-off failed (QEMU was killed instead)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -332,14 +333,21 @@ class Guest:
         self._stopping = True
         try:
             if self._qemu_running():
-                self._poweroff()
-            if self._qemu_running():
-                self._kill()
+                try:
+                    self._poweroff()
+                except Exception as exc:  # a clean power-off is a courtesy; the kill follows
+                    # An SSH error here (a wedged guest's channel open timing out) used to skip the kill
+                    # and leave QEMU running after kwb had exited (seen on a SIGTERM during a wedge).
+                    self.poweroff_error = f"{type(exc).__name__}: {exc}"
         finally:
-            if self._ssh is not None:
-                self._ssh.close()
-            self._record()
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+            try:
+                if self._qemu_running():
+                    self._kill()
+            finally:
+                if self._ssh is not None:
+                    self._ssh.close()
+                self._record()
+                shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def _poweroff(self) -> None:
         if self._ssh is None or not self._ssh.connected or self._hung or self._watch.panicked.is_set():
@@ -539,7 +547,8 @@ class Guest:
                 "accel_reason": self.accel_reason, "ssh_port": self.port,
                 "boot_to_ssh_seconds": self.boot_seconds, "boot_milestones": self.milestones,
                 "outcome": self.outcome, "guest_root": self.root.info(),
-                "infra_failure": self._infra_failure, "lost_boots": self.lost_boots, "wedge": self.wedge,
+                "infra_failure": self._infra_failure, "poweroff_error": self.poweroff_error,
+                "lost_boots": self.lost_boots, "wedge": self.wedge,
                 "findings": [f.to_dict() for f in self.findings], "console_log": str(self.console_log),
                 "vng_argv": self.argv}
 
