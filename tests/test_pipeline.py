@@ -576,3 +576,29 @@ def test_revisions_on_a_synthetic_tree_with_real_apply_and_series_diff(tmp_path:
     assert comp["revisions"][1]["failures"] == []
     md = (tmp_path / "out" / "latest" / "revisions.md").read_text()
     assert "## v1 → v2" in md and "patch 2→2 changed: hello: say hey" in md
+
+
+def test_an_interrupted_variant_keeps_the_jobs_it_finished(tmp_path: Path) -> None:
+    """Ctrl-C (or SIGTERM) in the middle of a variant: results.json holds the jobs whose result.json the
+    runner had written, marked with the variant, and the run is 'interrupted'."""
+    rec = Recorder()
+
+    def interrupted(name: str, kernel: KernelBuild, fss: list[str], workloads: list[str], out_dir: Path,
+                    progress: Any, /, *, kind: str, stop_on_flag: bool) -> VariantRun:
+        done = next(j for j in rec.jobs if j.variant == name)
+        job_dir = out_dir / name / done.fs / done.workload
+        job_dir.mkdir(parents=True)
+        (job_dir / "result.json").write_text(json.dumps({**done.to_dict(), "variant": ""}))
+        cut = out_dir / name / "xfs" / "fio-psync"
+        cut.mkdir(parents=True)
+        (cut / "result.json").write_text('{"fs": "xfs", "workl')  # being written when the signal came
+        raise KeyboardInterrupt
+
+    stages = rec.stages()
+    stages.run_variant = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(_opts(tmp_path), stages, _quiet())
+    data = _latest(tmp_path)
+    assert data["run"]["status"] == "interrupted"
+    assert [(j["variant"], j["fs"], j["workload"]) for j in data["jobs"]] == \
+        [(j.variant, j.fs, j.workload) for j in rec.jobs[:1]]

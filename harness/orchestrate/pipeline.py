@@ -8,6 +8,7 @@ one-line error naming it, and the run still writes its (partial) results.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -430,8 +431,14 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
     if planned.info.kind == "coverage":
         ran, record.coverage = stages.run_coverage(name, kernel, fss, workloads, run_dir, boot)
     else:
-        ran = stages.run_variant(name, kernel, fss, workloads, run_dir, boot, kind=planned.info.kind,
-                                 stop_on_flag=planned.info.kind == "mutant")
+        try:
+            ran = stages.run_variant(name, kernel, fss, workloads, run_dir, boot, kind=planned.info.kind,
+                                     stop_on_flag=planned.info.kind == "mutant")
+        except BaseException:
+            # Interrupted or failed part-way: the jobs that ended are on disk; without them results.json
+            # said "no jobs ran" for a variant that had run 22 (seen on a SIGTERM during a long run).
+            record.add_jobs(jobs_on_disk(run_dir / name, name))
+            raise
     jobs = ran.jobs
     for job in jobs:
         job.variant = job.variant or name
@@ -444,6 +451,21 @@ def _run_one(opts: Options, stages: Stages, record: RunRecord, run_dir: Path, pl
     if key is not None and reuse.store(name, key, record.run_id, record.started, record.accel,
                                        [j.to_dict() for j in jobs], run_dir / name):
         progress(f"{name}: results kept for later runs of the same kernel (key {key})")
+
+
+def jobs_on_disk(variant_dir: Path, variant: str) -> list[dict[str, Any]]:
+    """The job results a variant's runner wrote so far (``<fs>/<workload>/result.json``), in file order;
+    unreadable ones are left out (a job cut off while its result was being written has none)."""
+    jobs: list[dict[str, Any]] = []
+    for path in sorted(variant_dir.glob("*/*/result.json")):
+        try:
+            job = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(job, dict) and {"fs", "workload", "status"} <= job.keys():
+            job["variant"] = job.get("variant") or variant
+            jobs.append(job)
+    return jobs
 
 
 def _reuse_key(stages: Stages, planned: _Planned, build: Callable[[Callable[[str], None]], KernelBuild],
