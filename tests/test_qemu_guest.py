@@ -217,6 +217,11 @@ class _StuckSsh:
     def ping(self, timeout: float) -> bool:
         return True
 
+    def answers(self, timeout: float) -> bool:
+        return self.alive
+
+    alive = True  # what the heartbeat's second channel hears
+
 
 @pytest.mark.parametrize("line,abandoned", [
     ("INFO: task fio:123 blocked for more than 30 seconds.", True),
@@ -548,3 +553,43 @@ def test_a_failed_poweroff_still_kills_qemu(tmp_path: Path, monkeypatch: pytest.
     assert guest.pids_with(g.name) == []
     assert "channel open timed out" in g.poweroff_error
     assert "channel open timed out" in (tmp_path / "res" / "vm.json").read_text()
+
+
+def test_a_silent_hang_is_abandoned_by_the_heartbeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing on the console and the command never ends: two unanswered liveness checks abandon it long
+    before its timeout; the wedge diagnosis then runs as after any abandoned command."""
+    g = Guest(_cfg(tmp_path, heartbeat=0.2, ping_timeout=0.1))
+    ssh = _StuckSsh(g, "")
+    ssh.alive = False
+    g._ssh = ssh  # type: ignore[assignment]
+    monkeypatch.setattr(g, "_second_session", lambda: _Second(g, None))
+    start = time.monotonic()
+    res = g.run("read-the-file", timeout=30)
+    assert time.monotonic() - start < 10
+    assert "did not answer 2 liveness checks" in res.stderr and not res.timed_out
+    assert not g.alive()
+
+
+def test_an_answering_guest_keeps_its_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = Guest(_cfg(tmp_path, heartbeat=0.1, ping_timeout=0.1))
+    ssh = _StuckSsh(g, "")
+    g._ssh = ssh  # type: ignore[assignment]
+    monkeypatch.setattr(g, "_second_session", lambda: _Second(g, ""))
+    res = g.run("read-the-file", timeout=1.5)
+    assert res.timed_out and "liveness" not in res.stderr
+
+
+def test_heartbeat_misses_in_a_row_only() -> None:
+    replies = [False, True, False, False]
+    asked: list[bool] = []
+
+    def answers(_timeout: float) -> bool:
+        asked.append(replies[len(asked)])
+        return asked[-1]
+    beat = guest.Heartbeat(answers, every=0.05, timeout=0.01)
+    deadline = time.monotonic() + 10
+    while not beat.dead() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    # dead only after the fourth check: the answer in between reset the count of misses
+    assert beat.dead() and asked == replies and beat.misses == 2
+    assert guest.Heartbeat(lambda _t: False, every=0, timeout=1).dead() is False  # 0: off

@@ -87,6 +87,12 @@ class GuestConfig:
     # After an oops/lockup/hung task on the console a command gets this long to end by itself before it
     # is abandoned (an oopsed task usually dies at once; a stuck one would otherwise cost its timeout).
     stuck_grace: float = 10.0
+    # While a command runs longer than this, the guest is asked every this often whether it still runs
+    # `true` on a second channel (0: never); HEARTBEAT_MISSES unanswered checks in a row (each bounded
+    # by ping_timeout) abandon the command. A kernel that hangs with nothing on the console (both CPUs
+    # spinning with interrupts off) otherwise costs the command's whole timeout: 10 min for a liburing
+    # pool on 5.8 + v3.
+    heartbeat: float = 60.0
     shutdown_timeout: float = 30.0
     # "isolated" (kwb's own image, no host files, no network but SSH) or "host" (the host's root over
     # 9p, read-only); "" = the mode in effect (KWB_GUEST_ROOT, set by `kwb --host-root`).
@@ -139,6 +145,45 @@ def pids_with(marker: str) -> list[int]:
         if marker in cmdline and int(entry.name) != os.getpid():
             found.append(int(entry.name))
     return found
+
+
+HEARTBEAT_MISSES = 2  # unanswered liveness checks in a row before a running command is abandoned
+
+
+class Heartbeat:
+    """Liveness checks of a guest while one command runs: the first after ``every`` seconds, then every
+    ``every`` seconds after an answer and at once after a miss; each runs on its own thread (the
+    command's reader must not block) and asks ``answers(timeout)``."""
+
+    def __init__(self, answers: Callable[[float], bool], every: float, timeout: float) -> None:
+        self._answers, self._every, self._timeout = answers, every, timeout
+        self._next = time.monotonic() + every
+        self._lock = threading.Lock()
+        self._busy = False
+        self.misses = 0
+
+    def dead(self) -> bool:
+        """Start a check when one is due; True once HEARTBEAT_MISSES checks in a row went unanswered."""
+        if self._every <= 0:
+            return False
+        with self._lock:
+            if self.misses >= HEARTBEAT_MISSES:
+                return True
+            if self._busy or time.monotonic() < self._next:
+                return False
+            self._busy = True
+        threading.Thread(target=self._check, name="kwb-heartbeat", daemon=True).start()
+        return False
+
+    def _check(self) -> None:
+        try:
+            ok = self._answers(self._timeout)
+        except Exception:  # a closed or broken connection is no answer
+            ok = False
+        with self._lock:
+            self.misses = 0 if ok else self.misses + 1
+            self._next = time.monotonic() + (self._every if ok else 0.0)
+            self._busy = False
 
 
 class Guest:
@@ -469,13 +514,21 @@ class Guest:
                 seen, quiet_since = now_seen, time.monotonic()
 
     def _abort_check(self) -> Callable[[], str | None]:
-        """Abort a command when QEMU died, or a stuck-kind console line is older than the grace period."""
+        """Abort a command when QEMU died, a stuck-kind console line is older than the grace period, or
+        the guest stopped answering the heartbeat."""
         mark = self._watch.line_count()
+        assert self._ssh is not None
+        beat = Heartbeat(self._ssh.answers, self.cfg.heartbeat, self.cfg.ping_timeout)
 
         def check() -> str | None:
             dead = self._dead_reason()
             if dead:
                 return dead
+            if beat.dead():
+                self._abandoned = (f"abandoned: the guest did not answer {beat.misses} liveness checks "
+                                   f"({self.cfg.ping_timeout:.0f}s each, on a second channel) while the "
+                                   "command ran")
+                return self._abandoned
             stuck = self._watch.stuck_since(mark)
             if stuck is not None and time.monotonic() - stuck.at >= self.cfg.stuck_grace:
                 self._abandoned = (f"abandoned {self.cfg.stuck_grace:.0f}s after kernel {stuck.kind} "

@@ -134,6 +134,19 @@ class SshSession:
         chan.close()
         return Result(argv, code, stdout, stderr, duration)
 
+    def answers(self, timeout: float) -> bool:
+        """True when the guest runs ``true`` on a new channel within ``timeout``. Safe beside a running
+        :meth:`exec` (another thread's): it leaves :attr:`last_pidfile` and the command counter alone."""
+        try:
+            chan = self._transport().open_session(timeout=timeout)
+            chan.exec_command("true")
+        except (OSError, EOFError, paramiko.SSHException, InfraError):
+            return False
+        _, _, state = _pump(chan, time.monotonic() + timeout, _never)
+        ok = state == "done" and chan.exit_status_ready() and chan.exit_status == 0
+        chan.close()
+        return ok
+
     def kill(self, pidfile: str, timeout: float = KILL_TIMEOUT) -> bool:
         """Kill a timed-out command's session; False when the guest does not answer."""
         # Its whole session: timeout(1) gives the command it runs a process group of its own.
