@@ -466,6 +466,33 @@ def test_real_hang_then_unresponsive_guest_is_a_timeout(kernel: Path, tmp_path: 
 
 @pytest.mark.boot
 @pytest.mark.real
+def test_real_silent_hang_is_caught_by_the_heartbeat(kernel: Path, tmp_path: Path) -> None:
+    """QEMU frozen (SIGSTOP) under a long command: no console line, no SSH answer, the vCPUs stopped. The
+    heartbeat's two unanswered checks abandon the command long before its 600 s timeout, and closing the
+    guest still reaps the frozen QEMU."""
+    import os
+    import signal
+    import threading
+
+    cfg = GuestConfig(kernel=kernel, results_dir=tmp_path, boot_timeout=BOOT_TIMEOUT, heartbeat=5,
+                      ping_timeout=5)
+    with Guest(cfg) as g:
+        pid = g.qemu_pid()
+        assert pid is not None
+        freeze = threading.Timer(5, os.kill, (pid, signal.SIGSTOP))
+        freeze.start()
+        start = time.monotonic()
+        res = g.run("sleep 600", timeout=600)
+        took = time.monotonic() - start
+        freeze.cancel()
+        assert "did not answer 2 liveness checks" in res.stderr, res.stderr
+        assert took < 60, f"a frozen guest noticed only after {took:.0f}s"
+        assert not g.alive()
+    assert _our_qemu(g.name) == []
+
+
+@pytest.mark.boot
+@pytest.mark.real
 def test_real_hung_task_abandons_the_command(kernel: Path, tmp_path: Path) -> None:
     """A writer blocked (uninterruptibly) on a frozen filesystem: the hung-task report ends the command."""
     image = disks.make_disk(tmp_path / "ext4.img", 256)
