@@ -425,12 +425,29 @@ static KWB_UNUSED void kwb_ring_init(struct io_uring *ring, unsigned entries, un
 /*
  * Wait for one CQE for at most ms milliseconds; returns 0, -ETIME or another -errno. The wait is
  * sliced because an IOPOLL ring ignores the timeout argument and returns -ETIME at once.
+ *
+ * Before 5.11 (no IORING_FEAT_EXT_ARG) liburing turns a timed wait into a timeout SQE of its own: it
+ * then returns the number it submitted (1) instead of 0, which read as "never completed" at once on
+ * 5.8, and its SQE shifts what the next io_uring_submit() returns. There the CQ ring is polled instead
+ * (with a GETEVENTS enter for an IOPOLL ring, whose completions only a poll reaps).
  */
 static KWB_UNUSED int kwb_wait_cqe_ms(struct io_uring *ring, struct io_uring_cqe **cqe, long ms)
 {
 	double deadline = kwb_now_ms() + (double)ms;
 	int ret;
 
+	if (!(ring->features & IORING_FEAT_EXT_ARG)) {
+		for (;;) {
+			ret = io_uring_peek_cqe(ring, cqe);
+			if (ret != -EAGAIN)
+				return ret;
+			if (ring->flags & IORING_SETUP_IOPOLL)
+				io_uring_enter(ring->ring_fd, 0, 0, IORING_ENTER_GETEVENTS, NULL);
+			if (kwb_now_ms() >= deadline)
+				return -ETIME;
+			usleep(200);
+		}
+	}
 	for (;;) {
 		double left = deadline - kwb_now_ms(), t0 = kwb_now_ms();
 		long slice = left > 100 ? 100 : (left > 0 ? (long)left : 0);
