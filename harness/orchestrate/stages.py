@@ -35,12 +35,26 @@ def _load_family(source: str) -> Family:
 def _concern_statuses(family: Family) -> list[dict[str, Any]]:
     catalogue = concerns.load_catalogue()
     titles = {c.id: c.title for c in catalogue}
+    checks = concern_checks(catalogue, _workload_catalogue())
     out = []
     for status in concerns.evaluate_family(catalogue, family):
         d = status.to_dict()
         d["title"] = titles.get(d["concern_id"], "")
+        d["workloads"] = checks.get(d["concern_id"], [])
         out.append(d)
     return out
+
+
+def concern_checks(catalogue: list[concerns.Concern],
+                   workloads: dict[str, WorkloadSpec]) -> dict[str, list[str]]:
+    """Per concern, its checks: the workloads its entry names, then those whose catalogue entry names it.
+    Without them the revision comparison said "no check of it ran" for every concern."""
+    checks = {c.id: list(c.workloads) for c in catalogue}
+    for spec in workloads.values():
+        for cid in spec.concerns:
+            if cid in checks and spec.name not in checks[cid]:
+                checks[cid].append(spec.name)
+    return checks
 
 
 def _choose_source(given: str | None, progress: Callable[[str], None]) -> mailsource.MailChoice:
