@@ -134,39 +134,35 @@ class SshSession:
         chan.close()
         return Result(argv, code, stdout, stderr, duration)
 
-    def answers(self, timeout: float) -> bool:
-        """True when the guest runs ``true`` on a new channel within ``timeout``. Safe beside a running
-        :meth:`exec` (another thread's): it leaves :attr:`last_pidfile` and the command counter alone."""
+    def _bare(self, script: str, timeout: float) -> int | None:
+        """Run ``script`` on a new channel without :meth:`exec`'s pidfile wrapper (so it leaves
+        :attr:`last_pidfile` and the command counter alone); its exit status (-1 when sshd gave none), or
+        None when the guest did not answer within ``timeout``."""
         try:
             chan = self._transport().open_session(timeout=timeout)
-            chan.exec_command("true")
+            chan.exec_command(script)
         except (OSError, EOFError, paramiko.SSHException, InfraError):
-            return False
+            return None
         _, _, state = _pump(chan, time.monotonic() + timeout, _never)
-        ok = state == "done" and chan.exit_status_ready() and chan.exit_status == 0
+        code = (chan.exit_status if chan.exit_status_ready() else -1) if state == "done" else None
         chan.close()
-        return ok
+        return code
+
+    def answers(self, timeout: float) -> bool:
+        """True when the guest runs ``true`` on a new channel within ``timeout``. Safe beside a running
+        :meth:`exec` (another thread's)."""
+        return self._bare("true", timeout) == 0
 
     def kill(self, pidfile: str, timeout: float = KILL_TIMEOUT) -> bool:
         """Kill a timed-out command's session; False when the guest does not answer."""
         # Its whole session: timeout(1) gives the command it runs a process group of its own.
         script = (f"p=$(cat {pidfile} 2>/dev/null) && [ -n \"$p\" ] && "
                   "{ pkill -TERM -s $p; sleep 1; pkill -KILL -s $p; }; true")
-        try:
-            chan = self._transport().open_session(timeout=timeout)
-            chan.exec_command(script)
-        except (OSError, EOFError, paramiko.SSHException, InfraError):
-            return False
-        _, _, state = _pump(chan, time.monotonic() + timeout, _never)
-        chan.close()
-        return state == "done"
+        return self._bare(script, timeout) is not None
 
     def ping(self, timeout: float) -> bool:
         """True when the guest runs a trivial command within ``timeout``."""
-        if not self.connected:
-            return False
-        res = self.exec("true", timeout)
-        return res.ok
+        return self.connected and self.answers(timeout)
 
     def interactive(self, in_fd: int | None = None, out_fd: int | None = None) -> int:
         """An interactive shell on a pty, wired to a terminal (default: this process's stdin/stdout);
